@@ -1,0 +1,601 @@
+//! The HTTP client: configuration, authentication, sending a [`PreparedRequest`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::error::{Error, Result, TransportKind};
+use crate::ids::OrganizationId;
+use crate::models::PageMeta;
+use crate::request::{Method, PreparedRequest};
+use crate::retry::RetryPolicy;
+
+/// Default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default client-side request rate (requests per second, shared by clones).
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 10.0;
+/// Default number of requests in flight at once (shared by clones).
+pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+/// Default page size for streamed list calls.
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+/// Default cap on pages fetched by one stream.
+pub const DEFAULT_MAX_PAGES: u32 = 1000;
+/// How much of an error body is kept.
+const MAX_ERROR_BODY: usize = 2048;
+
+/// Builds a [`Client`]. Start with [`Client::builder`].
+pub struct ClientBuilder {
+    api_key: SecretString,
+    base_url: Option<String>,
+    instance: Option<String>,
+    organization: Option<OrganizationId>,
+    timeout: Duration,
+    retry: RetryPolicy,
+    max_requests_per_second: Option<f64>,
+    max_concurrency: usize,
+    user_agent: String,
+    page_size: u32,
+    max_pages: u32,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("api_key", &"[redacted]")
+            .field("base_url", &self.base_url)
+            .field("instance", &self.instance)
+            .field("organization", &self.organization)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("max_requests_per_second", &self.max_requests_per_second)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// Uses the instance letter shown in the portal (`g` → `https://portalapi.g.threatlocker.com`).
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    /// Uses an explicit base URL (for the beta portal, a proxy, or a local simulator).
+    /// `http://` is accepted only for loopback hosts.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Acts on this organization by default (`managedOrganizationId`).
+    pub fn organization(mut self, org: impl Into<OrganizationId>) -> Self {
+        self.organization = Some(org.into());
+        self
+    }
+
+    /// Per-request timeout (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retry policy for reads.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Client-side request rate, shared by every clone (default 10/s). `0` or less disables it.
+    pub fn max_requests_per_second(mut self, rps: f64) -> Self {
+        self.max_requests_per_second = (rps > 0.0 && rps.is_finite()).then_some(rps);
+        self
+    }
+
+    /// Requests in flight at once, shared by every clone (default 8).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// Page size used by `.stream()` calls (default 500).
+    pub fn page_size(mut self, n: u32) -> Self {
+        self.page_size = n.max(1);
+        self
+    }
+
+    /// Cap on pages one stream fetches (default 1000).
+    pub fn max_pages(mut self, n: u32) -> Self {
+        self.max_pages = n.max(1);
+        self
+    }
+
+    /// Validates the configuration and builds the client.
+    pub fn build(self) -> Result<Client> {
+        let key = self.api_key.expose_secret().trim();
+        let key = key
+            .strip_prefix("Bearer ")
+            .or_else(|| key.strip_prefix("bearer "))
+            .unwrap_or(key)
+            .trim();
+        if key.is_empty() {
+            return Err(Error::Config("the API key is empty".into()));
+        }
+        if key.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(Error::Config(
+                "the API key contains whitespace or control characters".into(),
+            ));
+        }
+        let api_key = SecretString::from(key.to_owned());
+        let base_url = resolve_base_url(self.base_url.as_deref(), self.instance.as_deref())?;
+
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(15)))
+            // Never follow a redirect: it would carry the key to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(self.user_agent.clone())
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                api_key,
+                retry: self.retry,
+                limits: crate::limits::Limits::new(
+                    self.max_requests_per_second,
+                    self.max_concurrency,
+                ),
+                page_size: self.page_size,
+                max_pages: self.max_pages,
+            }),
+            organization: self.organization,
+        })
+    }
+}
+
+fn resolve_base_url(base_url: Option<&str>, instance: Option<&str>) -> Result<Url> {
+    let raw = match (base_url, instance) {
+        (Some(u), _) => u.trim().to_owned(),
+        (None, Some(i)) => {
+            let i = i.trim().to_ascii_lowercase();
+            if i.is_empty() || !i.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(Error::Config(format!(
+                    "instance {i:?} is not an instance name (a letter such as \"g\")"
+                )));
+            }
+            format!("https://portalapi.{i}.threatlocker.com")
+        }
+        (None, None) => {
+            return Err(Error::Config(
+                "set an instance (the letter in the portal's Help menu) or a base URL".into(),
+            ))
+        }
+    };
+    let mut url = Url::parse(&raw)
+        .map_err(|e| Error::Config(format!("base URL {raw:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if !loopback {
+                return Err(Error::Config(format!(
+                    "base URL {raw:?} uses plain http; only https is allowed except on loopback"
+                )));
+            }
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "base URL {raw:?} has scheme {other:?}; use https"
+            )))
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Config(format!(
+            "base URL {raw:?} must not have a query or fragment"
+        )));
+    }
+    // Endpoint paths carry `/portalapi/...`; accept a base that already ends in it.
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    let trimmed = trimmed
+        .strip_suffix("/portalapi")
+        .or_else(|| trimmed.strip_suffix("/portalApi"))
+        .unwrap_or(&trimmed)
+        .to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+/// A ThreatLocker Portal API client. Cheap to clone: clones share the connection pool, the
+/// rate limit and the concurrency limit.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) organization: Option<OrganizationId>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base_url: Url,
+    api_key: SecretString,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) limits: crate::limits::Limits,
+    pub(crate) page_size: u32,
+    pub(crate) max_pages: u32,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("organization", &self.organization)
+            .field("api_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful response before decoding.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RawResponse {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// The `pagination` header (or the separate `totalItems`/`totalPages` headers), parsed.
+    pub page_meta: Option<PageMeta>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Client {
+    /// Starts building a client with the API key (held as a secret; an accidental `Bearer `
+    /// prefix is stripped).
+    pub fn builder(api_key: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            api_key: SecretString::from(api_key.into()),
+            base_url: None,
+            instance: None,
+            organization: None,
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryPolicy::default(),
+            max_requests_per_second: Some(DEFAULT_MAX_REQUESTS_PER_SECOND),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            user_agent: format!("threatlocker-api-rs/{}", env!("CARGO_PKG_VERSION")),
+            page_size: DEFAULT_PAGE_SIZE,
+            max_pages: DEFAULT_MAX_PAGES,
+        }
+    }
+
+    /// A clone that acts on `org` (sends `managedOrganizationId: org`).
+    pub fn with_organization(&self, org: impl Into<OrganizationId>) -> Client {
+        Client {
+            inner: Arc::clone(&self.inner),
+            organization: Some(org.into()),
+        }
+    }
+
+    /// The organization this client acts on, if one was set.
+    pub fn organization(&self) -> Option<&OrganizationId> {
+        self.organization.as_ref()
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// Sends a prepared request once, without retrying.
+    pub(crate) async fn send_once(&self, req: &PreparedRequest) -> Result<RawResponse> {
+        let endpoint = req.endpoint();
+        let url = self.url_for(req)?;
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(self.inner.api_key.expose_secret())
+            .map_err(|_| Error::Config("the API key is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(org) = req.organization.as_ref().or(self.organization.as_ref()) {
+            let v = HeaderValue::from_str(org.as_str()).map_err(|_| {
+                Error::InvalidRequest(format!("organization id {org:?} is not a header value"))
+            })?;
+            headers.insert(HeaderName::from_static("managedorganizationid"), v);
+        }
+        for (k, v) in &req.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| Error::InvalidRequest(format!("bad header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| Error::InvalidRequest(format!("bad value for header {k}")))?;
+            headers.insert(name, value);
+        }
+        let method = match req.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut builder = self.inner.http.request(method, url).headers(headers);
+        if let Some(body) = &req.body {
+            let bytes = serde_json::to_vec(body)
+                .map_err(|e| Error::InvalidRequest(format!("body is not serializable: {e}")))?;
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(bytes);
+        } else if req.method != Method::Get {
+            // Some POST endpoints take no body; send an explicit empty JSON length.
+            builder = builder.header(CONTENT_TYPE, "application/json").body(Vec::new());
+        }
+
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(&endpoint, e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let page_meta = page_meta_from_headers(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&endpoint, e))?
+            .to_vec();
+
+        if (200..300).contains(&status) {
+            return Ok(RawResponse {
+                status,
+                page_meta,
+                body,
+            });
+        }
+        Err(self.status_error(&endpoint, status, retry_after, &body))
+    }
+
+    fn url_for(&self, req: &PreparedRequest) -> Result<Url> {
+        let mut url = self.inner.base_url.clone();
+        let path = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            req.path.trim_start_matches('/')
+        );
+        url.set_path(&path);
+        if !req.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        Ok(url)
+    }
+
+    /// Turns an error status into an [`Error`], scrubbing the key from the kept body.
+    pub(crate) fn status_error(
+        &self,
+        endpoint: &str,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> Error {
+        let text = self.scrub(&String::from_utf8_lossy(body));
+        if status == 440 || (status == 403 && text.to_ascii_uppercase().contains("TOKEN_REVOKED")) {
+            return Error::WrongInstanceOrRevokedKey { status };
+        }
+        if status == 429 {
+            return Error::RateLimited { retry_after };
+        }
+        let (message, logger_id) = parse_error_body(&text);
+        let hint = hint_for(status, message.as_deref());
+        Error::Api {
+            status,
+            endpoint: endpoint.to_owned(),
+            message,
+            logger_id,
+            body: truncate(&text, MAX_ERROR_BODY),
+            hint,
+        }
+    }
+
+    /// Removes the API key from text that is about to be stored or logged.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let key = self.inner.api_key.expose_secret();
+        if key.len() >= 4 && text.contains(key) {
+            text.replace(key, "[redacted]")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+fn transport_error(endpoint: &str, e: reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    };
+    // reqwest errors carry the URL, never headers, so the key cannot leak through them.
+    Error::Transport {
+        kind,
+        endpoint: endpoint.to_owned(),
+        source: Box::new(e.without_url()),
+    }
+}
+
+/// Parses `Retry-After`: delta seconds or an HTTP date.
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+fn page_meta_from_headers(h: &HeaderMap) -> Option<PageMeta> {
+    if let Some(meta) = h
+        .get("pagination")
+        .and_then(|v| v.to_str().ok())
+        .and_then(PageMeta::from_header)
+    {
+        return Some(meta);
+    }
+    let num = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<i64>().ok())
+    };
+    let (total_items, total_pages) = (num("totalItems"), num("totalPages"));
+    if total_items.is_none() && total_pages.is_none() {
+        return None;
+    }
+    let mut meta = PageMeta::default();
+    meta.total_items = total_items;
+    meta.total_pages = total_pages;
+    meta.first_item = num("firstItem");
+    meta.last_item = num("lastItem");
+    Some(meta)
+}
+
+fn parse_error_body(text: &str) -> (Option<String>, Option<String>) {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
+        let t = text.trim();
+        return ((!t.is_empty() && t.len() <= 300).then(|| t.to_owned()), None);
+    };
+    let get = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .and_then(|(_, v)| match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+        })
+    };
+    let mut message = get(&["message", "title"]);
+    if let Some(serde_json::Value::Object(errors)) = map.get("errors") {
+        let details: Vec<String> = errors
+            .iter()
+            .map(|(field, msgs)| format!("{field}: {msgs}"))
+            .collect();
+        if !details.is_empty() {
+            message = Some(format!(
+                "{}{}",
+                message.map(|m| format!("{m}; ")).unwrap_or_default(),
+                details.join("; ")
+            ));
+        }
+    }
+    (message, get(&["loggerId"]))
+}
+
+/// The likely cause of an error, where the reference documents a misleading one.
+fn hint_for(status: u16, message: Option<&str>) -> Option<&'static str> {
+    let m = message.unwrap_or("").to_ascii_lowercase();
+    match status {
+        401 if m.contains("missing the") && m.contains("permission") => Some(
+            "a built-in application must be permitted for the entire organization; also check the body shape and the API user's role",
+        ),
+        401 => Some("the key is invalid or expired, or the API user lacks the role for this call"),
+        403 => Some("the API user's role or organization access does not allow this call"),
+        417 if m.contains("date range") => Some("send both startDate and endDate"),
+        417 if m.contains("missing parameters") => {
+            Some("file history needs fullPath plus a hostname or computer id")
+        }
+        417 if m.contains("known os type") => {
+            Some("for computer scope leave every policyLevel flag false")
+        }
+        417 if m.contains("name for a new application") => {
+            Some("set newApplicationName when using a new application")
+        }
+        400 if m.contains("already actioned") => Some("someone already actioned this request"),
+        400 if m.contains("unable to retrieve application policy") => {
+            Some("send the policy's owning organization as managedOrganizationId")
+        }
+        _ => None,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_rules() {
+        assert_eq!(
+            resolve_base_url(None, Some("G")).unwrap().as_str(),
+            "https://portalapi.g.threatlocker.com/"
+        );
+        assert!(resolve_base_url(Some("http://portalapi.g.threatlocker.com"), None).is_err());
+        assert!(resolve_base_url(Some("http://127.0.0.1:8080"), None).is_ok());
+        assert!(resolve_base_url(Some("http://localhost:8080"), None).is_ok());
+        assert!(resolve_base_url(Some("http://[::1]:8080"), None).is_ok());
+        assert!(resolve_base_url(Some("ftp://x"), None).is_err());
+        assert!(resolve_base_url(None, None).is_err());
+        assert_eq!(
+            resolve_base_url(Some("https://x.example/portalapi/"), None)
+                .unwrap()
+                .path(),
+            "/"
+        );
+    }
+
+    #[test]
+    fn error_bodies_in_either_casing() {
+        let (m, l) =
+            parse_error_body(r#"{"LoggerId":"0HMV","StatusCode":417,"Message":"Invalid Date Range"}"#);
+        assert_eq!(m.as_deref(), Some("Invalid Date Range"));
+        assert_eq!(l.as_deref(), Some("0HMV"));
+        let (m, _) = parse_error_body(r#"{"message":"lower"}"#);
+        assert_eq!(m.as_deref(), Some("lower"));
+    }
+
+    #[test]
+    fn builder_strips_bearer_and_hides_key() {
+        let c = Client::builder("Bearer abcdef0123456789")
+            .base_url("http://127.0.0.1:1")
+            .build()
+            .unwrap();
+        assert_eq!(c.inner.api_key.expose_secret(), "abcdef0123456789");
+        assert!(!format!("{c:?}").contains("abcdef0123456789"));
+        assert_eq!(c.scrub("key=abcdef0123456789"), "key=[redacted]");
+    }
+}
+
+impl Client {
+    /// Sends a prepared request, waiting for the client's rate and concurrency limits, and
+    /// retrying reads per the retry policy. Writes are sent once.
+    pub async fn execute(&self, req: &PreparedRequest) -> Result<RawResponse> {
+        let _permit = self.inner.limits.acquire().await;
+        self.send_once(req).await
+    }
+}

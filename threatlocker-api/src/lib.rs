@@ -1,0 +1,42 @@
+//! # threatlocker-api
+//!
+//! A typed async client for the ThreatLocker Portal API, written against the API as it really
+//! behaves (required headers, bare-array bodies, empty/`null` results, base64 request reasons,
+//! zone-less timestamps) rather than against its incomplete Swagger.
+//!
+//! What it is for: reading the action log, approval requests, computers, organizations,
+//! applications, policies, the system audit and maintenance windows, and acting on approval
+//! requests and policies, from Rust tools of an MSP. What it is not: a policy engine (see the
+//! `policy-engine` crate) or a PSA connector.
+//!
+//! Shape: [`Client`] holds configuration and shared limits; each resource has a small handle
+//! (`client.audit()`, `client.approvals()`, ...) whose calls build a [`PreparedRequest`] with a
+//! pure function and send it. Calls with optional parameters return a builder ending in
+//! `.send()` (one page) or `.stream()` (every page).
+//!
+//! Without the default `client` feature the crate is only the models, typed IDs, code tables,
+//! timestamp parsing and the pagination header type, with no HTTP or async runtime dependency.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod codes;
+pub mod de;
+pub mod error;
+pub mod ids;
+pub mod models;
+pub mod request;
+pub mod retry;
+pub mod time;
+
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "client")]
+mod limits;
+
+#[cfg(feature = "client")]
+pub use client::{Client, ClientBuilder, RawResponse};
+pub use codes::*;
+pub use error::{Error, Result, TransportKind};
+pub use ids::*;
+pub use models::*;
+pub use request::{Method, PreparedRequest, Safety};
+pub use retry::RetryPolicy;
