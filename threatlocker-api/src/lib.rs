@@ -30,10 +30,19 @@ pub mod time;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
+mod decode;
+#[cfg(feature = "client")]
+mod handles;
+#[cfg(feature = "client")]
 mod limits;
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, RawResponse};
+#[cfg(feature = "client")]
+pub use handles::{
+    Applications, Approvals, Audit, Computers, Maintenance, Organizations, Policies, SystemAudit,
+    Tags,
+};
 pub use codes::*;
 pub use error::{Error, Result, TransportKind};
 pub use ids::*;

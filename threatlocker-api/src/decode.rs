@@ -1,0 +1,130 @@
+//! Decoding response bodies, tolerant of the shapes the API really sends.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Decodes a list body: a bare array, an envelope (`data`, `items`, `pageItems`, `results`),
+/// an empty body or `null` (both read as no rows). A malformed row is an error naming its path.
+pub(crate) fn decode_list<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<Vec<T>> {
+    let trimmed = trim_ascii(body);
+    if trimmed.is_empty() || trimmed == b"null" {
+        return Ok(Vec::new());
+    }
+    if trimmed.first() == Some(&b'{') {
+        // An envelope: find the array inside, keep the path honest.
+        let value: serde_json::Value = decode_value(endpoint, trimmed)?;
+        for key in ["data", "items", "pageItems", "results", "list"] {
+            if let Some(inner) = value.get(key) {
+                if inner.is_null() {
+                    return Ok(Vec::new());
+                }
+                let bytes = serde_json::to_vec(inner).map_err(|e| Error::Decode {
+                    endpoint: endpoint.to_owned(),
+                    path: key.to_owned(),
+                    message: e.to_string(),
+                })?;
+                return decode_at(endpoint, &bytes).map_err(|e| prefix_path(e, key));
+            }
+        }
+        return Err(Error::Decode {
+            endpoint: endpoint.to_owned(),
+            path: ".".into(),
+            message: "expected a JSON array of rows, got an object without a list field".into(),
+        });
+    }
+    decode_at(endpoint, trimmed)
+}
+
+/// Decodes a single-object body. An empty body or `null` is `None`.
+pub(crate) fn decode_optional<T: DeserializeOwned>(
+    endpoint: &str,
+    body: &[u8],
+) -> Result<Option<T>> {
+    let trimmed = trim_ascii(body);
+    if trimmed.is_empty() || trimmed == b"null" {
+        return Ok(None);
+    }
+    decode_at(endpoint, trimmed).map(Some)
+}
+
+/// Decodes a single-object body that must be present.
+pub(crate) fn decode_one<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
+    decode_optional(endpoint, body)?.ok_or_else(|| Error::Decode {
+        endpoint: endpoint.to_owned(),
+        path: ".".into(),
+        message: "the response body was empty".into(),
+    })
+}
+
+/// Decodes any JSON value (for endpoints kept as raw JSON).
+pub(crate) fn decode_value(endpoint: &str, body: &[u8]) -> Result<serde_json::Value> {
+    decode_at(endpoint, body)
+}
+
+fn decode_at<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::Decode {
+            endpoint: endpoint.to_owned(),
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn prefix_path(e: Error, key: &str) -> Error {
+    match e {
+        Error::Decode {
+            endpoint,
+            path,
+            message,
+        } => Error::Decode {
+            endpoint,
+            path: if path == "." {
+                key.to_owned()
+            } else {
+                format!("{key}{}{path}", if path.starts_with('[') { "" } else { "." })
+            },
+            message,
+        },
+        other => other,
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ActionLogRow;
+
+    #[test]
+    fn empty_shapes_are_no_rows() {
+        for body in [&b""[..], b"null", b"  ", b"[]", b"{\"data\":null}"] {
+            let rows: Vec<ActionLogRow> = decode_list("GET x", body).unwrap();
+            assert!(rows.is_empty());
+        }
+    }
+
+    #[test]
+    fn decode_error_names_the_json_path() {
+        let err = decode_list::<ActionLogRow>("POST x", br#"[{}, {"dateTime": "garbage"}]"#)
+            .unwrap_err();
+        match err {
+            Error::Decode { path, .. } => assert_eq!(path, "[1].dateTime"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = decode_list::<ActionLogRow>("POST x", br#"{"data":[{"actionId":"x"}]}"#)
+            .unwrap_err();
+        match err {
+            Error::Decode { path, .. } => assert_eq!(path, "data[0].actionId"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
