@@ -435,6 +435,12 @@ fn parse_conditions(s: &str) -> Result<Vec<Clause>, String> {
             let mut end = None;
             while let Some((i, c)) = chars.next() {
                 match c {
+                    // `[[]` is the grammar's escape for a literal `[`.
+                    '[' if r[i..].starts_with("[[]") => {
+                        val.push('[');
+                        chars.next();
+                        chars.next();
+                    }
                     '\\' => {
                         if let Some((_, n)) = chars.next() {
                             val.push(n);
@@ -486,9 +492,9 @@ mod tests {
 
     #[test]
     fn parses_the_dedupe_condition() {
-        let c = parse_conditions(r#"externalXRef="tl:block:a\"b" and closedFlag=false"#).unwrap();
+        let c = parse_conditions(r#"externalXRef="tl:block:a\"b[[]1]" and closedFlag=false"#).unwrap();
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].value, Literal::Str("tl:block:a\"b".into()));
+        assert_eq!(c[0].value, Literal::Str("tl:block:a\"b[1]".into()));
         assert_eq!(c[1].value, Literal::Bool(false));
         assert!(parse_conditions("bogus = 1").is_err());
         assert!(parse_conditions(r#"externalXRef = "x" or closedFlag = true"#).is_err());
