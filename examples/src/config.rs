@@ -155,6 +155,8 @@ struct RawConfig {
     #[serde(default)]
     org_variables: toml::Table,
     #[serde(default)]
+    org_overrides: Option<toml::Table>,
+    #[serde(default)]
     rules: Option<toml::Table>,
     #[serde(default)]
     companies: BTreeMap<String, String>,
@@ -208,6 +210,7 @@ pub struct Config {
     threatlocker: ThreatLockerConfig,
     workflow: WorkflowConfig,
     org_variables: toml::Table,
+    org_overrides: Option<toml::Table>,
     rules: Option<toml::Table>,
     companies: CompanyMap,
     psa: PsaConfig,
@@ -691,6 +694,7 @@ impl Config {
             threatlocker,
             workflow,
             org_variables: raw.org_variables,
+            org_overrides: raw.org_overrides,
             rules: raw.rules,
             companies,
             psa,
@@ -801,18 +805,27 @@ impl Config {
         })
     }
 
-    /// Converts `[org_variables]` plus `[rules]` into any deserializable engine configuration,
-    /// with errors naming the key (`org_variables.threatlocker_block_alert_threshold`).
+    /// `[org_overrides]` as written, if present (per-organization overrides).
+    pub fn org_overrides(&self) -> Option<&toml::Table> {
+        self.org_overrides.as_ref()
+    }
+
+    /// The policy engine's configuration: `[org_variables]`, `[org_overrides]` and `[rules]`
+    /// deserialized together into `T` (the engine's `EngineConfig`), with errors naming the key
+    /// (`org_variables.threatlocker_block_alert_threshold`, `rules.lolbins`).
     pub fn engine_section<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        let mut table = self.org_variables.clone();
+        let mut table = toml::Table::new();
+        table.insert(
+            "org_variables".to_owned(),
+            toml::Value::Table(self.org_variables.clone()),
+        );
+        if let Some(o) = &self.org_overrides {
+            table.insert("org_overrides".to_owned(), toml::Value::Table(o.clone()));
+        }
         if let Some(rules) = &self.rules {
             table.insert("rules".to_owned(), toml::Value::Table(rules.clone()));
         }
-        from_table(table, "org_variables", |path| {
-            // Keys under `rules` live in their own section in the file.
-            path.strip_prefix("org_variables.rules")
-                .map(|rest| format!("rules{rest}"))
-        })
+        from_table(table, "")
     }
 }
 
@@ -868,14 +881,14 @@ fn parse_psa(mut table: toml::Table) -> Result<PsaConfig, ConfigError> {
             PsaConfig::None
         }
         "connectwise" => {
-            let c: ConnectWiseConfig = from_table(table, "psa", |_| None)?;
+            let c: ConnectWiseConfig = from_table(table, "psa")?;
             check_env_name("psa.private_key_env", &c.private_key_env)?;
             check_env_name("psa.client_id_env", &c.client_id_env)?;
             check_url("psa.base_url", &c.base_url)?;
             PsaConfig::ConnectWise(c)
         }
         "autotask" => {
-            let c: AutotaskConfig = from_table(table, "psa", |_| None)?;
+            let c: AutotaskConfig = from_table(table, "psa")?;
             check_env_name("psa.secret_env", &c.secret_env)?;
             check_env_name("psa.integration_code_env", &c.integration_code_env)?;
             if let Some(u) = &c.base_url {
@@ -884,7 +897,7 @@ fn parse_psa(mut table: toml::Table) -> Result<PsaConfig, ConfigError> {
             PsaConfig::Autotask(c)
         }
         "halo" => {
-            let c: HaloConfig = from_table(table, "psa", |_| None)?;
+            let c: HaloConfig = from_table(table, "psa")?;
             check_env_name("psa.client_secret_env", &c.client_secret_env)?;
             check_url("psa.base_url", &c.base_url)?;
             if let Some(u) = &c.auth_url {
@@ -962,19 +975,14 @@ fn toml_error(text: &str, key: Option<String>, e: &toml::de::Error) -> ConfigErr
 }
 
 /// Deserializes a sub-table with errors naming `prefix.key`.
-fn from_table<T: DeserializeOwned>(
-    table: toml::Table,
-    prefix: &str,
-    rename: impl Fn(&str) -> Option<String>,
-) -> Result<T, ConfigError> {
+fn from_table<T: DeserializeOwned>(table: toml::Table, prefix: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
-        let full = if path == "." {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}.{path}")
+        let full = match (prefix.is_empty(), path == ".") {
+            (_, true) => prefix.to_owned(),
+            (true, false) => path,
+            (false, false) => format!("{prefix}.{path}"),
         };
-        let full = rename(&full).unwrap_or(full);
         let inner = e.into_inner();
         let full = refine_key(Some(full.clone()), inner.message()).unwrap_or(full);
         ConfigError::Parse {
@@ -1136,9 +1144,15 @@ mod tests {
         #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
         struct Engine {
-            threatlocker_block_alert_threshold: u32,
+            org_variables: Vars,
             #[serde(default)]
             rules: Option<Rules>,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Vars {
+            threatlocker_block_alert_threshold: u32,
         }
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]

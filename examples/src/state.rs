@@ -350,6 +350,42 @@ impl StateStore {
         Self::init(conn, name, true)
     }
 
+    /// Opens an existing database without writing to it (dry runs): the file is opened
+    /// read-only and not migrated. A missing file, or one with another schema version, gives
+    /// an empty in-memory store instead, so a dry run still works before the first real run.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        if !path.exists() {
+            return Self::open_in_memory();
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StateError::Sqlite {
+            path: name.clone(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|source| StateError::Sqlite {
+                path: name.clone(),
+                source,
+            })?;
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|source| StateError::Sqlite {
+                path: name.clone(),
+                source,
+            })?;
+        if version != SCHEMA_VERSION {
+            return Self::open_in_memory();
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: name,
+        })
+    }
+
     /// An in-memory store (tests, dry runs that must leave no file).
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|source| StateError::Sqlite {
@@ -672,6 +708,15 @@ impl StateStore {
         self.query_intents("WHERE state != 'done' ORDER BY created_at, key", params![])
     }
 
+    /// Intents not done that run `run_id` touched (a window is processed only when this is
+    /// empty).
+    pub fn unfinished_intents_for_run(&self, run_id: i64) -> Result<Vec<IntentRecord>> {
+        self.query_intents(
+            "WHERE state != 'done' AND run_id = ?1 ORDER BY created_at, key",
+            params![run_id],
+        )
+    }
+
     fn query_intents(
         &self,
         clause: &str,
@@ -953,6 +998,28 @@ mod tests {
         let e = StateStore::open(&path).unwrap_err();
         assert!(matches!(e, StateError::TooNew { found: 99, .. }), "{e}");
         cleanup(&path);
+    }
+
+    #[test]
+    fn read_only_open_sees_state_and_refuses_writes() {
+        let (s, path) = temp_store();
+        s.begin_intent(IntentKind::Ticket, "t", &json!(1), None)
+            .unwrap();
+        s.complete_intent("t", Some("42")).unwrap();
+        let ro = StateStore::open_read_only(&path).unwrap();
+        assert_eq!(
+            ro.intent("t").unwrap().unwrap().result.as_deref(),
+            Some("42")
+        );
+        assert!(ro
+            .begin_intent(IntentKind::Ticket, "u", &json!(1), None)
+            .is_err());
+        drop((s, ro));
+        cleanup(&path);
+        let missing = scratch_path("never-created");
+        let ro = StateStore::open_read_only(&missing).unwrap();
+        assert!(ro.intent("t").unwrap().is_none());
+        assert!(!missing.exists());
     }
 
     #[test]
