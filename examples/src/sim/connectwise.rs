@@ -492,7 +492,8 @@ mod tests {
 
     #[test]
     fn parses_the_dedupe_condition() {
-        let c = parse_conditions(r#"externalXRef="tl:block:a\"b[[]1]" and closedFlag=false"#).unwrap();
+        let c =
+            parse_conditions(r#"externalXRef="tl:block:a\"b[[]1]" and closedFlag=false"#).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].value, Literal::Str("tl:block:a\"b[1]".into()));
         assert_eq!(c[1].value, Literal::Bool(false));
