@@ -38,13 +38,13 @@ mod limits;
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, RawResponse};
-pub use codes::*;
-pub use error::{Error, Result, TransportKind};
 #[cfg(feature = "client")]
 pub use handles::{
     Applications, Approvals, Audit, Computers, Maintenance, Organizations, Policies, SystemAudit,
     Tags,
 };
+pub use codes::*;
+pub use error::{Error, Result, TransportKind};
 pub use ids::*;
 pub use models::*;
 pub use request::{Method, PreparedRequest, Safety};
