@@ -81,7 +81,7 @@ impl SimConfig {
             seed: 0x7407_10c4,
             organizations: 4,
             events: 600,
-            computers_per_org: 5,
+            computers_per_org: 6,
             approvals_per_org: 0,
             story: true,
             suspicious_per_10k: 0,
@@ -678,7 +678,7 @@ impl Dataset {
             None,
         );
         // Northwind Traders: an unknown binary blocked on four different computers.
-        for (c, m) in [(0, 60), (1, 50), (2, 40), (4, 30)] {
+        for (c, m) in [(0, 60), (1, 50), (2, 40), (5, 30)] {
             push(
                 self,
                 3,
@@ -859,7 +859,7 @@ impl Dataset {
                 EventKind::AuditOnly
             } else {
                 EventKind::Block {
-                    option_to_request: pick % 2 == 0,
+                    option_to_request: pick.is_multiple_of(2),
                 }
             };
             (
@@ -879,7 +879,11 @@ impl Dataset {
             )
         } else {
             let a = common[pick % common.len()];
-            let at = if pick % 11 == 0 { "network" } else { "execute" };
+            let at = if pick.is_multiple_of(11) {
+                "network"
+            } else {
+                "execute"
+            };
             (
                 a,
                 EventKind::Permit,

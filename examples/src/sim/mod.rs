@@ -234,6 +234,20 @@ mod tests {
         body["hasOriginApprovalCenter"] = json!(true);
         body["matchingApplications"]["useMatchingApplication"] = json!(true);
         body["matchingApplications"]["matchingApplication"] = m["matchingApplications"][0].clone();
+        // No userInstance → opaque 500.
+        assert_eq!(
+            post(
+                &http,
+                &sim,
+                "ApprovalRequest/ApprovalRequestPermitApplication",
+                &body,
+                false
+            )
+            .await
+            .status(),
+            500
+        );
+        body["userInstance"] = json!("g");
         // Stripped null → opaque 500.
         let mut stripped = body.clone();
         stripped
@@ -330,6 +344,7 @@ mod tests {
             json!("master")
         );
         let mut body = dto;
+        body["userInstance"] = json!("g");
         body["isFromApproval"] = json!(true);
         body["hasOriginApprovalCenter"] = json!(true);
         body["matchingApplications"]["useMatchingApplication"] = json!(true);

@@ -100,7 +100,6 @@ struct Mutable {
 struct Portal {
     ds: Arc<Dataset>,
     key: String,
-    base: String,
     state: Mutex<Mutable>,
 }
 
@@ -146,7 +145,6 @@ impl PortalSim {
         let portal = Arc::new(Portal {
             ds: Arc::new(ds),
             key: api_key.to_owned(),
-            base: server.uri(),
             state: Mutex::new(Mutable {
                 status,
                 ..Mutable::default()
@@ -178,6 +176,11 @@ impl PortalSim {
     /// Injects a fault.
     pub fn inject(&self, fault: Fault) {
         self.portal.lock().faults.push(fault);
+    }
+
+    /// Removes every injected fault that has not fired yet.
+    pub fn clear_faults(&self) {
+        self.portal.lock().faults.clear();
     }
 
     /// Permits accepted so far.
@@ -266,7 +269,7 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn query<'a>(req: &'a Request, name: &str) -> Option<String> {
+fn query(req: &Request, name: &str) -> Option<String> {
     req.url
         .query_pairs()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -370,7 +373,7 @@ impl Portal {
             ("GET", "approvalrequest/approvalrequestgetbyid") => {
                 match self.find_approval(query(req, "approvalRequestId"), scope) {
                     Ok(a) => ResponseTemplate::new(200).set_body_json(self.approval_row(a)),
-                    Err(t) => t,
+                    Err(t) => *t,
                 }
             }
             ("POST", "approvalrequest/approvalrequestupdatefortakeownership") => {
@@ -383,13 +386,13 @@ impl Portal {
                         self.lock().owned.insert(a.id.clone());
                         ResponseTemplate::new(200)
                     }
-                    Err(t) => t,
+                    Err(t) => *t,
                 }
             }
             ("GET", "approvalrequest/approvalrequestgetpermitapplicationbyid") => {
                 match self.find_approval(query(req, "approvalRequestId"), scope) {
                     Ok(a) => ResponseTemplate::new(200).set_body_json(self.permit_dto(a)),
-                    Err(t) => t,
+                    Err(t) => *t,
                 }
             }
             ("POST", "approvalrequest/approvalrequestpermitapplication") => {
@@ -624,17 +627,17 @@ impl Portal {
         &self,
         id: Option<String>,
         scope: Scope,
-    ) -> Result<&SimApproval, ResponseTemplate> {
+    ) -> Result<&SimApproval, Box<ResponseTemplate>> {
         let id = id.unwrap_or_default();
         let a = self
             .ds
             .approvals
             .iter()
             .find(|a| a.id.eq_ignore_ascii_case(id.trim()))
-            .ok_or_else(|| error(400, "Approval request not found"))?;
+            .ok_or_else(|| Box::new(error(400, "Approval request not found")))?;
         if let Scope::Org(i) = scope {
             if i != a.org {
-                return Err(error(400, "Approval request not found"));
+                return Err(Box::new(error(400, "Approval request not found")));
             }
         }
         Ok(a)
@@ -687,7 +690,9 @@ impl Portal {
             "json": self.action_json(a),
             "approvedBy": by,
             "osType": 1,
-            "portalApiUrl": format!("{}/portalapi", self.base),
+            // The tenant this simulator stands in for is on instance "g"; clients parse the
+            // instance letter from this URL for the permit's `userInstance`.
+            "portalApiUrl": "https://portalapi.g.threatlocker.com/portalapi",
             "applicationId": null,
         })
     }
@@ -787,7 +792,7 @@ impl Portal {
             .map(str::to_owned);
         let a = match self.find_approval(id, scope) {
             Ok(a) => a,
-            Err(t) => return t,
+            Err(t) => return *t,
         };
         if let Some((status, by)) = self.lock().status.get(&a.id).cloned() {
             if status != 1 {
@@ -817,6 +822,13 @@ impl Portal {
             if body.get(key).is_none() {
                 return opaque();
             }
+        }
+        if body
+            .get("userInstance")
+            .and_then(Value::as_str)
+            .is_none_or(|i| i.trim().is_empty())
+        {
+            return opaque();
         }
         if body.get("isFromApproval") != Some(&Value::Bool(true))
             || body.get("hasOriginApprovalCenter") != Some(&Value::Bool(true))
@@ -901,7 +913,7 @@ impl Portal {
                 .map(str::to_owned);
             match self.find_approval(id, scope) {
                 Ok(a) => ids.push(a.id.clone()),
-                Err(t) => return t,
+                Err(t) => return *t,
             }
         }
         let mut s = self.lock();
