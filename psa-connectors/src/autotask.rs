@@ -1,0 +1,1 @@
+//! autotask backend (in progress).

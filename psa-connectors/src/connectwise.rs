@@ -1,0 +1,1 @@
+//! connectwise backend (in progress).

@@ -1,0 +1,1 @@
+//! halo backend (in progress).

@@ -1,0 +1,219 @@
+//! Shared HTTP plumbing for the web-API backends: one request path with classification of
+//! responses into [`Error`] variants, bounded retry for reads, and JSON decoding that names the
+//! failing path.
+
+use std::time::Duration;
+
+use reqwest::{header::HeaderMap, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::escape;
+use crate::retry::{parse_retry_after, RetryDecision, RetryPolicy, Safety};
+use crate::{Error, Result};
+
+/// A successful response.
+pub(crate) struct Reply {
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub client: reqwest::Client,
+    pub backend: &'static str,
+    pub retry: RetryPolicy,
+}
+
+impl Http {
+    pub fn new(backend: &'static str, timeout: Duration, retry: RetryPolicy) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("psa-connectors/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Tls {
+                message: format!("cannot build HTTP client: {}", e.without_url()),
+            })?;
+        Ok(Http {
+            client,
+            backend,
+            retry,
+        })
+    }
+
+    /// Sends the request built by `build`, retrying per the policy.
+    pub async fn send(
+        &self,
+        safety: Safety,
+        build: &(dyn Fn() -> RequestBuilder + Send + Sync),
+    ) -> Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            let err = match self.send_once(build()).await {
+                Ok(reply) => return Ok(reply),
+                Err(err) => err,
+            };
+            match self.retry.decide(attempt, &err, safety, fastrand::f64()) {
+                RetryDecision::RetryAfter(wait) => {
+                    tracing::debug!(backend = self.backend, attempt, ?wait, error = %err, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                RetryDecision::GiveUp => return Err(err),
+            }
+        }
+    }
+
+    /// Sends and decodes a JSON body.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        safety: Safety,
+        build: &(dyn Fn() -> RequestBuilder + Send + Sync),
+    ) -> Result<T> {
+        let reply = self.send(safety, build).await?;
+        decode(self.backend, &reply.body)
+    }
+
+    async fn send_once(&self, request: RequestBuilder) -> Result<Reply> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport(self.backend, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport(self.backend, e))?
+            .to_vec();
+        if status.is_success() {
+            return Ok(Reply { body });
+        }
+        Err(classify(self.backend, status, &headers, &body))
+    }
+}
+
+/// Maps a reqwest error to [`Error::Transport`], removing the URL (webhook URLs are secrets).
+pub(crate) fn transport(backend: &'static str, e: reqwest::Error) -> Error {
+    let connect = e.is_connect();
+    Error::Transport {
+        backend,
+        connect,
+        source: Box::new(e.without_url()),
+    }
+}
+
+/// Maps a non-success response to an error.
+pub(crate) fn classify(
+    backend: &'static str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Error {
+    let message = error_message(body);
+    match status.as_u16() {
+        429 => Error::RateLimited {
+            backend,
+            retry_after: headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, chrono::Utc::now())),
+        },
+        s @ (401 | 403) => Error::Auth {
+            backend,
+            status: s,
+            message,
+        },
+        s => Error::Api {
+            backend,
+            status: s,
+            message,
+        },
+    }
+}
+
+/// A short single-line message from an error body: `message`, `error_description`, `error`
+/// or the first of `errors` when the body is JSON, else the text itself.
+pub(crate) fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let from_json = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let pick = |v: &serde_json::Value| -> Option<String> {
+                match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Object(o) => o
+                        .get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned),
+                    _ => None,
+                }
+            };
+            ["message", "error_description", "error", "Message"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
+                .or_else(|| {
+                    v.get("errors")
+                        .and_then(|e| e.as_array())
+                        .and_then(|a| a.first())
+                        .and_then(pick)
+                })
+        });
+    let msg = from_json.unwrap_or_else(|| text.into_owned());
+    escape::ellipsize(&escape::single_line(msg.trim()), 300).into_owned()
+}
+
+/// Decodes JSON, naming the failing path.
+pub(crate) fn decode<T: DeserializeOwned>(backend: &'static str, body: &[u8]) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| Error::Decode {
+        backend,
+        path: e.path().to_string(),
+        message: escape::ellipsize(&e.inner().to_string(), 200).into_owned(),
+    })
+}
+
+/// Parses a base URL: `https` required unless the host is loopback; a trailing `/` is added so
+/// relative joins append.
+pub(crate) fn base_url(key: &str, raw: &str) -> Result<url::Url> {
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("https://{raw}")
+    };
+    let mut url = url::Url::parse(&with_scheme)
+        .map_err(|e| Error::config(key, format!("not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(Error::config(
+                key,
+                "plain http is allowed only for loopback hosts; use https",
+            ))
+        }
+        other => return Err(Error::config(key, format!("unsupported scheme `{other}`"))),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::config(key, "must not contain a query or fragment"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Joins a relative path onto a base URL ending in `/`.
+pub(crate) fn join(base: &url::Url, path: &str) -> Result<url::Url> {
+    base.join(path)
+        .map_err(|e| Error::config("base_url", format!("cannot join `{path}`: {e}")))
+}

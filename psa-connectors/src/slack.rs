@@ -1,0 +1,1 @@
+//! slack backend (in progress).

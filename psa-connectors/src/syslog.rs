@@ -1,0 +1,1 @@
+//! syslog backend (in progress).
