@@ -217,3 +217,99 @@ pub(crate) fn join(base: &url::Url, path: &str) -> Result<url::Url> {
     base.join(path)
         .map_err(|e| Error::config("base_url", format!("cannot join `{path}`: {e}")))
 }
+
+/// True when a write failed in a way that leaves its outcome unknown (the request may have been
+/// processed): a transport failure after connecting, or a 5xx / 408.
+pub(crate) fn outcome_unknown(e: &Error) -> bool {
+    match e {
+        Error::Transport { connect, .. } => !connect,
+        Error::Api { status, .. } => matches!(status, 408 | 500 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+/// Creates a ticket without ever duplicating it: when a create's outcome is unknown, the PSA is
+/// searched for the external reference before the create is repeated (bounded by the policy).
+pub(crate) async fn create_reconciled<S: crate::TicketSink + ?Sized, Fut>(
+    sink: &S,
+    retry: &RetryPolicy,
+    external_ref: &str,
+    post: impl Fn() -> Fut,
+) -> Result<crate::TicketRef>
+where
+    Fut: std::future::Future<Output = Result<crate::TicketRef>>,
+{
+    let mut attempt = 0;
+    loop {
+        let err = match post().await {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
+        if !outcome_unknown(&err) {
+            return Err(err);
+        }
+        // Searching first makes the repeat safe, so the idempotent schedule applies.
+        match retry.decide(attempt, &err, Safety::Idempotent, fastrand::f64()) {
+            RetryDecision::GiveUp => return Err(err),
+            RetryDecision::RetryAfter(wait) => {
+                tracing::warn!(backend = sink.name(), error = %err, "create outcome unknown; searching before retrying");
+                tokio::time::sleep(wait).await;
+                if let Some(found) = sink.find_open(external_ref).await? {
+                    return Ok(found);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Validates an external reference against a PSA field limit (never truncated: a truncated key
+/// could collide with another).
+pub(crate) fn check_external_ref(external_ref: &str, max_chars: usize) -> Result<()> {
+    if external_ref.trim().is_empty() {
+        return Err(Error::InvalidInput {
+            field: "ticket.external_ref",
+            message: "must not be empty".to_owned(),
+        });
+    }
+    if external_ref.chars().count() > max_chars {
+        return Err(Error::InvalidInput {
+            field: "ticket.external_ref",
+            message: format!("longer than the target field's {max_chars} characters"),
+        });
+    }
+    if external_ref.chars().any(char::is_control) {
+        return Err(Error::InvalidInput {
+            field: "ticket.external_ref",
+            message: "must not contain control characters".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Parses a PSA ticket id (numeric), so it can be placed in a URL path safely.
+pub(crate) fn numeric_id(ticket: &crate::TicketRef) -> Result<i64> {
+    ticket
+        .id
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| Error::InvalidInput {
+            field: "ticket.id",
+            message: "must be a numeric ticket id".to_owned(),
+        })
+}
+
+/// Serializes a JSON request body (reqwest's `json` feature is not enabled to keep the
+/// dependency lean).
+pub(crate) fn json_body(
+    request: RequestBuilder,
+    body: &impl serde::Serialize,
+) -> RequestBuilder {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes),
+        // Serializing our own `Value`s cannot fail; keep the request well-formed anyway.
+        Err(_) => request.body("null"),
+    }
+}
