@@ -313,3 +313,25 @@ pub(crate) fn json_body(
         Err(_) => request.body("null"),
     }
 }
+
+/// Parses a webhook URL held as a secret. The error never repeats the URL (it embeds a
+/// signature or token).
+#[cfg(any(feature = "teams", feature = "slack"))]
+pub(crate) fn webhook_url(key: &str, secret: &secrecy::SecretString) -> Result<url::Url> {
+    use secrecy::ExposeSecret;
+    let url = url::Url::parse(secret.expose_secret().trim())
+        .map_err(|_| Error::config(key, "not a valid URL"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        _ => Err(Error::config(key, "must be an https URL")),
+    }
+}
+
+/// A link safe to put behind a button: `http`/`https` only, at most `max` characters.
+#[cfg(any(feature = "teams", feature = "slack"))]
+pub(crate) fn safe_link(link: Option<&str>, max: usize) -> Option<&str> {
+    let link = link?.trim();
+    let parsed = url::Url::parse(link).ok()?;
+    (matches!(parsed.scheme(), "http" | "https") && link.chars().count() <= max).then_some(link)
+}
