@@ -223,7 +223,10 @@ pub struct ThresholdInfo {
 impl ThresholdInfo {
     /// Share of the budget used, 0.0-1.0+, when both numbers are known.
     pub fn usage(&self) -> Option<f64> {
-        match (self.current_timeframe_request_count, self.external_request_threshold) {
+        match (
+            self.current_timeframe_request_count,
+            self.external_request_threshold,
+        ) {
             (Some(used), Some(limit)) if limit > 0 => Some(used as f64 / limit as f64),
             _ => None,
         }
@@ -288,14 +291,20 @@ impl Autotask {
         let mut headers = HeaderMap::new();
         headers.insert(
             "ApiIntegrationCode",
-            sensitive("autotask.integration_code", config.integration_code.expose_secret())?,
+            sensitive(
+                "autotask.integration_code",
+                config.integration_code.expose_secret(),
+            )?,
         );
         headers.insert(
             "UserName",
             HeaderValue::from_str(config.username.trim())
                 .map_err(|_| Error::config("autotask.username", "contains invalid characters"))?,
         );
-        headers.insert("Secret", sensitive("autotask.secret", config.secret.expose_secret())?);
+        headers.insert(
+            "Secret",
+            sensitive("autotask.secret", config.secret.expose_secret())?,
+        );
         if let Some(id) = config.impersonation_resource_id {
             headers.insert("ImpersonationResourceId", HeaderValue::from(id));
         }
@@ -305,10 +314,17 @@ impl Autotask {
         };
         let discovery = http::base_url("autotask.discovery_url", &config.discovery_url)?;
         if config.max_requests_per_hour == 0 {
-            return Err(Error::config("autotask.max_requests_per_hour", "must be at least 1"));
+            return Err(Error::config(
+                "autotask.max_requests_per_hour",
+                "must be at least 1",
+            ));
         }
         Ok(Autotask {
-            http: Http::new(BACKEND, Duration::from_secs(config.timeout_secs), config.retry.clone())?,
+            http: Http::new(
+                BACKEND,
+                Duration::from_secs(config.timeout_secs),
+                config.retry.clone(),
+            )?,
             headers,
             zone: RwLock::new(configured_zone.clone()),
             configured_zone,
@@ -328,7 +344,8 @@ impl Autotask {
             return Ok(z);
         }
         let mut url = http::join(&self.discovery, "v1.0/zoneInformation")?;
-        url.query_pairs_mut().append_pair("user", self.config.username.trim());
+        url.query_pairs_mut()
+            .append_pair("user", self.config.username.trim());
         let info: ZoneInfo = self
             .http
             .json(Safety::Idempotent, &|| self.http.client.get(url.clone()))
@@ -346,11 +363,16 @@ impl Autotask {
     fn spend(&self) -> Result<()> {
         let mut window = self.budget.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
             window.pop_front();
         }
         if window.len() >= self.config.max_requests_per_hour as usize {
-            let retry_after = window.front().map(|t| HOUR.saturating_sub(now.duration_since(*t)));
+            let retry_after = window
+                .front()
+                .map(|t| HOUR.saturating_sub(now.duration_since(*t)));
             return Err(Error::BudgetExhausted {
                 backend: BACKEND,
                 message: format!("{} requests in the last hour", window.len()),
@@ -402,8 +424,13 @@ impl Autotask {
 
     /// Reads `ThresholdInformation` (the tenant's shared hourly budget).
     pub async fn threshold(&self) -> Result<ThresholdInfo> {
-        self.call(Safety::Idempotent, Method::GET, "ThresholdInformation", None)
-            .await
+        self.call(
+            Safety::Idempotent,
+            Method::GET,
+            "ThresholdInformation",
+            None,
+        )
+        .await
     }
 
     /// The search `find_open` posts (pure).
@@ -421,13 +448,26 @@ impl Autotask {
     /// The body `create` posts (pure).
     pub fn ticket_body(&self, ticket: &Ticket) -> Result<Value> {
         http::check_external_ref(&ticket.external_ref, EXTERNAL_ID_MAX)?;
-        let company = numeric("ticket.company", ticket.company.as_deref(), self.config.default_company_id)?
-            .ok_or(Error::InvalidInput {
-                field: "ticket.company",
-                message: "Autotask needs a company id and no default_company_id is configured".to_owned(),
-            })?;
-        let queue = numeric("ticket.board", ticket.board.as_deref(), self.config.default_queue_id)?;
-        let ticket_type = numeric("ticket.ticket_type", ticket.ticket_type.as_deref(), self.config.ticket_type)?;
+        let company = numeric(
+            "ticket.company",
+            ticket.company.as_deref(),
+            self.config.default_company_id,
+        )?
+        .ok_or(Error::InvalidInput {
+            field: "ticket.company",
+            message: "Autotask needs a company id and no default_company_id is configured"
+                .to_owned(),
+        })?;
+        let queue = numeric(
+            "ticket.board",
+            ticket.board.as_deref(),
+            self.config.default_queue_id,
+        )?;
+        let ticket_type = numeric(
+            "ticket.ticket_type",
+            ticket.ticket_type.as_deref(),
+            self.config.ticket_type,
+        )?;
         let mut body = json!({
             "companyID": company,
             "title": escape::truncate_chars(&escape::single_line(&ticket.summary), TITLE_MAX),
@@ -496,7 +536,12 @@ impl TicketSink for Autotask {
         http::check_external_ref(external_ref, EXTERNAL_ID_MAX)?;
         let body = self.query_body(external_ref);
         let page: QueryPage = self
-            .call(Safety::Idempotent, Method::POST, "Tickets/query", Some(&body))
+            .call(
+                Safety::Idempotent,
+                Method::POST,
+                "Tickets/query",
+                Some(&body),
+            )
             .await?;
         Ok(page.items.into_iter().next().map(|item| {
             let r = TicketRef::new(item.id.to_string());
@@ -509,14 +554,18 @@ impl TicketSink for Autotask {
 
     async fn create(&self, ticket: &Ticket) -> Result<TicketRef> {
         let body = self.ticket_body(ticket)?;
-        let created = http::create_reconciled(self, &self.config.retry, &ticket.external_ref, || {
-            self.post_ticket(&body)
-        })
-        .await?;
+        let created =
+            http::create_reconciled(self, &self.config.retry, &ticket.external_ref, || {
+                self.post_ticket(&body)
+            })
+            .await?;
         if let Some(internal) = &ticket.internal_note {
             // The ticket exists either way; a failed follow-up note must not make the caller
             // create it again.
-            if let Err(e) = self.add_note(&created, &Note::internal(internal.clone())).await {
+            if let Err(e) = self
+                .add_note(&created, &Note::internal(internal.clone()))
+                .await
+            {
                 tracing::warn!(error = %e, ticket = %created.id, "autotask: internal note on new ticket failed");
             }
         }
@@ -527,7 +576,12 @@ impl TicketSink for Autotask {
         let id = http::numeric_id(ticket)?;
         let body = self.note_body(id, note);
         let _: Value = self
-            .call(Safety::NonIdempotent, Method::POST, &format!("Tickets/{id}/Notes"), Some(&body))
+            .call(
+                Safety::NonIdempotent,
+                Method::POST,
+                &format!("Tickets/{id}/Notes"),
+                Some(&body),
+            )
             .await?;
         Ok(())
     }

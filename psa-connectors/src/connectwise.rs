@@ -283,7 +283,10 @@ impl ConnectWise {
         let mut body = Map::new();
         body.insert(
             "summary".into(),
-            json!(escape::truncate_chars(&escape::single_line(&ticket.summary), SUMMARY_MAX)),
+            json!(escape::truncate_chars(
+                &escape::single_line(&ticket.summary),
+                SUMMARY_MAX
+            )),
         );
         body.insert("initialDescription".into(), json!(ticket.description));
         if let Some(internal) = &ticket.internal_note {
@@ -313,7 +316,10 @@ impl ConnectWise {
             body.insert("status".into(), reference(status, "name"));
         }
         if let Some(map) = &self.config.priorities {
-            body.insert("priority".into(), reference(map.get(ticket.priority), "name"));
+            body.insert(
+                "priority".into(),
+                reference(map.get(ticket.priority), "name"),
+            );
         }
         Ok(Value::Object(body))
     }

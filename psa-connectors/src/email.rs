@@ -136,7 +136,8 @@ impl fmt::Debug for SmtpNotifier {
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn smtp_error(e: lettre::transport::smtp::Error) -> Error {
@@ -147,10 +148,15 @@ fn smtp_error(e: lettre::transport::smtp::Error) -> Error {
 }
 
 fn mailbox(field: &'static str, s: &str) -> Result<Mailbox> {
-    s.trim().parse::<Mailbox>().map_err(|e| Error::InvalidInput {
-        field,
-        message: format!("`{}` is not a mailbox: {e}", escape::ellipsize(&escape::single_line(s), 100)),
-    })
+    s.trim()
+        .parse::<Mailbox>()
+        .map_err(|e| Error::InvalidInput {
+            field,
+            message: format!(
+                "`{}` is not a mailbox: {e}",
+                escape::ellipsize(&escape::single_line(s), 100)
+            ),
+        })
 }
 
 impl SmtpNotifier {
@@ -164,10 +170,16 @@ impl SmtpNotifier {
             let mut builder = TlsParameters::builder(host.clone());
             if let Some(path) = &config.ca_file {
                 let pem = std::fs::read(path).map_err(|e| {
-                    Error::config("email.ca_file", format!("cannot read {}: {e}", path.display()))
+                    Error::config(
+                        "email.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 let cert = Certificate::from_pem(&pem).map_err(|e| {
-                    Error::config("email.ca_file", format!("bad PEM in {}: {e}", path.display()))
+                    Error::config(
+                        "email.ca_file",
+                        format!("bad PEM in {}: {e}", path.display()),
+                    )
                 })?;
                 builder = builder
                     .certificate_store(lettre::transport::smtp::client::CertificateStore::None)
@@ -217,7 +229,9 @@ impl SmtpNotifier {
         let to = config
             .to
             .iter()
-            .map(|t| mailbox("email.to", t).map_err(|_| Error::config("email.to", "not a valid mailbox")))
+            .map(|t| {
+                mailbox("email.to", t).map_err(|_| Error::config("email.to", "not a valid mailbox"))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(SmtpNotifier {
             builder,
@@ -230,7 +244,11 @@ impl SmtpNotifier {
     fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
         self.builder
             .clone()
-            .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(1).min_idle(0))
+            .pool_config(
+                lettre::transport::smtp::PoolConfig::new()
+                    .max_size(1)
+                    .min_idle(0),
+            )
             .build()
     }
 
@@ -293,7 +311,7 @@ pub fn render_text(n: &Notification) -> String {
         }
     }
     if let Some(link) = &n.link {
-        out.push_str("\n");
+        out.push('\n');
         out.push_str(&escape::single_line(link));
         out.push('\n');
     }

@@ -160,6 +160,7 @@ impl Error {
         }
     }
 
+    #[allow(dead_code)] // unused when the syslog feature is off
     pub(crate) fn io(target: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             target: target.into(),

@@ -58,7 +58,11 @@ pub fn single_line(s: &str) -> Cow<'_, str> {
     )
 }
 
-fn replace_with<'a>(s: &'a str, needs: impl Fn(char) -> bool, f: impl Fn(char, &mut String)) -> Cow<'a, str> {
+fn replace_with<'a>(
+    s: &'a str,
+    needs: impl Fn(char) -> bool,
+    f: impl Fn(char, &mut String),
+) -> Cow<'a, str> {
     if !s.chars().any(&needs) {
         return Cow::Borrowed(s);
     }

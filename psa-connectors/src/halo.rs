@@ -183,13 +183,19 @@ impl Halo {
         let auth = http::base_url("halo.auth_url", &config.auth_url)?;
         let mut token_url = http::join(&auth, "token")?;
         if let Some(tenant) = config.tenant.as_deref().filter(|t| !t.trim().is_empty()) {
-            token_url.query_pairs_mut().append_pair("tenant", tenant.trim());
+            token_url
+                .query_pairs_mut()
+                .append_pair("tenant", tenant.trim());
         }
         if config.client_id.trim().is_empty() {
             return Err(Error::config("halo.client_id", "must not be empty"));
         }
         Ok(Halo {
-            http: Http::new(BACKEND, Duration::from_secs(config.timeout_secs), config.retry.clone())?,
+            http: Http::new(
+                BACKEND,
+                Duration::from_secs(config.timeout_secs),
+                config.retry.clone(),
+            )?,
             api,
             token_url,
             token: Mutex::new(None),
@@ -280,20 +286,29 @@ impl Halo {
             "summary": summary,
             "details": ticket.description,
         });
-        let id_or_default = |field: &'static str, given: Option<&str>, default: Option<i64>| {
-            match given.map(Reference::parse) {
+        let id_or_default =
+            |field: &'static str, given: Option<&str>, default: Option<i64>| match given
+                .map(Reference::parse)
+            {
                 Some(Reference::Id(id)) => Ok(Some(id)),
                 Some(Reference::Name(_)) => Err(Error::InvalidInput {
                     field,
                     message: "HaloPSA needs a numeric id here".to_owned(),
                 }),
                 None => Ok(default),
-            }
-        };
-        if let Some(c) = id_or_default("ticket.company", ticket.company.as_deref(), self.config.default_customer_id)? {
+            };
+        if let Some(c) = id_or_default(
+            "ticket.company",
+            ticket.company.as_deref(),
+            self.config.default_customer_id,
+        )? {
             t["client_id"] = json!(c);
         }
-        if let Some(k) = id_or_default("ticket.ticket_type", ticket.ticket_type.as_deref(), self.config.default_ticket_type_id)? {
+        if let Some(k) = id_or_default(
+            "ticket.ticket_type",
+            ticket.ticket_type.as_deref(),
+            self.config.default_ticket_type_id,
+        )? {
             t["tickettype_id"] = json!(k);
         }
         if let Some(map) = &self.config.priorities {
@@ -315,7 +330,9 @@ impl Halo {
 
     async fn post_ticket(&self, body: &Value) -> Result<TicketRef> {
         let url = http::join(&self.api, "Tickets")?;
-        let created: Value = self.call(Safety::NonIdempotent, Method::POST, url, Some(body)).await?;
+        let created: Value = self
+            .call(Safety::NonIdempotent, Method::POST, url, Some(body))
+            .await?;
         let record = match &created {
             Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
             other => other.clone(),
@@ -343,26 +360,34 @@ impl TicketSink for Halo {
             .append_pair("pageinate", "true")
             .append_pair("page_size", "50")
             .append_pair("page_no", "1");
-        let page: SearchPage = self.call(Safety::Idempotent, Method::GET, url, None).await?;
+        let page: SearchPage = self
+            .call(Safety::Idempotent, Method::GET, url, None)
+            .await?;
         let token = reference_token(external_ref);
         Ok(page
             .tickets
             .into_iter()
             .find(|t| {
                 t.hasbeenclosed != Some(true)
-                    && t.summary.as_deref().is_some_and(|s| s.trim_end().ends_with(&token))
+                    && t.summary
+                        .as_deref()
+                        .is_some_and(|s| s.trim_end().ends_with(&token))
             })
             .map(|t| TicketRef::new(t.id.to_string())))
     }
 
     async fn create(&self, ticket: &Ticket) -> Result<TicketRef> {
         let body = self.ticket_body(ticket)?;
-        let created = http::create_reconciled(self, &self.config.retry, &ticket.external_ref, || {
-            self.post_ticket(&body)
-        })
-        .await?;
+        let created =
+            http::create_reconciled(self, &self.config.retry, &ticket.external_ref, || {
+                self.post_ticket(&body)
+            })
+            .await?;
         if let Some(internal) = &ticket.internal_note {
-            if let Err(e) = self.add_note(&created, &Note::internal(internal.clone())).await {
+            if let Err(e) = self
+                .add_note(&created, &Note::internal(internal.clone()))
+                .await
+            {
                 tracing::warn!(error = %e, ticket = %created.id, "halo: internal note on new ticket failed");
             }
         }
@@ -373,7 +398,12 @@ impl TicketSink for Halo {
         let id = http::numeric_id(ticket)?;
         let url = http::join(&self.api, "Actions")?;
         let _: Value = self
-            .call(Safety::NonIdempotent, Method::POST, url, Some(&self.note_body(id, note)))
+            .call(
+                Safety::NonIdempotent,
+                Method::POST,
+                url,
+                Some(&self.note_body(id, note)),
+            )
             .await?;
         Ok(())
     }
@@ -385,7 +415,9 @@ impl TicketSink for Halo {
             .append_pair("pageinate", "true")
             .append_pair("page_size", "1")
             .append_pair("page_no", "1");
-        let _: Value = self.call(Safety::Idempotent, Method::GET, url, None).await?;
+        let _: Value = self
+            .call(Safety::Idempotent, Method::GET, url, None)
+            .await?;
         Ok(())
     }
 

@@ -2,6 +2,9 @@
 //! responses into [`Error`] variants, bounded retry for reads, and JSON decoding that names the
 //! failing path.
 
+// Each backend feature uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use reqwest::{header::HeaderMap, RequestBuilder, StatusCode};
@@ -141,10 +144,9 @@ pub(crate) fn error_message(body: &[u8]) -> String {
             let pick = |v: &serde_json::Value| -> Option<String> {
                 match v {
                     serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Object(o) => o
-                        .get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_owned),
+                    serde_json::Value::Object(o) => {
+                        o.get("message").and_then(|m| m.as_str()).map(str::to_owned)
+                    }
                     _ => None,
                 }
             };
@@ -180,8 +182,8 @@ pub(crate) fn base_url(key: &str, raw: &str) -> Result<url::Url> {
     } else {
         format!("https://{raw}")
     };
-    let mut url = url::Url::parse(&with_scheme)
-        .map_err(|e| Error::config(key, format!("not a URL: {e}")))?;
+    let mut url =
+        url::Url::parse(&with_scheme).map_err(|e| Error::config(key, format!("not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
@@ -301,10 +303,7 @@ pub(crate) fn numeric_id(ticket: &crate::TicketRef) -> Result<i64> {
 
 /// Serializes a JSON request body (reqwest's `json` feature is not enabled to keep the
 /// dependency lean).
-pub(crate) fn json_body(
-    request: RequestBuilder,
-    body: &impl serde::Serialize,
-) -> RequestBuilder {
+pub(crate) fn json_body(request: RequestBuilder, body: &impl serde::Serialize) -> RequestBuilder {
     match serde_json::to_vec(body) {
         Ok(bytes) => request
             .header(reqwest::header::CONTENT_TYPE, "application/json")

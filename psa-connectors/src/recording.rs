@@ -130,8 +130,7 @@ impl TicketSink for RecordingTicketSink {
         let mut s = lock(&self.state);
         s.find_calls += 1;
         take_failure(&mut s.fail_next)?;
-        Ok(s
-            .tickets
+        Ok(s.tickets
             .iter()
             .find(|t| t.open && t.ticket.external_ref == external_ref)
             .map(|t| t.ticket_ref.clone()))

@@ -68,7 +68,13 @@ impl RetryPolicy {
     ///
     /// `jitter` is a number in `[0, 1)` (pass `fastrand::f64()`); the backoff is
     /// `jitter × min(cap, base × 2^attempt)`. Pure: same inputs, same answer.
-    pub fn decide(&self, attempt: u32, error: &Error, safety: Safety, jitter: f64) -> RetryDecision {
+    pub fn decide(
+        &self,
+        attempt: u32,
+        error: &Error,
+        safety: Safety,
+        jitter: f64,
+    ) -> RetryDecision {
         if attempt >= self.max_retries {
             return RetryDecision::GiveUp;
         }
@@ -77,7 +83,9 @@ impl RetryPolicy {
                 .base_delay_ms
                 .saturating_mul(1u64.checked_shl(attempt.min(32)).unwrap_or(u64::MAX));
             let capped = exp.min(self.max_delay_ms) as f64;
-            RetryDecision::RetryAfter(Duration::from_millis((capped * jitter.clamp(0.0, 1.0)) as u64))
+            RetryDecision::RetryAfter(Duration::from_millis(
+                (capped * jitter.clamp(0.0, 1.0)) as u64,
+            ))
         };
         match error {
             Error::RateLimited { retry_after, .. } => match retry_after {
@@ -88,7 +96,8 @@ impl RetryPolicy {
             Error::Transport { connect: true, .. } => backoff(),
             Error::Transport { connect: false, .. } if safety == Safety::Idempotent => backoff(),
             Error::Api { status, .. }
-                if safety == Safety::Idempotent && matches!(status, 408 | 500 | 502 | 503 | 504) =>
+                if safety == Safety::Idempotent
+                    && matches!(status, 408 | 500 | 502 | 503 | 504) =>
             {
                 backoff()
             }

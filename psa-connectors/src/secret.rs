@@ -21,21 +21,32 @@ use crate::{Error, Result};
 pub fn secret_from_env(key: &str, var: &str) -> Result<SecretString> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
-        Ok(_) => Err(Error::config(key, format!("environment variable `{var}` is empty"))),
-        Err(_) => Err(Error::config(key, format!("environment variable `{var}` is not set"))),
+        Ok(_) => Err(Error::config(
+            key,
+            format!("environment variable `{var}` is empty"),
+        )),
+        Err(_) => Err(Error::config(
+            key,
+            format!("environment variable `{var}` is not set"),
+        )),
     }
 }
 
 /// `deserialize_with` helper for a required secret.
-pub(crate) fn de_secret<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SecretString, D::Error> {
+#[allow(dead_code)] // unused when every backend feature is off
+pub(crate) fn de_secret<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<SecretString, D::Error> {
     String::deserialize(d).map(SecretString::from)
 }
 
 /// `deserialize_with` helper for an optional secret.
+#[allow(dead_code)] // unused when every backend feature is off
 pub(crate) fn de_opt_secret<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<SecretString>, D::Error> {
     Option::<String>::deserialize(d).map(|o| o.map(SecretString::from))
 }
 
+#[allow(dead_code)] // unused when every backend feature is off
 pub(crate) const REDACTED: &str = "[redacted]";

@@ -89,7 +89,11 @@ impl SlackWebhook {
     pub fn new(config: Config) -> Result<Self> {
         let url = http::webhook_url("slack.webhook_url", &config.webhook_url)?;
         Ok(SlackWebhook {
-            http: Http::new(BACKEND, Duration::from_secs(config.timeout_secs), config.retry)?,
+            http: Http::new(
+                BACKEND,
+                Duration::from_secs(config.timeout_secs),
+                config.retry,
+            )?,
             url,
         })
     }
@@ -113,7 +117,8 @@ pub fn payload(n: &Notification) -> Value {
         .iter()
         .take(10)
         .map(|(k, v)| {
-            let label = escape::slack(&escape::ellipsize(&escape::single_line(k), 100)).into_owned();
+            let label =
+                escape::slack(&escape::ellipsize(&escape::single_line(k), 100)).into_owned();
             let value = escape::slack(&escape::ellipsize(v, 1500)).into_owned();
             json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")})
         })

@@ -201,7 +201,10 @@ impl Encoder {
             escape::cef_header_into(escape::truncate_chars(part, 63), &mut cef_prefix);
             cef_prefix.push('|');
         }
-        escape::cef_header_into(escape::truncate_chars(&config.cef_version, 31), &mut cef_prefix);
+        escape::cef_header_into(
+            escape::truncate_chars(&config.cef_version, 31),
+            &mut cef_prefix,
+        );
         cef_prefix.push('|');
         let sd_id = match &config.sd_id {
             Some(id) => {
@@ -243,7 +246,11 @@ impl Encoder {
                 let keep = escape::truncate_bytes(&out[start..], max).len();
                 out.truncate(start + keep);
                 // Never end on a dangling escape character.
-                let trailing = out[start..].bytes().rev().take_while(|b| *b == b'\\').count();
+                let trailing = out[start..]
+                    .bytes()
+                    .rev()
+                    .take_while(|b| *b == b'\\')
+                    .count();
                 if trailing % 2 == 1 {
                     out.pop();
                 }
@@ -325,7 +332,12 @@ impl Encoder {
         escape::cef_header_into(escape::truncate_chars(&r.signature, 1023), out);
         out.push('|');
         escape::cef_header_into(escape::truncate_chars(&r.name, 512), out);
-        let _ = write!(out, "|{}|rt={}", r.cef_severity(), r.timestamp.timestamp_millis());
+        let _ = write!(
+            out,
+            "|{}|rt={}",
+            r.cef_severity(),
+            r.timestamp.timestamp_millis()
+        );
         if let Some(host) = &r.hostname {
             out.push_str(" dvchost=");
             escape::cef_extension_into(escape::truncate_chars(host, 100), out);
@@ -378,7 +390,11 @@ impl Serialize for JsonRecord<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let r = self.r;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("timestamp", &r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
+        map.serialize_entry(
+            "timestamp",
+            &r.timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )?;
         map.serialize_entry("severity", &r.cef_severity())?;
         map.serialize_entry("signature", &r.signature)?;
         map.serialize_entry("name", &r.name)?;
@@ -491,16 +507,21 @@ impl SyslogSink {
         let mut addrs = tokio::net::lookup_host(&self.config.address)
             .await
             .map_err(|e| Error::io(&self.config.address, e))?;
-        addrs.next().ok_or_else(|| {
-            Error::config("syslog.address", "resolved to no address")
-        })
+        addrs
+            .next()
+            .ok_or_else(|| Error::config("syslog.address", "resolved to no address"))
     }
 
     async fn connect(&self) -> Result<Conn> {
         let addr = self.resolve().await?;
         let timeout = Duration::from_secs(self.config.connect_timeout_secs);
         let target = &self.config.address;
-        let timed_out = || Error::io(target, std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"));
+        let timed_out = || {
+            Error::io(
+                target,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            )
+        };
         match self.config.transport {
             Transport::Udp => {
                 let local: SocketAddr = if addr.is_ipv4() {
@@ -508,8 +529,13 @@ impl SyslogSink {
                 } else {
                     (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
                 };
-                let socket = UdpSocket::bind(local).await.map_err(|e| Error::io(target, e))?;
-                socket.connect(addr).await.map_err(|e| Error::io(target, e))?;
+                let socket = UdpSocket::bind(local)
+                    .await
+                    .map_err(|e| Error::io(target, e))?;
+                socket
+                    .connect(addr)
+                    .await
+                    .map_err(|e| Error::io(target, e))?;
                 Ok(Conn::Udp(socket))
             }
             Transport::Tcp | Transport::Tls => {
@@ -521,12 +547,13 @@ impl SyslogSink {
                 match &self.tls {
                     None => Ok(Conn::Tcp(tcp)),
                     Some((connector, name)) => {
-                        let stream = tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
-                            .await
-                            .map_err(|_| timed_out())?
-                            .map_err(|e| Error::Tls {
-                                message: format!("handshake with {target} failed: {e}"),
-                            })?;
+                        let stream =
+                            tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
+                                .await
+                                .map_err(|_| timed_out())?
+                                .map_err(|e| Error::Tls {
+                                    message: format!("handshake with {target} failed: {e}"),
+                                })?;
                         Ok(Conn::Tls(Box::new(stream)))
                     }
                 }
@@ -546,7 +573,10 @@ impl SyslogSink {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => last_err = Some(e),
                 Err(_) => {
-                    last_err = Some(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))
+                    last_err = Some(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "write timed out",
+                    ))
                 }
             }
             tracing::warn!(address = %self.config.address, "syslog connection broken; reconnecting");
@@ -568,18 +598,27 @@ fn tls_connector(
     match &config.tls.ca_file {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
-                Error::config("syslog.tls.ca_file", format!("cannot read {}: {e}", path.display()))
+                Error::config(
+                    "syslog.tls.ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             for cert in certs {
                 let cert = cert.map_err(|e| {
-                    Error::config("syslog.tls.ca_file", format!("bad PEM in {}: {e}", path.display()))
+                    Error::config(
+                        "syslog.tls.ca_file",
+                        format!("bad PEM in {}: {e}", path.display()),
+                    )
                 })?;
                 roots.add(cert).map_err(|e| {
                     Error::config("syslog.tls.ca_file", format!("unusable certificate: {e}"))
                 })?;
             }
             if roots.is_empty() {
-                return Err(Error::config("syslog.tls.ca_file", "contains no certificate"));
+                return Err(Error::config(
+                    "syslog.tls.ca_file",
+                    "contains no certificate",
+                ));
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

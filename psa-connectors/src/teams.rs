@@ -101,10 +101,17 @@ impl TeamsWebhook {
     pub fn new(config: Config) -> Result<Self> {
         let url = http::webhook_url("teams.webhook_url", &config.webhook_url)?;
         if config.max_payload_bytes < 1024 {
-            return Err(Error::config("teams.max_payload_bytes", "must be at least 1024"));
+            return Err(Error::config(
+                "teams.max_payload_bytes",
+                "must be at least 1024",
+            ));
         }
         Ok(TeamsWebhook {
-            http: Http::new(BACKEND, Duration::from_secs(config.timeout_secs), config.retry)?,
+            http: Http::new(
+                BACKEND,
+                Duration::from_secs(config.timeout_secs),
+                config.retry,
+            )?,
             url,
             max_payload_bytes: config.max_payload_bytes,
         })

@@ -5,23 +5,20 @@ use serde::{Deserialize, Serialize};
 
 /// Ticket priority in vendor-neutral terms; each PSA backend maps it to its own id or name
 /// through its configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Informational, no time pressure.
     Low,
-    /// Normal work.
+    /// Normal work (the default).
+    #[default]
     Medium,
     /// Needs attention soon.
     High,
     /// Needs attention now.
     Critical,
-}
-
-impl Default for Priority {
-    fn default() -> Self {
-        Priority::Medium
-    }
 }
 
 /// A ticket to open in a PSA.
@@ -192,10 +189,13 @@ impl TicketOutcome {
 }
 
 /// Severity of a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
-    /// For information only.
+    /// For information only (the default).
+    #[default]
     Info,
     /// Low.
     Low,
@@ -228,12 +228,6 @@ impl Severity {
             Severity::High => "high",
             Severity::Critical => "critical",
         }
-    }
-}
-
-impl Default for Severity {
-    fn default() -> Self {
-        Severity::Info
     }
 }
 

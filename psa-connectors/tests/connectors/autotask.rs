@@ -88,13 +88,25 @@ async fn discovers_the_zone_once_then_searches_and_creates() {
         .mount(&server)
         .await;
     let at = Autotask::new(config(&server)).unwrap();
-    let ticket = Ticket::new("tl:req:9", "AnyDesk.exe blocked on CONTOSO-WS07", "User CONTOSO\\jdoe requested …")
-        .company("180")
-        .priority(Priority::High);
-    let outcome = at.open_or_update(&ticket, &Note::internal("x")).await.unwrap();
+    let ticket = Ticket::new(
+        "tl:req:9",
+        "AnyDesk.exe blocked on CONTOSO-WS07",
+        "User CONTOSO\\jdoe requested …",
+    )
+    .company("180")
+    .priority(Priority::High);
+    let outcome = at
+        .open_or_update(&ticket, &Note::internal("x"))
+        .await
+        .unwrap();
     assert!(outcome.is_created());
     assert_eq!(outcome.ticket().id, "555");
-    assert!(at.base_url().await.unwrap().as_str().ends_with("/zone3/atservicesrest/v1.0/"));
+    assert!(at
+        .base_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("/zone3/atservicesrest/v1.0/"));
 }
 
 #[tokio::test]
@@ -130,7 +142,10 @@ async fn open_ticket_found_gets_a_note_and_no_create() {
     let at = Autotask::new(config(&server)).unwrap();
     // The hostile reference travels as a JSON string value: it cannot alter the filter.
     let outcome = at
-        .open_or_update(&Ticket::new(INJECTION, "s", "d"), &Note::internal("Blocked again"))
+        .open_or_update(
+            &Ticket::new(INJECTION, "s", "d"),
+            &Note::internal("Blocked again"),
+        )
         .await
         .unwrap();
     assert!(!outcome.is_created());
@@ -202,7 +217,13 @@ async fn the_local_hourly_budget_stops_requests_before_they_are_sent() {
     at.find_open("a").await.unwrap();
     at.find_open("b").await.unwrap();
     let err = at.find_open("c").await.unwrap_err();
-    assert!(matches!(err, Error::BudgetExhausted { retry_after: Some(_), .. }));
+    assert!(matches!(
+        err,
+        Error::BudgetExhausted {
+            retry_after: Some(_),
+            ..
+        }
+    ));
     assert!(err.is_retryable());
 }
 
@@ -210,11 +231,27 @@ async fn the_local_hourly_budget_stops_requests_before_they_are_sent() {
 async fn ids_must_be_numeric_and_refs_within_fifty_characters() {
     let server = MockServer::start().await;
     let at = Autotask::new(config(&server)).unwrap();
-    let err = at.ticket_body(&Ticket::new("k", "s", "d").company("Contoso Ltd")).unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { field: "ticket.company", .. }));
+    let err = at
+        .ticket_body(&Ticket::new("k", "s", "d").company("Contoso Ltd"))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: "ticket.company",
+            ..
+        }
+    ));
     let err = at.find_open(&"x".repeat(51)).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { field: "ticket.external_ref", .. }));
-    let body = at.ticket_body(&Ticket::new("k", "t".repeat(300), "d".repeat(9000))).unwrap();
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: "ticket.external_ref",
+            ..
+        }
+    ));
+    let body = at
+        .ticket_body(&Ticket::new("k", "t".repeat(300), "d".repeat(9000)))
+        .unwrap();
     assert_eq!(body["title"].as_str().unwrap().chars().count(), 255);
     assert_eq!(body["description"].as_str().unwrap().chars().count(), 8000);
     assert!(!format!("{at:?}").contains("at-s3cret"));

@@ -67,7 +67,10 @@ fn dedupe_conditions_escape_quotes_backslashes_and_brackets() {
 async fn open_ticket_found_adds_internal_note_and_never_creates() {
     let server = MockServer::start().await;
     search("tl:req:42")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 7001, "summary": "x", "closedFlag": false}])))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"id": 7001, "summary": "x", "closedFlag": false}])),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -187,7 +190,10 @@ async fn hostile_external_ref_cannot_inject_into_conditions() {
     let requests = server.received_requests().await.unwrap();
     let query = requests[0].url.query().unwrap().to_owned();
     assert!(!query.contains('"') && !query.contains(' ') && !query.contains('*'));
-    assert!(query.contains("%5C%22"), "quote must arrive escaped: {query}");
+    assert!(
+        query.contains("%5C%22"),
+        "quote must arrive escaped: {query}"
+    );
 }
 
 #[tokio::test]
@@ -275,7 +281,10 @@ async fn create_with_unknown_outcome_retries_when_search_finds_nothing() {
         .mount(&server)
         .await;
     let cw = ConnectWise::new(config(&server)).unwrap();
-    let created = cw.create(&Ticket::new("tl:req:47", "s", "d")).await.unwrap();
+    let created = cw
+        .create(&Ticket::new("tl:req:47", "s", "d"))
+        .await
+        .unwrap();
     assert_eq!(created.id, "78");
 }
 
@@ -293,7 +302,9 @@ async fn bad_request_on_create_is_not_retried() {
         .await;
     let cw = ConnectWise::new(config(&server)).unwrap();
     let err = cw.create(&Ticket::new("k", "s", "d")).await.unwrap_err();
-    assert!(matches!(err, Error::Api { status: 400, ref message, .. } if message == "ticket object is invalid"));
+    assert!(
+        matches!(err, Error::Api { status: 400, ref message, .. } if message == "ticket object is invalid")
+    );
     assert!(!err.is_retryable());
 }
 
@@ -302,7 +313,10 @@ async fn unauthorized_is_an_auth_error_without_secrets() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(format!("{BASE}/system/info")))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"code": "Unauthorized", "message": "bad key"})))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"code": "Unauthorized", "message": "bad key"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -342,8 +356,17 @@ async fn overlong_external_ref_is_rejected_not_truncated() {
     let server = MockServer::start().await;
     let cw = ConnectWise::new(config(&server)).unwrap();
     let err = cw.find_open(&"x".repeat(101)).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { field: "ticket.external_ref", .. }));
-    let err = cw.create(&Ticket::new(HOSTILE.repeat(3), "s", "d")).await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: "ticket.external_ref",
+            ..
+        }
+    ));
+    let err = cw
+        .create(&Ticket::new(HOSTILE.repeat(3), "s", "d"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }));
 }
 

@@ -20,7 +20,10 @@ async fn serve_one(listener: TcpListener) -> Transcript {
     let (read, mut write) = sock.into_split();
     let mut lines = BufReader::new(read).lines();
     let mut t = Transcript::default();
-    write.write_all(b"220 mx.test ESMTP ready\r\n").await.unwrap();
+    write
+        .write_all(b"220 mx.test ESMTP ready\r\n")
+        .await
+        .unwrap();
     while let Some(line) = lines.next_line().await.unwrap() {
         t.commands.push(line.clone());
         let upper = line.to_ascii_uppercase();
@@ -28,10 +31,17 @@ async fn serve_one(listener: TcpListener) -> Transcript {
             b"250-mx.test\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
         } else if upper.starts_with("AUTH PLAIN") {
             b"235 2.7.0 Authentication successful\r\n"
-        } else if upper.starts_with("MAIL FROM") || upper.starts_with("RCPT TO") || upper.starts_with("RSET") || upper.starts_with("NOOP") {
+        } else if upper.starts_with("MAIL FROM")
+            || upper.starts_with("RCPT TO")
+            || upper.starts_with("RSET")
+            || upper.starts_with("NOOP")
+        {
             b"250 OK\r\n"
         } else if upper == "DATA" {
-            write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await.unwrap();
+            write
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await
+                .unwrap();
             while let Some(data_line) = lines.next_line().await.unwrap() {
                 if data_line == "." {
                     break;
@@ -69,11 +79,14 @@ async fn full_smtp_conversation_with_auth_and_both_parts() {
     let server = tokio::spawn(serve_one(listener));
 
     let smtp = SmtpNotifier::new(config(port)).unwrap();
-    let n = Notification::new("AnyDesk blocked\r\nBcc: victim@example.com", "Blocked 5 times.")
-        .severity(Severity::High)
-        .fact("File", "<img src=x onerror=alert(1)>.exe")
-        .recipient("tech@msp.example")
-        .link("https://portal.example/approval/1");
+    let n = Notification::new(
+        "AnyDesk blocked\r\nBcc: victim@example.com",
+        "Blocked 5 times.",
+    )
+    .severity(Severity::High)
+    .fact("File", "<img src=x onerror=alert(1)>.exe")
+    .recipient("tech@msp.example")
+    .link("https://portal.example/approval/1");
     smtp.send(&n).await.unwrap();
     drop(smtp); // the pooled connection is closed with QUIT
     let t = tokio::time::timeout(std::time::Duration::from_secs(10), server)
@@ -82,22 +95,43 @@ async fn full_smtp_conversation_with_auth_and_both_parts() {
         .unwrap();
 
     assert_eq!(t.commands[0], "EHLO forwarder.msp.example");
-    let auth = t.commands.iter().find(|c| c.starts_with("AUTH PLAIN ")).expect("AUTH PLAIN");
+    let auth = t
+        .commands
+        .iter()
+        .find(|c| c.starts_with("AUTH PLAIN "))
+        .expect("AUTH PLAIN");
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(auth.trim_start_matches("AUTH PLAIN "))
         .unwrap();
     assert_eq!(decoded, b"\0alerts@msp.example\0smtp-s3cret");
-    assert!(t.commands.iter().any(|c| c.starts_with("MAIL FROM:<alerts@msp.example>")));
-    let rcpts: Vec<&String> = t.commands.iter().filter(|c| c.starts_with("RCPT TO")).collect();
-    assert_eq!(rcpts, vec!["RCPT TO:<tech@msp.example>"], "explicit recipients replace the defaults");
+    assert!(t
+        .commands
+        .iter()
+        .any(|c| c.starts_with("MAIL FROM:<alerts@msp.example>")));
+    let rcpts: Vec<&String> = t
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("RCPT TO"))
+        .collect();
+    assert_eq!(
+        rcpts,
+        vec!["RCPT TO:<tech@msp.example>"],
+        "explicit recipients replace the defaults"
+    );
     assert!(t.commands.contains(&"DATA".to_owned()));
     assert_eq!(t.commands.last().unwrap(), "QUIT");
 
     let data = &t.data;
     assert!(data.contains("From: Alerts <alerts@msp.example>"));
     assert!(data.contains("To: tech@msp.example"));
-    assert!(data.contains("Subject: AnyDesk blocked  Bcc: victim@example.com"), "{data}");
-    assert!(!data.lines().any(|l| l.starts_with("Bcc:")), "no header injection through the subject");
+    assert!(
+        data.contains("Subject: AnyDesk blocked  Bcc: victim@example.com"),
+        "{data}"
+    );
+    assert!(
+        !data.lines().any(|l| l.starts_with("Bcc:")),
+        "no header injection through the subject"
+    );
     assert!(data.contains("Message-ID: <"));
     assert!(data.contains("Date: "));
     assert!(data.contains("Content-Type: multipart/alternative"));
@@ -106,16 +140,24 @@ async fn full_smtp_conversation_with_auth_and_both_parts() {
     let plain = decode_qp(part(data, "text/plain"));
     let html = decode_qp(part(data, "text/html"));
     assert!(plain.contains("Blocked 5 times."));
-    assert!(plain.contains("File: <img src=x onerror=alert(1)>.exe"), "{plain}");
+    assert!(
+        plain.contains("File: <img src=x onerror=alert(1)>.exe"),
+        "{plain}"
+    );
     assert!(plain.contains("https://portal.example/approval/1"));
-    assert!(html.contains("<td>&lt;img src=x onerror=alert(1)&gt;.exe</td>"), "{html}");
+    assert!(
+        html.contains("<td>&lt;img src=x onerror=alert(1)&gt;.exe</td>"),
+        "{html}"
+    );
     assert!(!html.contains("<img"));
     assert!(html.contains("<a href=\"https://portal.example/approval/1\">"));
 }
 
 /// The body of the MIME part with this content type (headers skipped, up to the next boundary).
 fn part<'a>(data: &'a str, content_type: &str) -> &'a str {
-    let start = data.find(&format!("Content-Type: {content_type}")).expect("part present");
+    let start = data
+        .find(&format!("Content-Type: {content_type}"))
+        .expect("part present");
     let rest = &data[start..];
     let body = &rest[rest.find("\n\n").expect("blank line after headers") + 2..];
     &body[..body.find("\n--").unwrap_or(body.len())]
@@ -150,20 +192,41 @@ async fn configured_recipients_are_used_when_the_notification_names_none() {
     smtp.send(&Notification::new("s", "t")).await.unwrap();
     drop(smtp);
     let t = server.await.unwrap();
-    assert!(t.commands.contains(&"RCPT TO:<team@msp.example>".to_owned()));
+    assert!(t
+        .commands
+        .contains(&"RCPT TO:<team@msp.example>".to_owned()));
 }
 
 #[test]
 fn html_rendering_escapes_every_value() {
-    let n = Notification::new(HOSTILE, HOSTILE).fact(HOSTILE, HOSTILE).link("javascript:alert(1)");
+    let n = Notification::new(HOSTILE, HOSTILE)
+        .fact(HOSTILE, HOSTILE)
+        .link("javascript:alert(1)");
     let html = render_html(&n);
     let inner = html
         .trim_start_matches("<!DOCTYPE html><html><body>")
         .trim_end_matches("</body></html>");
-    let stripped = ["<h2>", "</h2>", "<p>", "</p>", "<table>", "</table>", "<tr>", "</tr>", "<th align=\"left\">", "</th>", "<td>", "</td>", "<br>"]
-        .iter()
-        .fold(inner.to_owned(), |acc, t| acc.replace(t, ""));
-    assert!(!stripped.contains('<') && !stripped.contains('>'), "{stripped}");
+    let stripped = [
+        "<h2>",
+        "</h2>",
+        "<p>",
+        "</p>",
+        "<table>",
+        "</table>",
+        "<tr>",
+        "</tr>",
+        "<th align=\"left\">",
+        "</th>",
+        "<td>",
+        "</td>",
+        "<br>",
+    ]
+    .iter()
+    .fold(inner.to_owned(), |acc, t| acc.replace(t, ""));
+    assert!(
+        !stripped.contains('<') && !stripped.contains('>'),
+        "{stripped}"
+    );
     assert!(!html.contains("javascript:"));
 }
 
@@ -205,7 +268,16 @@ async fn rejected_recipient_is_a_permanent_smtp_error() {
     });
     let smtp = SmtpNotifier::new(config(port)).unwrap();
     let err = smtp.send(&Notification::new("s", "t")).await.unwrap_err();
-    assert!(matches!(err, Error::Smtp { permanent: true, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Smtp {
+                permanent: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     assert!(!format!("{err} {err:?}").contains("smtp-s3cret"));
 }
@@ -216,5 +288,11 @@ fn invalid_recipient_names_the_field() {
     let err = smtp
         .message(&Notification::new("s", "t").recipient("not an address"))
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { field: "notification.recipients", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: "notification.recipients",
+            ..
+        }
+    ));
 }

@@ -18,7 +18,12 @@ fn config(server: &MockServer) -> Config {
     c.tenant = Some("contoso".into());
     c.default_customer_id = Some(12);
     c.default_ticket_type_id = Some(31);
-    c.priorities = Some(PriorityMap { low: 4, medium: 3, high: 2, critical: 1 });
+    c.priorities = Some(PriorityMap {
+        low: 4,
+        medium: 3,
+        high: 2,
+        critical: 1,
+    });
     c.retry = fast_retry();
     c
 }
@@ -119,7 +124,10 @@ async fn open_ticket_gets_a_private_action_and_no_create() {
         .await;
     let halo = Halo::new(config(&server)).unwrap();
     let outcome = halo
-        .open_or_update(&Ticket::new("tl:req:6", "s", "d"), &Note::internal("Blocked again"))
+        .open_or_update(
+            &Ticket::new("tl:req:6", "s", "d"),
+            &Note::internal("Blocked again"),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.ticket().id, "77");
@@ -131,7 +139,9 @@ async fn token_is_cached_between_calls() {
     let server = MockServer::start().await;
     token_mock("tok1", 3600).expect(1).mount(&server).await;
     search("k", "tok1")
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"record_count": 0, "tickets": []})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"record_count": 0, "tickets": []})),
+        )
         .expect(2)
         .mount(&server)
         .await;
@@ -158,7 +168,11 @@ async fn token_near_expiry_is_refreshed_before_use() {
 #[tokio::test]
 async fn a_401_refreshes_the_token_once() {
     let server = MockServer::start().await;
-    token_mock("tok1", 3600).up_to_n_times(1).expect(1).mount(&server).await;
+    token_mock("tok1", 3600)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
     token_mock("tok2", 3600).expect(1).mount(&server).await;
     search("k", "tok1")
         .respond_with(ResponseTemplate::new(401))
@@ -185,7 +199,10 @@ async fn rejected_credentials_are_an_auth_error_without_the_secret() {
         .await;
     let halo = Halo::new(config(&server)).unwrap();
     let err = halo.check().await.unwrap_err();
-    assert!(matches!(err, Error::Auth { status: 401, ref message, .. } if message == "invalid_client"), "{err:?}");
+    assert!(
+        matches!(err, Error::Auth { status: 401, ref message, .. } if message == "invalid_client"),
+        "{err:?}"
+    );
     let text = format!("{err} {err:?} {halo:?}");
     assert!(!text.contains("halo-s3cret"), "{text}");
 }

@@ -16,7 +16,9 @@ const BOM: &str = "\u{FEFF}";
 
 fn record(i: u32) -> SiemRecord {
     SiemRecord::new(
-        chrono::Utc.with_ymd_and_hms(2025, 3, 14, 9, 26, 53).unwrap()
+        chrono::Utc
+            .with_ymd_and_hms(2025, 3, 14, 9, 26, 53)
+            .unwrap()
             + chrono::Duration::milliseconds(412),
         5,
         "app:execute:deny",
@@ -43,7 +45,10 @@ fn split_frames(mut data: &[u8]) -> Vec<String> {
     while !data.is_empty() {
         let space = data.iter().position(|b| *b == b' ').expect("MSG-LEN SP");
         let len_text = std::str::from_utf8(&data[..space]).unwrap();
-        assert!(!len_text.starts_with('0'), "MSG-LEN starts with a non-zero digit");
+        assert!(
+            !len_text.starts_with('0'),
+            "MSG-LEN starts with a non-zero digit"
+        );
         let len: usize = len_text.parse().unwrap();
         let msg = &data[space + 1..space + 1 + len];
         out.push(String::from_utf8(msg.to_vec()).expect("UTF-8 message"));
@@ -159,7 +164,15 @@ async fn tcp_frames_are_octet_counted_rfc5424_with_cef() {
     let (header, ext) = split_cef(m.msg);
     assert_eq!(
         header,
-        vec!["CEF:0", "Acme|Vendor", "forwarder", env!("CARGO_PKG_VERSION"), "app:execute:deny", "Execution blocked (not allowlisted)", "5"]
+        vec![
+            "CEF:0",
+            "Acme|Vendor",
+            "forwarder",
+            env!("CARGO_PKG_VERSION"),
+            "app:execute:deny",
+            "Execution blocked (not allowlisted)",
+            "5"
+        ]
     );
     assert_eq!(
         parse_cef_extension(&ext),
@@ -178,13 +191,19 @@ async fn tcp_frames_are_octet_counted_rfc5424_with_cef() {
     assert!(m.msg.starts_with(BOM), "non-ASCII MSG starts with the BOM");
     let (header, ext) = split_cef(strip_bom(m.msg));
     assert_eq!(header[4], "sig|with\\pipe");
-    assert_eq!(header[5], "name|x  y", "CR/LF are not allowed in the header");
+    assert_eq!(
+        header[5], "name|x  y",
+        "CR/LF are not allowed in the header"
+    );
     assert_eq!(header[6], "9");
     let ext = parse_cef_extension(&ext);
     assert_eq!(ext[1], ("dvchost".into(), "höst=1".into()));
     assert_eq!(ext[2], ("filePath".into(), HOSTILE.to_owned()));
     assert_eq!(ext[3], ("cs1".into(), "a=b c=d\\".into()));
-    assert_eq!(ext[4], ("badkey".into(), "kept under a sanitized key".into()));
+    assert_eq!(
+        ext[4],
+        ("badkey".into(), "kept under a sanitized key".into())
+    );
     assert_eq!(ext.len(), 5);
 }
 
@@ -238,7 +257,10 @@ async fn udp_sends_one_datagram_per_message_and_json_payloads() {
             .unwrap();
         got.push(String::from_utf8(buf[..n].to_vec()).unwrap());
     }
-    assert!(!got[0].chars().next().unwrap().is_ascii_digit(), "no octet count over UDP");
+    assert!(
+        !got[0].chars().next().unwrap().is_ascii_digit(),
+        "no octet count over UDP"
+    );
     let m = parse_message(&got[0], Variant::RFC5424);
     assert_eq!(m.msgid, Some("EXEC_DENY"));
     let json: serde_json::Value = serde_json::from_str(m.msg).unwrap();
@@ -249,7 +271,12 @@ async fn udp_sends_one_datagram_per_message_and_json_payloads() {
     assert_eq!(json["fields"]["duser"], "CONTOSO\\jdoe");
     assert_eq!(json["raw"]["nested"]["x"][1], 2);
     // Field order is kept.
-    let keys: Vec<&str> = json["fields"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = json["fields"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(keys.len(), 3);
 
     let m = parse_message(&got[1], Variant::RFC5424);
@@ -331,7 +358,10 @@ async fn large_batches_arrive_complete_and_in_order() {
     let messages = split_frames(&reader.await.unwrap());
     assert_eq!(messages.len(), 5000);
     for (i, m) in messages.iter().enumerate() {
-        assert!(m.contains(&format!("fname=AnyDesk{i}.exe ")), "record {i} in order");
+        assert!(
+            m.contains(&format!("fname=AnyDesk{i}.exe ")),
+            "record {i} in order"
+        );
     }
 }
 
@@ -415,7 +445,10 @@ fn bad_configuration_names_the_key() {
     assert!(err.to_string().contains("syslog.tls.ca_file"), "{err}");
     let mut config = Config::new("127.0.0.1:514", Transport::Udp);
     config.facility = 24;
-    assert!(SyslogSink::new(config).unwrap_err().to_string().contains("syslog.facility"));
+    assert!(SyslogSink::new(config)
+        .unwrap_err()
+        .to_string()
+        .contains("syslog.facility"));
     let err = serde_json::from_value::<Config>(serde_json::json!({
         "address": "h:514", "transport": "tcp", "fromat": "json"
     }))

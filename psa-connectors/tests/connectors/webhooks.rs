@@ -22,7 +22,11 @@ mod teams {
 
     fn sink(server: &MockServer) -> TeamsWebhook {
         let mut c = Config::new(
-            format!("{}/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=SECRETSIG", server.uri()).into(),
+            format!(
+                "{}/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=SECRETSIG",
+                server.uri()
+            )
+            .into(),
         );
         c.retry = fast_retry();
         TeamsWebhook::new(c).unwrap()
@@ -94,7 +98,13 @@ mod teams {
         }
         // A small notification is left intact.
         let p = payload(&notification(), 20_000);
-        assert_eq!(p["attachments"][0]["content"]["body"][2]["facts"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            p["attachments"][0]["content"]["body"][2]["facts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -127,14 +137,19 @@ mod teams {
             text.push_str(&s.to_string());
             source = s.source();
         }
-        assert!(matches!(err, Error::Transport { connect: true, .. }), "{err:?}");
+        assert!(
+            matches!(err, Error::Transport { connect: true, .. }),
+            "{err:?}"
+        );
         assert!(!text.contains("SECRETSIG"), "{text}");
     }
 
     #[test]
     fn non_https_urls_are_refused_without_echoing_them() {
-        let err = TeamsWebhook::new(Config::new("http://example.com/hook?sig=SECRETSIG".to_owned().into()))
-            .unwrap_err();
+        let err = TeamsWebhook::new(Config::new(
+            "http://example.com/hook?sig=SECRETSIG".to_owned().into(),
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("teams.webhook_url"));
         assert!(!format!("{err:?}").contains("SECRETSIG"));
     }
@@ -185,11 +200,16 @@ mod slack {
         }
         let p = payload(&n);
         let text = p["blocks"][1]["text"]["text"].as_str().unwrap();
-        assert_eq!(text, "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; more");
+        assert_eq!(
+            text,
+            "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; more"
+        );
         assert!(!p["text"].as_str().unwrap().contains('<'));
         let fields = p["blocks"][2]["fields"].as_array().unwrap();
         assert_eq!(fields.len(), 10);
-        assert!(fields.iter().all(|f| f["text"].as_str().unwrap().chars().count() <= 2000));
+        assert!(fields
+            .iter()
+            .all(|f| f["text"].as_str().unwrap().chars().count() <= 2000));
         assert!(serde_json::to_string(&p).unwrap().chars().count() < 40_000);
         assert!(p["blocks"].as_array().unwrap().len() <= 50);
     }
@@ -203,7 +223,9 @@ mod slack {
             .mount(&server)
             .await;
         let err = sink(&server).send(&notification()).await.unwrap_err();
-        assert!(matches!(err, Error::Api { status: 404, ref message, .. } if message == "channel_not_found"));
+        assert!(
+            matches!(err, Error::Api { status: 404, ref message, .. } if message == "channel_not_found")
+        );
         assert!(!err.is_retryable());
         assert!(!format!("{err:?}").contains("XXXXTOKEN"));
     }
