@@ -426,16 +426,24 @@ enum Conn {
 }
 
 impl Conn {
-    /// Whether a stream connection was closed or reset by the peer (a syslog receiver never
-    /// sends data, so anything readable means the connection is finished).
-    fn is_broken(&self) -> bool {
-        let tcp = match self {
+    /// Whether a stream connection was closed or reset by the peer. Polls one read without
+    /// waiting: a syslog receiver sends no application data, so end-of-stream or an error means
+    /// the connection is finished, while "nothing to read" means it is alive. For TLS the read
+    /// goes through the TLS layer, so post-handshake messages (TLS 1.3 session tickets) are
+    /// consumed rather than mistaken for a closed connection.
+    async fn is_broken(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut probe = [0u8; 64];
+        let read = match self {
             Conn::Udp(_) => return false,
-            Conn::Tcp(s) => s,
-            Conn::Tls(s) => s.get_ref().0,
+            Conn::Tcp(s) => tokio::time::timeout(Duration::ZERO, s.read(&mut probe)).await,
+            Conn::Tls(s) => tokio::time::timeout(Duration::ZERO, s.read(&mut probe)).await,
         };
-        let mut probe = [0u8; 1];
-        !matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        match read {
+            Err(_elapsed) => false,
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(_unexpected_data)) => false,
+        }
     }
 
     async fn write_chunk(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -654,7 +662,11 @@ impl SiemSink for SyslogSink {
             return Ok(());
         }
         let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(Conn::is_broken) {
+        let broken = match slot.as_mut() {
+            Some(conn) => conn.is_broken().await,
+            None => false,
+        };
+        if broken {
             tracing::debug!(address = %self.config.address, "syslog connection closed by peer; reconnecting");
             *slot = None;
         }
@@ -667,10 +679,12 @@ impl SiemSink for SyslogSink {
                 for record in records {
                     scratch.clear();
                     self.encoder.message_into(record, &mut scratch);
-                    socket
-                        .send(scratch.as_bytes())
-                        .await
-                        .map_err(|e| Error::io(&self.config.address, e))?;
+                    if let Err(e) = socket.send(scratch.as_bytes()).await {
+                        // A connected UDP socket reports an earlier ICMP "port unreachable" on
+                        // a later send; start the next batch on a fresh socket.
+                        *slot = None;
+                        return Err(Error::io(&self.config.address, e));
+                    }
                 }
             }
             return Ok(());
