@@ -32,6 +32,9 @@ impl Http {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("psa-connectors/", env!("CARGO_PKG_VERSION")))
+            // Credentials travel in custom headers (`Secret`, `ApiIntegrationCode`, `clientId`)
+            // that reqwest would not strip on a cross-host redirect: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Tls {
                 message: format!("cannot build HTTP client: {}", e.without_url()),

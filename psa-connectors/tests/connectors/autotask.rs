@@ -257,3 +257,26 @@ async fn ids_must_be_numeric_and_refs_within_fifty_characters() {
     assert!(!format!("{at:?}").contains("at-s3cret"));
     assert!(!format!("{at:?}").contains("TRACKINGID"));
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_so_credentials_stay_home() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    let mut c = config(&server);
+    c.zone_url = Some(format!("{}/zone3/atservicesrest/", server.uri()));
+    authed("POST", "Tickets/query")
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("Location", format!("{}/steal", elsewhere.uri())),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let at = Autotask::new(c).unwrap();
+    let err = at.find_open("k").await.unwrap_err();
+    assert!(matches!(err, Error::Api { status: 307, .. }), "{err:?}");
+}
