@@ -266,7 +266,8 @@ async fn redirects_are_not_followed_so_credentials_stay_home() {
     c.zone_url = Some(format!("{}/zone3/atservicesrest/", server.uri()));
     authed("POST", "Tickets/query")
         .respond_with(
-            ResponseTemplate::new(307).insert_header("Location", format!("{}/steal", elsewhere.uri())),
+            ResponseTemplate::new(307)
+                .insert_header("Location", format!("{}/steal", elsewhere.uri())),
         )
         .expect(1)
         .mount(&server)
