@@ -3,7 +3,9 @@
 use base64::Engine as _;
 use psa_connectors::email::{render_html, Config, Security, SmtpNotifier};
 use psa_connectors::{Error, Notification, Notifier, Severity};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::common::HOSTILE;
@@ -295,4 +297,194 @@ fn invalid_recipient_names_the_field() {
             ..
         }
     ));
+}
+
+/// One SMTP dialogue on any stream. With `offer_starttls`, EHLO advertises STARTTLS and the
+/// dialogue stops (returning `true`) when the client asks for it, so the caller can upgrade.
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    t: &mut Transcript,
+    offer_starttls: bool,
+) -> bool {
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap() == 0 {
+            return false;
+        }
+        let line = line.trim_end().to_owned();
+        t.commands.push(line.clone());
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") && offer_starttls {
+            b"250-mx.test\r\n250 STARTTLS\r\n"
+        } else if upper.starts_with("EHLO") {
+            b"250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n"
+        } else if upper == "STARTTLS" {
+            stream
+                .get_mut()
+                .write_all(b"220 go ahead\r\n")
+                .await
+                .unwrap();
+            return true;
+        } else if upper.starts_with("AUTH PLAIN") {
+            b"235 ok\r\n"
+        } else if upper == "DATA" {
+            stream.get_mut().write_all(b"354 go\r\n").await.unwrap();
+            loop {
+                let mut data_line = String::new();
+                stream.read_line(&mut data_line).await.unwrap();
+                if data_line.trim_end() == "." {
+                    break;
+                }
+                t.data.push_str(&data_line.replace("\r\n", "\n"));
+            }
+            b"250 queued\r\n"
+        } else if upper == "QUIT" {
+            stream.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+            let _ = stream.get_mut().shutdown().await;
+            return false;
+        } else {
+            b"250 OK\r\n"
+        };
+        stream.get_mut().write_all(reply).await.unwrap();
+    }
+}
+
+struct TestCa {
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_path: std::path::PathBuf,
+}
+
+fn test_ca() -> TestCa {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let ca_path = std::env::temp_dir().join(format!(
+        "psa-connectors-smtp-ca-{}-{}.pem",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::write(&ca_path, cert.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    TestCa {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ca_path,
+    }
+}
+
+fn tls_config(port: u16, security: Security, ca: &TestCa) -> Config {
+    let mut c = config(port);
+    c.host = "localhost".into();
+    c.security = security;
+    c.ca_file = Some(ca.ca_path.clone());
+    c
+}
+
+#[tokio::test]
+async fn starttls_upgrades_before_authenticating() {
+    let ca = test_ca();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = ca.acceptor.clone();
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut plain = BufReader::new(sock);
+        plain.get_mut().write_all(b"220 mx.test\r\n").await.unwrap();
+        let mut before = Transcript::default();
+        assert!(
+            dialogue(&mut plain, &mut before, true).await,
+            "client asked for STARTTLS"
+        );
+        let tls = acceptor.accept(plain.into_inner()).await.unwrap();
+        let mut after = Transcript::default();
+        dialogue(&mut BufReader::new(tls), &mut after, false).await;
+        (before, after)
+    });
+    let smtp = SmtpNotifier::new(tls_config(port, Security::StartTls, &ca)).unwrap();
+    smtp.send(&Notification::new("over tls", "body"))
+        .await
+        .unwrap();
+    drop(smtp);
+    let (before, after) = tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_file(&ca.ca_path);
+    assert!(
+        !before.commands.iter().any(|c| c.starts_with("AUTH")),
+        "no credentials in clear"
+    );
+    assert_eq!(before.commands.last().unwrap(), "STARTTLS");
+    assert!(
+        after.commands[0].starts_with("EHLO"),
+        "EHLO again after the upgrade"
+    );
+    assert!(after.commands.iter().any(|c| c.starts_with("AUTH PLAIN ")));
+    assert!(after.data.contains("Subject: over tls"));
+}
+
+#[tokio::test]
+async fn implicit_tls_trusts_the_configured_ca() {
+    let ca = test_ca();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = ca.acceptor.clone();
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(sock).await.unwrap();
+        let mut stream = BufReader::new(tls);
+        stream
+            .get_mut()
+            .write_all(b"220 mx.test\r\n")
+            .await
+            .unwrap();
+        let mut t = Transcript::default();
+        dialogue(&mut stream, &mut t, false).await;
+        t
+    });
+    let smtp = SmtpNotifier::new(tls_config(port, Security::Tls, &ca)).unwrap();
+    smtp.send(&Notification::new("implicit", "body"))
+        .await
+        .unwrap();
+    drop(smtp);
+    let t = tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_file(&ca.ca_path);
+    assert!(t.commands.iter().any(|c| c.starts_with("AUTH PLAIN ")));
+    assert!(t.data.contains("Subject: implicit"));
+}
+
+#[tokio::test]
+async fn implicit_tls_refuses_an_untrusted_certificate() {
+    let ca = test_ca();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = ca.acceptor.clone();
+    tokio::spawn(async move {
+        if let Ok((sock, _)) = listener.accept().await {
+            let _ = acceptor.accept(sock).await;
+        }
+    });
+    let mut c = tls_config(port, Security::Tls, &ca);
+    c.ca_file = None; // web PKI roots only
+    let _ = std::fs::remove_file(&ca.ca_path);
+    let smtp = SmtpNotifier::new(c).unwrap();
+    let err = smtp.send(&Notification::new("s", "t")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Smtp {
+                permanent: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
