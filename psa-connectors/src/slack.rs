@@ -8,7 +8,7 @@
 //! * Limits: header 150 characters, section text 3 000, 10 fields of 2 000, well under the
 //!   50-block and 40 000-character ceilings.
 //! * Responses: 200 with body `ok`; errors arrive as a plain-text code (`invalid_payload`,
-//!   `channel_not_found`, …) kept in [`Error::Api`]; 429 honours `Retry-After`.
+//!   `channel_not_found`, …) kept in [`crate::Error::Api`]; 429 honours `Retry-After`.
 //!
 //! The webhook URL embeds a token: it is held as a secret and never printed or put in an
 //! error.

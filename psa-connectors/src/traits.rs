@@ -26,12 +26,26 @@ pub trait TicketSink: Send + Sync {
 
     /// Searches for an open ticket with the same reference: when found, adds `note` to it;
     /// otherwise creates `ticket`. This is what keeps one ticket per incident.
+    ///
+    /// When the note is refused permanently (the ticket was closed or deleted between the search
+    /// and the note, or the API member lost access to it), a new ticket is created so the
+    /// alert is not lost. A transient failure (throttling, network, 5xx) is returned instead,
+    /// for the caller to retry the whole call later.
     async fn open_or_update(&self, ticket: &Ticket, note: &Note) -> Result<TicketOutcome> {
         match self.find_open(&ticket.external_ref).await? {
-            Some(existing) => {
-                self.add_note(&existing, note).await?;
-                Ok(TicketOutcome::Updated(existing))
-            }
+            Some(existing) => match self.add_note(&existing, note).await {
+                Ok(()) => Ok(TicketOutcome::Updated(existing)),
+                Err(e) if !e.is_retryable() && matches!(e.status(), Some(400..=499)) => {
+                    tracing::warn!(
+                        backend = self.name(),
+                        ticket = %existing.id,
+                        error = %e,
+                        "note refused on the open ticket; opening a new one"
+                    );
+                    Ok(TicketOutcome::Created(self.create(ticket).await?))
+                }
+                Err(e) => Err(e),
+            },
             None => Ok(TicketOutcome::Created(self.create(ticket).await?)),
         }
     }

@@ -400,3 +400,61 @@ fn config_deserializes_with_unknown_fields_rejected() {
     .unwrap_err();
     assert!(err.to_string().contains("privat_key"));
 }
+
+#[tokio::test]
+async fn a_refused_note_falls_back_to_a_new_ticket_so_the_alert_is_not_lost() {
+    let server = MockServer::start().await;
+    search("tl:req:48")
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 7002}])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/service/tickets/7002/notes")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": "InvalidObject", "message": "ticket is closed"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/service/tickets")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 7003})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let cw = ConnectWise::new(config(&server)).unwrap();
+    let outcome = cw
+        .open_or_update(&Ticket::new("tl:req:48", "s", "d"), &Note::internal("n"))
+        .await
+        .unwrap();
+    assert!(outcome.is_created());
+    assert_eq!(outcome.ticket().id, "7003");
+}
+
+#[tokio::test]
+async fn a_transient_note_failure_is_returned_without_creating() {
+    let server = MockServer::start().await;
+    search("tl:req:49")
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 7004}])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/service/tickets/7004/notes")))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/service/tickets")))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let cw = ConnectWise::new(config(&server)).unwrap();
+    let err = cw
+        .open_or_update(&Ticket::new("tl:req:49", "s", "d"), &Note::internal("n"))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable());
+}
