@@ -1,0 +1,104 @@
+//! The write side: permitting, rejecting and ignoring approval requests; applications,
+//! policies and maintenance mode.
+//!
+//! Every write is first built by a pure `prepare_*` function into a [`PreparedRequest`]
+//! (method, path, organization header, body) whose `Display` is a dry-run view, so a caller can
+//! show an operator exactly what would be sent without sending it. The handle methods
+//! (`client.approvals().permit(..)`, `client.policies().deploy(..)`, ...) send those same
+//! requests.
+//!
+//! Safety rules, the same for every write:
+//! - a write is sent once; the client never retries it (see [`crate::Safety::Write`]);
+//! - when its outcome is unknown (timeout, reset connection, 5xx) the approval calls re-read the
+//!   request's `statusId` and report what really happened; the other writes return
+//!   [`Error::OutcomeUnknown`] so the caller re-reads before doing anything again;
+//! - a permit is refused before sending when the request was already actioned
+//!   ([`Error::AlreadyActioned`]) or when the options cannot succeed (a built-in application
+//!   without entire-organization scope, a new application without a name, ...).
+
+mod applications;
+mod approvals;
+mod maintenance;
+mod permit;
+mod policies;
+
+pub use applications::*;
+pub use approvals::*;
+pub use maintenance::*;
+pub use permit::*;
+pub use policies::*;
+
+use crate::error::Error;
+
+#[cfg(feature = "client")]
+/// Wraps an error whose outcome is unknown into [`Error::OutcomeUnknown`] naming the operation;
+/// other errors pass through (with a write-specific hint added where the reference documents a
+/// likely cause).
+pub(crate) fn classify_write_error(operation: impl FnOnce() -> String, err: Error) -> Error {
+    if err.is_outcome_unknown() && !matches!(err, Error::OutcomeUnknown { .. }) {
+        return Error::OutcomeUnknown {
+            operation: operation(),
+            source: Box::new(err),
+        };
+    }
+    add_write_hint(err)
+}
+
+#[cfg(feature = "client")]
+/// Adds a hint for write errors the generic table does not cover.
+pub(crate) fn add_write_hint(err: Error) -> Error {
+    match err {
+        Error::Api {
+            status,
+            endpoint,
+            message,
+            logger_id,
+            body,
+            hint: None,
+        } => {
+            let m = message.as_deref().unwrap_or("").to_ascii_lowercase();
+            let hint = if m.contains("insufficient permission") && m.contains("destination") {
+                Some("policy writes must be scoped to the organization that owns the policy (managedOrganizationId)")
+            } else if m.contains("hash only") {
+                Some("a hash rule must be hash-only: isHashOnly true and every other condition empty")
+            } else if status == 500 && endpoint.contains("ApplicationInsert") {
+                Some("keep ApplicationInsert minimal: name, osType, description, applicationFileUpdates")
+            } else if status == 500 && endpoint.contains("PermitApplication") {
+                Some("the permit body must keep every key of the fetched DTO, with explicit nulls")
+            } else if status == 400 && endpoint.contains("PolicyUpdateForDeleteByIds") {
+                Some("the delete body must be a bare JSON array of policy rows")
+            } else {
+                None
+            };
+            Error::Api {
+                status,
+                endpoint,
+                message,
+                logger_id,
+                body,
+                hint,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Where [`normalise_names`] keeps a second `applicationName` so it can be sent back unchanged.
+pub(crate) const APPLICATION_NAME_AS_SENT: &str = "\u{0}applicationName";
+
+/// `ApplicationOnlineDto` rows carry both `name` and `applicationName`, and the model reads
+/// either into `name` (two would be a duplicate-field error), so keep one for decoding and park
+/// the other under a key no server sends; the permit body builder restores it.
+#[cfg(feature = "client")]
+pub(crate) fn normalise_names(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = v.as_object_mut() {
+        if m.get("name").is_some_and(|n| !n.is_null()) {
+            if let Some(alt) = m.remove("applicationName") {
+                m.insert(APPLICATION_NAME_AS_SENT.into(), alt);
+            }
+        } else if let Some(alt) = m.remove("applicationName") {
+            m.insert("name".into(), alt);
+        }
+    }
+    v
+}
