@@ -1,7 +1,9 @@
 //! Application writes: insert, hash-only file rules; and the application options list (the
 //! applications a file can be permitted into).
 
-use serde_json::{json, Value};
+use serde_json::json;
+#[cfg(feature = "client")]
+use serde_json::Value;
 
 use crate::codes::OsType;
 use crate::error::{Error, Result};

@@ -28,6 +28,7 @@ pub use maintenance::*;
 pub use permit::*;
 pub use policies::*;
 
+#[cfg(feature = "client")]
 use crate::error::Error;
 
 #[cfg(feature = "client")]

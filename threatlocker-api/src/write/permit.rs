@@ -329,6 +329,7 @@ pub fn prepare_permit(body: Value) -> PreparedRequest {
 
 /// What a status read after a lost permit answer means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) enum PermitRecovery {
     /// The permit took effect.
     Permitted,
@@ -339,6 +340,7 @@ pub(crate) enum PermitRecovery {
 }
 
 /// Decides what a status read after a lost permit answer means (pure; table-tested).
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn permit_recovery(status: Option<ApprovalStatus>) -> PermitRecovery {
     match status {
         Some(ApprovalStatus::Approved) => PermitRecovery::Permitted,
@@ -615,6 +617,7 @@ pub fn build_permit_body(
 
 /// The `ApplicationGetMatchingList` body for a permit: the file's hashes, path, certificates
 /// and creators from the DTO's `fileDetails`, falling back to the request.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn matching_query(dto: &Value, request: &ApprovalRequest) -> Value {
     let file = dto.get("fileDetails").cloned().unwrap_or(Value::Null);
     let s = |key: &str, fallback: Option<&str>| -> Value {
@@ -844,6 +847,7 @@ fn set_pointer(doc: &mut Value, pointer: &str, value: Value) -> Result<()> {
 
 /// The organization a permit's calls are scoped to: the request's own organization (writes on
 /// a child organization's objects must name it in `managedOrganizationId`), else none.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn request_scope(request: &ApprovalRequest) -> Option<OrganizationId> {
     request
         .organization_id
