@@ -1,5 +1,6 @@
 //! The write side of the client against wiremock: exact bodies (reference Appendix A), call
 //! order of the permit flow, and one test per safety rule.
+#![cfg(feature = "client")]
 
 mod write {
     pub mod common;

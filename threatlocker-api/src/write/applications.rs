@@ -229,12 +229,11 @@ impl Applications {
                 .ok()
                 .flatten()
             {
-                Some(Value::String(id)) if !id.trim().is_empty() => {
-                    let mut a = Application::default();
-                    a.application_id = Some(ApplicationId::from(id));
-                    a.name = Some(app.name.clone());
-                    Some(a)
-                }
+                Some(Value::String(id)) if !id.trim().is_empty() => Some(Application {
+                    application_id: Some(ApplicationId::from(id)),
+                    name: Some(app.name.clone()),
+                    ..Application::default()
+                }),
                 Some(v @ Value::Object(_)) => {
                     serde_json::from_value(super::normalise_names(v)).ok()
                 }
