@@ -12,5 +12,6 @@ mod write {
     mod permit_flow;
     mod policies;
     mod reject;
+    mod reset;
     mod safety;
 }

@@ -22,6 +22,10 @@ use crate::time::format_request_date;
 #[cfg(feature = "client")]
 use crate::{decode::decode_optional, handles::Policies};
 
+/// Path of `PolicyGetById`.
+#[cfg(feature = "client")]
+const POLICY_GET_PATH: &str = "/portalapi/Policy/PolicyGetById";
+
 /// Path of `PolicyInsert`.
 pub const POLICY_INSERT_PATH: &str = "/portalapi/Policy/PolicyInsert";
 /// Path of `PolicyUpdateById`.
@@ -329,6 +333,28 @@ impl Policies {
         })
     }
 
+    /// The usual update: reads the policy from its owning organization (`PolicyGetById`,
+    /// scoped with `managedOrganizationId: owner`), lets `patch` edit the JSON, and PUTs the
+    /// whole object back (full replace, same scope). Returns the object that was sent.
+    pub async fn update_with(
+        &self,
+        policy_id: &PolicyId,
+        owner: &OrganizationId,
+        patch: impl FnOnce(&mut Value),
+    ) -> Result<Value> {
+        let mut policy = fetch_policy_for_write(&self.client, policy_id, owner).await?;
+        patch(&mut policy);
+        let mut req = prepare_policy_update(policy)?;
+        req.organization = Some(owner.clone());
+        self.client.execute(&req).await.map_err(|e| {
+            super::classify_write_error(
+                || format!("update of policy {policy_id} (re-read it before retrying)"),
+                e,
+            )
+        })?;
+        Ok(req.body.unwrap_or(Value::Null))
+    }
+
     /// Deletes policies, one call per owning organization (see [`prepare_policy_delete`]).
     /// Stops at the first failure; the error names the organizations already done.
     pub async fn delete(&self, policies: &[PolicyRef]) -> Result<()> {
@@ -369,4 +395,38 @@ impl Policies {
             )
         })
     }
+}
+
+/// `PolicyGetById` from the owning organization, as raw JSON (tolerating a `policy`/`data`
+/// envelope).
+#[cfg(feature = "client")]
+async fn fetch_policy_for_write(
+    client: &crate::Client,
+    policy_id: &PolicyId,
+    owner: &OrganizationId,
+) -> Result<Value> {
+    let req = PreparedRequest::get(POLICY_GET_PATH)
+        .with_query("policyId", policy_id)
+        .with_organization(owner.clone());
+    let raw = client.execute(&req).await?;
+    let value = decode_optional::<Value>(&req.endpoint(), &raw.body)?.unwrap_or(Value::Null);
+    let policy = match value {
+        Value::Object(mut m) if !m.contains_key("policyId") => {
+            match ["policy", "data"].iter().find_map(|k| m.remove(*k)) {
+                Some(inner @ Value::Object(_)) => inner,
+                _ => Value::Object(m),
+            }
+        }
+        other => other,
+    };
+    if !policy.is_object() {
+        return Err(Error::Decode {
+            endpoint: req.endpoint(),
+            path: ".".into(),
+            message: format!(
+                "expected policy {policy_id} as a JSON object (is {owner} its owning organization?)"
+            ),
+        });
+    }
+    Ok(policy)
 }

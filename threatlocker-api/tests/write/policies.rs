@@ -3,9 +3,10 @@
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use threatlocker_api::{
-    prepare_policy_delete, Error, NewPolicy, OrganizationId, OsType, PolicyAction, PolicyRef,
+    prepare_policy_delete, Error, NewPolicy, OrganizationId, OsType, PolicyAction, PolicyId,
+    PolicyRef,
 };
-use wiremock::matchers::{body_json, header, method, path};
+use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::common::*;
@@ -212,4 +213,40 @@ async fn a_lost_deploy_answer_is_outcome_unknown_and_sent_once() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn update_with_reads_from_the_owner_patches_and_puts_everything_back() {
+    let server = MockServer::start().await;
+    let stored = json!({
+        "policyId": "p-1", "organizationId": CHILD, "name": "Permit Zoom", "osType": 1,
+        "policyActionId": 1, "isEnabled": true, "applicationIdList": ["a"], "computerGroupId": "g",
+        "logAction": true, "policyScheduleStatus": 0, "endDate": null, "notifyOnRequest": false
+    });
+    Mock::given(method("GET"))
+        .and(path("/portalapi/Policy/PolicyGetById"))
+        .and(query_param("policyId", "p-1"))
+        .and(header("managedOrganizationId", CHILD))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stored.clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut want = stored.clone();
+    want["isEnabled"] = json!(false);
+    Mock::given(method("PUT"))
+        .and(path(UPDATE))
+        .and(header("managedOrganizationId", CHILD))
+        .and(body_json(want.clone()))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let sent = client(&server)
+        .policies()
+        .update_with(&PolicyId::from("p-1"), &OrganizationId::from(CHILD), |p| {
+            p["isEnabled"] = json!(false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent, want);
 }
