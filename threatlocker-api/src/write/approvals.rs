@@ -274,6 +274,27 @@ impl Approvals {
     ///
     /// Every call after the first is scoped to the request's own organization
     /// (`managedOrganizationId`), as writes on a child organization's objects must be.
+    ///
+    /// ```no_run
+    /// # async fn run() -> threatlocker_api::Result<()> {
+    /// use threatlocker_api::{ApprovalRequestId, Client, Error, PermitOptions, PermitScope};
+    ///
+    /// let client = Client::builder("api-key").instance("g").build()?;
+    /// let id = ApprovalRequestId::from("c3d4e5f6-a7b8-4901-8cde-f1234567890a");
+    /// let opts = PermitOptions::default().scope(PermitScope::EntireOrganization);
+    ///
+    /// // Dry run: the reads happen, the writes are only shown.
+    /// println!("{}", client.approvals().plan_permit(&id, &opts).await?);
+    ///
+    /// match client.approvals().permit(&id, &opts).await {
+    ///     Ok(done) if done.verified => println!("approved"),
+    ///     Ok(_) => println!("sent; the read-back does not show it approved yet"),
+    ///     Err(Error::AlreadyActioned { status, .. }) => println!("already {status}"),
+    ///     Err(Error::OutcomeUnknown { .. }) => println!("unknown: check before trying again"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn permit(
         &self,
         id: &ApprovalRequestId,

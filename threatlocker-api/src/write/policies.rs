@@ -174,6 +174,11 @@ impl NewPolicy {
 }
 
 /// A policy to delete: its id, its owning organization, and (optionally) its name.
+///
+/// Ownership rule (reference §1.3): policy reads, updates and deletes only succeed when
+/// `managedOrganizationId` names the organization that owns the policy — otherwise the API
+/// answers "Unable to retrieve application policy" or "Insufficient permission to update
+/// policies in the selected destination". That is why the owner is required here.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PolicyRef {
