@@ -234,9 +234,7 @@ impl Applications {
                     name: Some(app.name.clone()),
                     ..Application::default()
                 }),
-                Some(v @ Value::Object(_)) => {
-                    serde_json::from_value(super::normalise_names(v)).ok()
-                }
+                Some(v @ Value::Object(_)) => super::decode_application(v).ok(),
                 _ => None,
             },
         )
@@ -299,7 +297,7 @@ impl Applications {
         rows.into_iter()
             .enumerate()
             .map(|(i, row)| {
-                serde_json::from_value(super::normalise_names(row)).map_err(|e| Error::Decode {
+                super::decode_application(row).map_err(|e| Error::Decode {
                     endpoint: req.endpoint(),
                     path: format!("[{i}]"),
                     message: e.to_string(),

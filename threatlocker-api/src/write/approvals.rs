@@ -230,19 +230,26 @@ async fn fetch_matching_for_write(
     if value.is_array() {
         value = json!({ "matchingApplications": value });
     }
-    if let Some(apps) = value
-        .get_mut("matchingApplications")
-        .and_then(Value::as_array_mut)
-    {
-        for app in apps.iter_mut() {
-            *app = super::normalise_names(std::mem::take(app));
-        }
-    }
-    serde_json::from_value::<MatchingList>(value).map_err(|e| Error::Decode {
+    let rows = match value.get_mut("matchingApplications").map(Value::take) {
+        Some(Value::Array(rows)) => rows,
+        _ => Vec::new(),
+    };
+    let decode_err = |path: String, e: serde_json::Error| Error::Decode {
         endpoint: req.endpoint(),
-        path: ".".into(),
+        path,
         message: e.to_string(),
-    })
+    };
+    let mut list: MatchingList =
+        serde_json::from_value(value).map_err(|e| decode_err(".".into(), e))?;
+    list.matching_applications = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            super::decode_application(row)
+                .map_err(|e| decode_err(format!("matchingApplications[{i}]"), e))
+        })
+        .collect::<Result<_>>()?;
+    Ok(list)
 }
 
 #[cfg(feature = "client")]
@@ -266,6 +273,10 @@ impl Approvals {
     ///    such as a built-in application without entire-organization scope) and post it once
     ///    (`ApprovalRequestPermitApplication`);
     /// 5. read the request back: `verified` when it is Approved.
+    ///
+    /// The order is the one verified against a live tenant. A refusal at step 4 comes after
+    /// ownership was taken (the request stays pending, assigned to the API user); call
+    /// [`Approvals::plan_permit`] first to check a permit without any write at all.
     ///
     /// If the permit POST's outcome is unknown (timeout, reset, 5xx) it is **never** posted
     /// again: the request's status is re-read; Approved → success with

@@ -84,22 +84,25 @@ pub(crate) fn add_write_hint(err: Error) -> Error {
     }
 }
 
-/// Where [`normalise_names`] keeps a second `applicationName` so it can be sent back unchanged.
-pub(crate) const APPLICATION_NAME_AS_SENT: &str = "\u{0}applicationName";
-
-/// `ApplicationOnlineDto` rows carry both `name` and `applicationName`, and the model reads
-/// either into `name` (two would be a duplicate-field error), so keep one for decoding and park
-/// the other under a key no server sends; the permit body builder restores it.
+/// Decodes an application row. `ApplicationOnlineDto` rows carry both `name` and
+/// `applicationName`, and the model reads either into `name` (both at once would be a
+/// duplicate-field error), so `applicationName` is taken out before decoding and kept in
+/// `extra`, from where it is serialized back unchanged.
 #[cfg(feature = "client")]
-pub(crate) fn normalise_names(mut v: serde_json::Value) -> serde_json::Value {
+pub(crate) fn decode_application(
+    mut v: serde_json::Value,
+) -> Result<crate::models::Application, serde_json::Error> {
+    let mut second_name = None;
     if let Some(m) = v.as_object_mut() {
         if m.get("name").is_some_and(|n| !n.is_null()) {
-            if let Some(alt) = m.remove("applicationName") {
-                m.insert(APPLICATION_NAME_AS_SENT.into(), alt);
-            }
+            second_name = m.remove("applicationName");
         } else if let Some(alt) = m.remove("applicationName") {
             m.insert("name".into(), alt);
         }
     }
-    v
+    let mut app: crate::models::Application = serde_json::from_value(v)?;
+    if let Some(n) = second_name {
+        app.extra.insert("applicationName".into(), n);
+    }
+    Ok(app)
 }

@@ -783,13 +783,11 @@ fn choose_application(
 /// `extra`) plus the modelled ones.
 fn application_json(app: &Application) -> Value {
     let mut m = app.extra.clone();
-    let name_as_sent = m.remove(super::APPLICATION_NAME_AS_SENT);
     m.insert("applicationId".into(), json!(app.application_id));
     m.insert("name".into(), json!(app.name));
-    let application_name = name_as_sent
-        .filter(|v| !v.is_null())
-        .unwrap_or_else(|| json!(app.name));
-    m.insert("applicationName".into(), application_name);
+    if m.get("applicationName").is_none_or(Value::is_null) {
+        m.insert("applicationName".into(), json!(app.name));
+    }
     m.insert("organizationId".into(), json!(app.organization_id));
     m.insert("organizationName".into(), json!(app.organization_name));
     m.insert("osType".into(), json!(app.os_type));

@@ -45,6 +45,14 @@ async fn plan_permit_reads_but_sends_no_write() {
     assert_eq!(permit.organization.as_ref().map(|o| o.as_str()), Some(ORG));
     assert_eq!(plan.permit_body(), Some(&expected_a4_body()));
 
+    // The matching list keeps both name keys the server sent.
+    let tenant = &plan.matching.matching_applications[1];
+    assert_eq!(
+        tenant.extra.get("applicationName"),
+        Some(&serde_json::json!("Zoom"))
+    );
+    assert_eq!(tenant.name.as_deref(), Some("Zoom"));
+
     let shown = plan.to_string();
     assert!(shown.contains(&format!("POST {TAKE_OWNERSHIP}")), "{shown}");
     assert!(shown.contains(&format!("POST {PERMIT}")), "{shown}");
