@@ -232,3 +232,47 @@ async fn options_that_cannot_succeed_are_refused_before_any_request() {
     assert!(matches!(err, Error::InvalidRequest(_)));
     assert!(paths_seen(&server).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_api_key_never_leaks_through_write_errors_plans_or_outcomes() {
+    let server = MockServer::start().await;
+    mount_status(&server, 1, 1).await;
+    mount_take_ownership(&server, 1).await;
+    mount_permit_reads(&server, "matching_tenant_and_master.json").await;
+    // A server that echoes the Authorization header into its error body.
+    mount_permit(
+        &server,
+        ResponseTemplate::new(500).set_body_string(format!(
+            "{{\"Message\":\"bad token {KEY}\",\"Authorization\":\"{KEY}\"}}"
+        )),
+    )
+    .await;
+    let c = client(&server);
+    let err = c
+        .approvals()
+        .permit(&request_id(), &PermitOptions::default())
+        .await
+        .unwrap_err();
+    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        texts.push(s.to_string());
+        texts.push(format!("{s:?}"));
+        source = s.source();
+    }
+    let other = MockServer::start().await;
+    mount_status(&other, 1, 1).await;
+    mount_permit_reads(&other, "matching_tenant_and_master.json").await;
+    let plan = client(&other)
+        .approvals()
+        .plan_permit(&request_id(), &PermitOptions::default())
+        .await
+        .unwrap();
+    texts.push(format!("{plan:?}"));
+    texts.push(plan.to_string());
+    texts.push(format!("{c:?}"));
+    for t in &texts {
+        assert!(!t.contains(KEY), "key leaked: {t}");
+    }
+    assert!(texts[0].contains("unknown"), "{}", texts[0]);
+}
