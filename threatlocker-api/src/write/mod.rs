@@ -106,3 +106,68 @@ pub(crate) fn decode_application(
     }
     Ok(app)
 }
+
+#[cfg(all(test, feature = "client"))]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, endpoint: &str, message: &str) -> Error {
+        Error::Api {
+            status,
+            endpoint: endpoint.into(),
+            message: Some(message.into()),
+            logger_id: None,
+            body: String::new(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn write_error_classification_table() {
+        let cases: [(Error, bool, Option<&str>); 5] = [
+            (api(503, "POST /x/DeployPolicies", "down"), true, None),
+            (
+                api(
+                    417,
+                    "POST /x/ApplicationFileInsert",
+                    "Please enter the Hash only, or ...",
+                ),
+                false,
+                Some("hash-only"),
+            ),
+            (
+                api(
+                    400,
+                    "PUT /x/PolicyUpdateById",
+                    "Insufficient permission to update policies in the selected destination",
+                ),
+                false,
+                Some("owns the policy"),
+            ),
+            (
+                api(
+                    400,
+                    "PUT /x/PolicyUpdateForDeleteByIds",
+                    "One or more validation errors occurred.",
+                ),
+                false,
+                Some("bare JSON array"),
+            ),
+            (api(404, "POST /x/Other", "nope"), false, None),
+        ];
+        for (err, unknown, hint) in cases {
+            let got = classify_write_error(|| "op".into(), err);
+            assert_eq!(
+                matches!(got, Error::OutcomeUnknown { .. }),
+                unknown,
+                "{got:?}"
+            );
+            if let Error::Api { hint: h, .. } = &got {
+                match hint {
+                    Some(want) => assert!(h.unwrap_or("").contains(want), "{got:?}"),
+                    None => assert!(h.is_none(), "{got:?}"),
+                }
+            }
+        }
+    }
+}
