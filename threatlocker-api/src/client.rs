@@ -334,12 +334,12 @@ impl Client {
         if let Some(body) = &req.body {
             let bytes = serde_json::to_vec(body)
                 .map_err(|e| Error::InvalidRequest(format!("body is not serializable: {e}")))?;
-            builder = builder
-                .header(CONTENT_TYPE, "application/json")
-                .body(bytes);
+            builder = builder.header(CONTENT_TYPE, "application/json").body(bytes);
         } else if req.method != Method::Get {
             // Some POST endpoints take no body; send an explicit empty JSON length.
-            builder = builder.header(CONTENT_TYPE, "application/json").body(Vec::new());
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(Vec::new());
         }
 
         let response = builder
@@ -477,7 +477,10 @@ fn page_meta_from_headers(h: &HeaderMap) -> Option<PageMeta> {
 fn parse_error_body(text: &str) -> (Option<String>, Option<String>) {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
         let t = text.trim();
-        return ((!t.is_empty() && t.len() <= 300).then(|| t.to_owned()), None);
+        return (
+            (!t.is_empty() && t.len() <= 300).then(|| t.to_owned()),
+            None,
+        );
     };
     let get = |names: &[&str]| {
         names.iter().find_map(|n| {
@@ -571,8 +574,9 @@ mod tests {
 
     #[test]
     fn error_bodies_in_either_casing() {
-        let (m, l) =
-            parse_error_body(r#"{"LoggerId":"0HMV","StatusCode":417,"Message":"Invalid Date Range"}"#);
+        let (m, l) = parse_error_body(
+            r#"{"LoggerId":"0HMV","StatusCode":417,"Message":"Invalid Date Range"}"#,
+        );
         assert_eq!(m.as_deref(), Some("Invalid Date Range"));
         assert_eq!(l.as_deref(), Some("0HMV"));
         let (m, _) = parse_error_body(r#"{"message":"lower"}"#);

@@ -85,7 +85,10 @@ fn prefix_path(e: Error, key: &str) -> Error {
             path: if path == "." {
                 key.to_owned()
             } else {
-                format!("{key}{}{path}", if path.starts_with('[') { "" } else { "." })
+                format!(
+                    "{key}{}{path}",
+                    if path.starts_with('[') { "" } else { "." }
+                )
             },
             message,
         },
@@ -94,8 +97,14 @@ fn prefix_path(e: Error, key: &str) -> Error {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &b[start..end]
 }
 
@@ -114,14 +123,14 @@ mod tests {
 
     #[test]
     fn decode_error_names_the_json_path() {
-        let err = decode_list::<ActionLogRow>("POST x", br#"[{}, {"dateTime": "garbage"}]"#)
-            .unwrap_err();
+        let err =
+            decode_list::<ActionLogRow>("POST x", br#"[{}, {"dateTime": "garbage"}]"#).unwrap_err();
         match err {
             Error::Decode { path, .. } => assert_eq!(path, "[1].dateTime"),
             other => panic!("unexpected {other:?}"),
         }
-        let err = decode_list::<ActionLogRow>("POST x", br#"{"data":[{"actionId":"x"}]}"#)
-            .unwrap_err();
+        let err =
+            decode_list::<ActionLogRow>("POST x", br#"{"data":[{"actionId":"x"}]}"#).unwrap_err();
         match err {
             Error::Decode { path, .. } => assert_eq!(path, "data[0].actionId"),
             other => panic!("unexpected {other:?}"),

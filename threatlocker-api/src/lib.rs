@@ -26,6 +26,7 @@ pub mod models;
 pub mod request;
 pub mod retry;
 pub mod time;
+mod write;
 
 #[cfg(feature = "client")]
 mod client;
@@ -38,14 +39,23 @@ mod limits;
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, RawResponse};
+pub use codes::*;
+pub use error::{Error, Result, TransportKind};
 #[cfg(feature = "client")]
 pub use handles::{
     Applications, Approvals, Audit, Computers, Maintenance, Organizations, Policies, SystemAudit,
     Tags,
 };
-pub use codes::*;
-pub use error::{Error, Result, TransportKind};
 pub use ids::*;
 pub use models::*;
 pub use request::{Method, PreparedRequest, Safety};
 pub use retry::RetryPolicy;
+pub use write::{
+    build_permit_body, prepare_application_insert, prepare_hash_rule_insert, prepare_ignore,
+    prepare_maintenance_end, prepare_maintenance_insert, prepare_permit, prepare_policy_delete,
+    prepare_policy_deploy, prepare_policy_insert, prepare_policy_update, prepare_reject,
+    prepare_take_ownership, AdminNotes, ApplicationChoice, ApplicationOptionsQuery, IgnoreOptions,
+    MaintenanceApplication, MaintenanceEnd, MaintenanceRequest, NewApplication, NewPolicy,
+    PermitOptions, PermitOutcome, PermitPlan, PermitResponse, PermitRule, PermitScope, PolicyRef,
+    RejectOptions,
+};
