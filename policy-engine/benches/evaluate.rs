@@ -71,13 +71,17 @@ fn rows(n: usize) -> Vec<ActionLogRow> {
         r.cert_exists = Some(rng.below(3) != 0);
         r.action_type = Some("execute".into());
         r.policy_name = Some("Default - Deny".into());
-        let roll = rng.below(100);
+        // A realistic day: mostly permits, a few percent blocks, audit-only rows from the
+        // learning computers (every tenth), rare ringfence hits and rare audit-only rows on
+        // Secure computers (policy bypass).
+        let learning = comp % 10 == 0;
+        let roll = rng.below(1_000);
         let (action, monitor) = match roll {
-            0..=59 => (ActionOutcome::Permit, false),
-            60..=84 => (ActionOutcome::Deny, false),
-            85..=89 => (ActionOutcome::DenyWithRequest, false),
-            90..=97 => (ActionOutcome::Deny, true),
-            _ => (ActionOutcome::Ringfenced, false),
+            0..=24 => (ActionOutcome::Deny, learning),
+            25..=29 => (ActionOutcome::DenyWithRequest, learning),
+            30..=31 => (ActionOutcome::Ringfenced, false),
+            32 => (ActionOutcome::Deny, true),
+            _ => (ActionOutcome::Permit, false),
         };
         r.action_id = Some(action);
         r.is_monitor_mode = Some(monitor);

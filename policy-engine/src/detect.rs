@@ -70,20 +70,29 @@ pub(crate) fn outcome(row: &ActionLogRow) -> Outcome {
     }
 }
 
-/// Texts that may hold a command line.
-fn command_texts(row: &ActionLogRow) -> impl Iterator<Item = &str> {
-    [
-        row.data.as_deref(),
-        row.full_path.as_deref(),
-        row.process_path.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .chain(
+/// Command-line texts proper: `data` and the command-line `extra` fields.
+fn command_lines(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    row.data
+        .as_deref()
+        .into_iter()
+        .chain(extra_command_lines(row))
+}
+
+fn extra_command_lines(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    let extra = (!row.extra.is_empty()).then_some(&row.extra);
+    extra.into_iter().flat_map(|e| {
         COMMAND_LINE_KEYS
             .iter()
-            .filter_map(|k| row.extra.get(*k).and_then(|v| v.as_str())),
-    )
+            .filter_map(|k| e.get(*k).and_then(|v| v.as_str()))
+    })
+}
+
+/// Texts that may hold a command line: the command lines plus the paths.
+fn command_texts(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    [row.full_path.as_deref(), row.process_path.as_deref()]
+        .into_iter()
+        .flatten()
+        .chain(command_lines(row))
 }
 
 const POWERSHELL_NAMES: &[&str] = &["powershell.exe", "pwsh.exe", "powershell_ise.exe", "pwsh"];
@@ -99,7 +108,7 @@ fn is_powershell_context(row: &ActionLogRow) -> bool {
             .action_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("powershell"))
-        || command_texts(row).any(|t| contains_ci(t, "powershell") || contains_ci(t, "pwsh"))
+        || command_lines(row).any(|t| contains_ci(t, "powershell") || contains_ci(t, "pwsh"))
 }
 
 fn is_base64_token(t: &str) -> bool {

@@ -1273,9 +1273,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             if !urgent.is_empty() {
                 let max = urgent.iter().map(|d| d.risk_level).max();
                 let mut body = format!("{} security event(s) need attention now:\n", urgent.len());
-                for d in &urgent {
-                    body.push_str(&describe(d));
-                }
+                list_capped(&mut body, &urgent, describe);
                 out.push(PlannedNotification {
                     organization_id: org_id.cloned(),
                     organization_name: org_name.clone(),
@@ -1300,16 +1298,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 let mut body = String::new();
                 if !rest.is_empty() {
                     body.push_str(&format!("{} lower-risk security event(s):\n", rest.len()));
-                    for d in &rest {
-                        body.push_str(&describe(d));
-                    }
+                    list_capped(&mut body, &rest, describe);
                 }
                 if !manual.is_empty() {
                     body.push_str(&format!(
                         "{} approval request(s) need manual review:\n",
                         manual.len()
                     ));
-                    for a in &manual {
+                    for a in manual.iter().take(NOTIFY_MAX_LINES) {
                         body.push_str(&format!(
                             "- {} on {} by {}: {}\n",
                             clean(&a.application),
@@ -1317,6 +1313,10 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                             clean(a.requested_by.as_deref().unwrap_or("unknown")),
                             clean(&a.reason)
                         ));
+                    }
+                    if manual.len() > NOTIFY_MAX_LINES {
+                        let more = manual.len() - NOTIFY_MAX_LINES;
+                        body.push_str(&format!("... and {more} more\n"));
                     }
                 }
                 out.push(PlannedNotification {
@@ -1339,6 +1339,25 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
         out
+    }
+}
+
+/// Most entries listed in one notification body (the rest are counted).
+const NOTIFY_MAX_LINES: usize = 50;
+
+fn list_capped(
+    body: &mut String,
+    items: &[&SecurityEvent],
+    describe: impl Fn(&SecurityEvent) -> String,
+) {
+    for d in items.iter().take(NOTIFY_MAX_LINES) {
+        body.push_str(&describe(d));
+    }
+    if items.len() > NOTIFY_MAX_LINES {
+        body.push_str(&format!(
+            "... and {} more\n",
+            items.len() - NOTIFY_MAX_LINES
+        ));
     }
 }
 

@@ -257,13 +257,12 @@ pub fn build_report(decisions: &Decisions, outcomes: &Outcomes) -> MonitoringRep
         });
     }
 
-    let ticket_for = |key: &str| {
-        decisions
-            .tickets
-            .iter()
-            .find(|t| t.detection_key == key)
-            .and_then(|t| outcomes.tickets.get(&t.dedupe_key))
-    };
+    let ticket_keys: BTreeMap<&str, &str> = decisions
+        .tickets
+        .iter()
+        .map(|t| (t.detection_key.as_str(), t.dedupe_key.as_str()))
+        .collect();
+    let ticket_for = |key: &str| ticket_keys.get(key).and_then(|k| outcomes.tickets.get(*k));
     let security_events: Vec<ReportSecurityEvent> = decisions
         .detections
         .iter()
