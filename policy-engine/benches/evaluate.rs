@@ -126,8 +126,14 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    // EVAL_ONLY=1 skips the decoding half (for profiling the engine alone).
+    let skip_decode = std::env::var_os("EVAL_ONLY").is_some();
     let events = rows(n);
-    let json = serde_json::to_vec(&events).expect("serialize rows");
+    let json = if skip_decode {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&events).expect("serialize rows")
+    };
     let engine = Engine::new(EngineConfig::default()).expect("default config is valid");
     let start = Utc.with_ymd_and_hms(2026, 5, 14, 0, 0, 0).unwrap();
     let input = Input::new(
@@ -145,8 +151,11 @@ fn main() {
     let (mut dec, mut eval) = (Vec::new(), Vec::new());
     for pass in 1..=3 {
         let t = Instant::now();
-        let decoded: Vec<ActionLogRow> =
-            serde_json::from_slice(black_box(&json)).expect("decode rows");
+        let decoded: Vec<ActionLogRow> = if skip_decode {
+            Vec::new()
+        } else {
+            serde_json::from_slice(black_box(&json)).expect("decode rows")
+        };
         let d = t.elapsed();
         black_box(decoded.len());
         drop(decoded);

@@ -21,7 +21,7 @@ pub(crate) const COMMAND_LINE_KEYS: &[&str] = &[
 ];
 
 fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
+    s.map(str::trim_ascii).filter(|s| !s.is_empty())
 }
 
 /// The design's application key: `sha256Hash`, else `hash`, else the lower-cased `fullPath`.
@@ -98,8 +98,15 @@ fn command_texts(row: &ActionLogRow) -> impl Iterator<Item = &str> {
 const POWERSHELL_NAMES: &[&str] = &["powershell.exe", "pwsh.exe", "powershell_ise.exe", "pwsh"];
 
 fn is_powershell_context(row: &ActionLogRow) -> bool {
-    let named =
-        |p: Option<&str>| p.is_some_and(|p| with_lower_name(p, |n| POWERSHELL_NAMES.contains(&n)));
+    // No copy: compare the file name in place (this runs on every row).
+    let named = |p: Option<&str>| {
+        p.is_some_and(|p| {
+            let name = crate::text::file_name(p.trim_ascii());
+            POWERSHELL_NAMES
+                .iter()
+                .any(|ps| ps.len() == name.len() && ps.eq_ignore_ascii_case(name))
+        })
+    };
     named(row.full_path.as_deref())
         || named(row.process_path.as_deref())
         || named(row.process_name.as_deref())
@@ -118,21 +125,33 @@ fn is_base64_token(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
 }
 
-/// `-e`, `-en`, `-enc`, ... `-encodedcommand` (also with `/`).
-fn is_encoded_switch(t: &str) -> bool {
-    let t = t.to_ascii_lowercase();
+/// Whether `t` (case-insensitive, after a `-` or `/`) is a non-empty prefix of `word` that
+/// starts with `first`.
+fn is_switch(t: &str, word: &str, min_len: usize) -> bool {
     let Some(body) = t.strip_prefix('-').or_else(|| t.strip_prefix('/')) else {
         return false;
     };
-    "encodedcommand".starts_with(body) && body.starts_with('e')
+    body.len() >= min_len
+        && body.len() <= word.len()
+        && word.as_bytes()[..body.len()].eq_ignore_ascii_case(body.as_bytes())
 }
 
+/// `-e`, `-en`, `-enc`, ... `-encodedcommand` (also with `/`).
+fn is_encoded_switch(t: &str) -> bool {
+    is_switch(t, "encodedcommand", 1)
+}
+
+/// `-w`, `-win`, ... `-windowstyle`.
 fn is_window_switch(t: &str) -> bool {
-    let t = t.to_ascii_lowercase();
-    let Some(body) = t.strip_prefix('-').or_else(|| t.strip_prefix('/')) else {
-        return false;
-    };
-    !body.is_empty() && "windowstyle".starts_with(body)
+    is_switch(t, "windowstyle", 1)
+}
+
+fn is_iex(t: &str) -> bool {
+    let t = t.trim_start_matches(['|', ';', '&', '(']);
+    let b = t.as_bytes();
+    b.len() >= 3
+        && b[..3].eq_ignore_ascii_case(b"iex")
+        && (b.len() == 3 || matches!(b[3], b'(' | b'$' | b'\'' | b'"'))
 }
 
 /// The obfuscation markers found on a PowerShell row (empty when none, or not PowerShell).
@@ -164,23 +183,16 @@ pub(crate) fn powershell_markers(row: &ActionLogRow) -> Vec<&'static str> {
         if contains_ci(text, "downloadstring") || contains_ci(text, "net.webclient") {
             push("download cradle", &mut found);
         }
-        let tokens: Vec<&str> = text.split_whitespace().collect();
-        for (i, tok) in tokens.iter().enumerate() {
-            let next = tokens.get(i + 1).copied().unwrap_or("");
+        let mut tokens = text.split_whitespace().peekable();
+        while let Some(tok) = tokens.next() {
+            let next = tokens.peek().copied().unwrap_or("");
             if is_encoded_switch(tok) && is_base64_token(next) {
                 push("-enc with base64 payload", &mut found);
             }
             if is_window_switch(tok) && next.eq_ignore_ascii_case("hidden") {
                 push("hidden window", &mut found);
             }
-            let lt = tok
-                .trim_start_matches(['|', ';', '&', '('])
-                .to_ascii_lowercase();
-            if lt == "iex"
-                || lt.starts_with("iex(")
-                || lt.starts_with("iex$")
-                || lt.starts_with("iex'")
-            {
+            if is_iex(tok) {
                 push("Invoke-Expression (IEX)", &mut found);
             }
         }
@@ -194,7 +206,9 @@ pub(crate) fn powershell_markers(row: &ActionLogRow) -> Vec<&'static str> {
 
 /// Whether the row's file is a configured LOLBin.
 pub(crate) fn is_lolbin(c: &Compiled, path: Option<&str>) -> bool {
-    path.is_some_and(|p| !p.trim().is_empty() && with_lower_name(p, |n| c.lolbins.contains(n)))
+    path.is_some_and(|p| {
+        !p.trim_ascii().is_empty() && with_lower_name(p, |n| c.lolbins.contains(n))
+    })
 }
 
 /// The user-writable marker a path contains, if any.
@@ -215,5 +229,5 @@ pub(crate) fn office_or_browser_parent<'r>(c: &Compiled, row: &'r ActionLogRow) 
     ]
     .into_iter()
     .flatten()
-    .find(|p| !p.trim().is_empty() && with_lower_name(p, |n| c.office_browsers.contains(n)))
+    .find(|p| !p.trim_ascii().is_empty() && with_lower_name(p, |n| c.office_browsers.contains(n)))
 }

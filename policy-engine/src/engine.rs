@@ -87,7 +87,7 @@ fn computer_key(row: &ActionLogRow) -> Cow<'_, str> {
         .filter(|s| !s.is_empty())
     {
         Some(id) => Cow::Borrowed(id),
-        None => lower(row.hostname.as_deref().unwrap_or("").trim()),
+        None => lower(row.hostname.as_deref().unwrap_or("").trim_ascii()),
     }
 }
 
@@ -267,7 +267,6 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let mut by_user: FxMap<(&str, Cow<'a, str>), Vec<u32>> = FxMap::default();
         let mut by_computer: FxMap<(&str, &str), Vec<u32>> = FxMap::default();
         let mut fleet: FxMap<(&str, &str), Vec<u32>> = FxMap::default();
-        let mut permitted: FxSet<&str> = FxSet::default();
         let mut row_groups: FxMap<(&'static str, &str, &str, &str), Vec<u32>> = FxMap::default();
         let mut by_hash: FxMap<String, Vec<u32>> = FxMap::default();
 
@@ -305,7 +304,6 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 }
                 Outcome::Permit => {
                     blocks.permits += 1;
-                    permitted.insert(&ev.app);
                 }
                 Outcome::Ringfenced => {
                     blocks.ringfenced += 1;
@@ -343,7 +341,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     .into_iter()
                     .flatten()
                 {
-                    let h = lower(h.trim());
+                    let h = lower(h.trim_ascii());
                     if approval_hashes.contains(h.as_ref()) {
                         by_hash.entry(h.into_owned()).or_default().push(i);
                     }
@@ -457,16 +455,33 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
 
-        // Fleet spread.
+        // Fleet spread: hashes blocked on enough computers, then (only for those few) whether
+        // they were permitted anywhere, so the common permit rows cost nothing here.
+        let mut candidates: Vec<(&str, &str, &Vec<u32>, BTreeSet<&str>)> = Vec::new();
         for ((org, app), rows) in &fleet {
-            if permitted.contains(app) || c.trusted_hashes.contains(lower(app).as_ref()) {
-                continue;
-            }
             let computers: BTreeSet<&str> = rows
                 .iter()
                 .map(|&i| evs[i as usize].computer.as_ref())
                 .collect();
-            if (computers.len() as u64) < u64::from(c.fleet_threshold) {
+            if (computers.len() as u64) >= u64::from(c.fleet_threshold)
+                && !c.trusted_hashes.contains(lower(app).as_ref())
+            {
+                candidates.push((org, app, rows, computers));
+            }
+        }
+        let candidate_keys: FxSet<&str> = candidates.iter().map(|x| x.1).collect();
+        let permitted: FxSet<&str> = if candidate_keys.is_empty() {
+            FxSet::default()
+        } else {
+            evs.iter()
+                .filter(|ev| {
+                    ev.outcome == Outcome::Permit && candidate_keys.contains(ev.app.as_ref())
+                })
+                .map(|ev| ev.app.as_ref())
+                .collect()
+        };
+        for (org, app, rows, computers) in candidates {
+            if permitted.contains(app) {
                 continue;
             }
             let ordered = self.ordered(&evs, rows);

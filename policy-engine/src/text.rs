@@ -46,12 +46,16 @@ pub(crate) fn contains_ci(haystack: &str, needle: &str) -> bool {
 
 /// The file-name part of a path (either separator).
 pub(crate) fn file_name(path: &str) -> &str {
-    path.rsplit(['\\', '/']).next().unwrap_or(path)
+    // Byte scan: both separators are ASCII, so the cut is on a char boundary.
+    match path.bytes().rposition(|b| b == b'\\' || b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
 }
 
 /// Calls `f` with the lower-cased file name of `path`, using a stack buffer for short names.
 pub(crate) fn with_lower_name<R>(path: &str, f: impl FnOnce(&str) -> R) -> R {
-    let name = file_name(path.trim());
+    let name = file_name(path.trim_ascii());
     let bytes = name.as_bytes();
     let mut buf = [0u8; 64];
     if bytes.len() <= buf.len() && name.is_ascii() {
