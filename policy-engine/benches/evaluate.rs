@@ -74,7 +74,7 @@ fn rows(n: usize) -> Vec<ActionLogRow> {
         // A realistic day: mostly permits, a few percent blocks, audit-only rows from the
         // learning computers (every tenth), rare ringfence hits and rare audit-only rows on
         // Secure computers (policy bypass).
-        let learning = comp % 10 == 0;
+        let learning = comp.is_multiple_of(10);
         let roll = rng.below(1_000);
         let (action, monitor) = match roll {
             0..=24 => (ActionOutcome::Deny, learning),
@@ -102,7 +102,7 @@ fn computers() -> Vec<Computer> {
             let mut m = Computer::default();
             m.computer_id = Some(format!("9a8b7c6d-2222-4e5f-8a9b-{c:012}").into());
             m.hostname = Some(format!("WS-{c:05}"));
-            m.mode = Some(if c % 10 == 0 {
+            m.mode = Some(if c.is_multiple_of(10) {
                 ComputerMode::Learning
             } else {
                 ComputerMode::Secure
