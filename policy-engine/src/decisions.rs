@@ -38,6 +38,7 @@ pub struct Decisions {
 
 /// Input the engine did not count, so totals can be reconciled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Ignored {
     /// Rows whose `actionLogId` (else `eActionLogId`) was already seen.
     pub duplicate_rows: u64,
@@ -49,10 +50,13 @@ pub struct Ignored {
     pub rows_without_id: u64,
     /// Approval requests whose status is no longer pending.
     pub approvals_not_pending: u64,
+    /// Approval requests whose id was already seen (the first is decided).
+    pub duplicate_approvals: u64,
 }
 
 /// The decision on one pending approval request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ApprovalDecision {
     /// Request id (absent on malformed requests, which go to manual review).
     pub request_id: Option<ApprovalRequestId>,
@@ -92,6 +96,7 @@ pub struct ApprovalDecision {
 
 /// Block counts and groupings, following the design's definitions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct BlockAnalysis {
     /// Events in the window (de-duplicated rows).
     pub total_events: u64,
@@ -115,6 +120,7 @@ pub struct BlockAnalysis {
 
 /// A repeat block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RepeatBlock {
     /// Organization.
     pub organization_id: Option<OrganizationId>,
@@ -138,6 +144,7 @@ pub struct RepeatBlock {
 
 /// A user or computer with repeated denials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DenialCount {
     /// Organization.
     pub organization_id: Option<OrganizationId>,
@@ -155,6 +162,7 @@ pub struct DenialCount {
 
 /// A detection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct SecurityEvent {
     /// Stable incident key (also the ticket's dedupe key): the same incident in the next
     /// overlapping window gives the same key.
@@ -201,6 +209,7 @@ pub struct SecurityEvent {
 
 /// One sighting of a file on a computer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Sighting {
     /// Computer id.
     pub computer_id: Option<ComputerId>,
@@ -214,6 +223,7 @@ pub struct Sighting {
 
 /// A ticket to open (or to add a note to, if the PSA already holds the key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PlannedTicket {
     /// Dedupe key (≤ 40 characters, fits ConnectWise `externalXRef` and Autotask `externalID`).
     pub dedupe_key: String,
@@ -240,6 +250,7 @@ pub struct PlannedTicket {
 
 /// A permit to apply for an auto-approved request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PlannedPolicyChange {
     /// Request to permit.
     pub request_id: ApprovalRequestId,
@@ -275,6 +286,7 @@ pub enum Urgency {
 
 /// A notification to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PlannedNotification {
     /// Organization.
     pub organization_id: Option<OrganizationId>,

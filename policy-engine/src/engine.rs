@@ -590,7 +590,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
         let mut approvals: Vec<ApprovalDecision> = Vec::new();
+        let mut seen_requests = BTreeSet::new();
         for pa in &input.approvals {
+            if let Some(id) = &pa.request.approval_request_id {
+                if !seen_requests.insert(id) {
+                    ignored.duplicate_approvals += 1;
+                    continue;
+                }
+            }
             if pa.request.status_id.is_some_and(|s| s.is_actioned()) {
                 ignored.approvals_not_pending += 1;
                 continue;

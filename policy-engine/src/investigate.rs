@@ -69,6 +69,7 @@ pub enum Anomaly {
 
 /// One row on a timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct TimelineEntry {
     /// When.
     pub at: Option<DateTime<Utc>>,
@@ -92,6 +93,7 @@ pub struct TimelineEntry {
 
 /// Every action on a host around a time, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Timeline {
     /// The host asked for.
     pub host: String,
@@ -217,6 +219,7 @@ pub enum FileQuery {
 
 /// One computer that saw the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ComputerSighting {
     /// Computer id.
     pub computer_id: Option<ComputerId>,
@@ -242,6 +245,7 @@ pub struct ComputerSighting {
 
 /// Where a file appeared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct FileSpread {
     /// The query.
     pub query: FileQuery,
@@ -362,6 +366,7 @@ pub enum SubjectKind {
 
 /// An application among a subject's denials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct AppCount {
     /// Application or file name.
     pub application: String,
@@ -373,6 +378,7 @@ pub struct AppCount {
 
 /// A user or computer with repeated denials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DenialSource {
     /// User or computer.
     pub kind: SubjectKind,
@@ -525,6 +531,7 @@ use std::cmp::Reverse;
 
 /// Audit-only hits on Secure computers grouped by the policy that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct BypassGroup {
     /// Policy id.
     pub policy_id: Option<PolicyId>,

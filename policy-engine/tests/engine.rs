@@ -17,5 +17,7 @@ mod investigate;
 mod properties;
 #[path = "engine/report.rs"]
 mod report;
+#[path = "engine/rules.rs"]
+mod rules;
 #[path = "engine/tickets.rs"]
 mod tickets;

@@ -337,3 +337,12 @@ fn organization_scope_plans_an_organization_wide_change() {
         Some("app-zoom")
     );
 }
+
+#[test]
+fn a_request_listed_twice_is_decided_once() {
+    let p = pending(request("r1"), Some(&["Communication"][..]));
+    let d = engine().evaluate(&input(vec![]).with_approvals(vec![p.clone(), p]));
+    assert_eq!(d.approvals.len(), 1);
+    assert_eq!(d.policy_changes.len(), 1);
+    assert_eq!(d.ignored.duplicate_approvals, 1);
+}
