@@ -116,3 +116,55 @@ proptest! {
         prop_assert_eq!(once.blocks.total_events, distinct.len() as u64);
     }
 }
+
+fn arb_sparse_row() -> impl Strategy<Value = ActionLogRow> {
+    (
+        prop::option::of(1i64..30),
+        prop::option::of("[a-c]{0,2}"),
+        prop::option::of(0i64..700),
+        prop::option::of(0i32..8),
+        prop::option::of(any::<bool>()),
+        prop::option::of("[ -~\\n\\\\é]{0,40}"),
+        prop::option::of("[a-f0-9 ]{0,6}"),
+        prop::option::of("[ -~]{0,30}"),
+    )
+        .prop_map(|(id, e, minute, action, monitor, path, hash, data)| {
+            let mut r = ActionLogRow::default();
+            r.action_log_id = id.map(threatlocker_api::ActionLogId);
+            r.e_action_log_id = e.map(threatlocker_api::EActionLogId::new);
+            r.date_time = minute.map(t);
+            r.action_id = action.map(threatlocker_api::ActionOutcome::from);
+            r.is_monitor_mode = monitor;
+            r.full_path = path.clone();
+            r.process_path = path;
+            r.sha256_hash = hash;
+            r.data = data;
+            r
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Rows missing any field (the API sends `null` for most) never panic the engine, the report
+    /// or the investigations, and every counted event is accounted for.
+    #[test]
+    fn sparse_rows_never_panic_and_reconcile(rows in prop::collection::vec(arb_sparse_row(), 0..60)) {
+        let d = engine().evaluate(&input(rows.clone()));
+        let ig = d.ignored;
+        prop_assert_eq!(
+            d.blocks.total_events + ig.duplicate_rows + ig.outside_window + ig.undated_rows,
+            rows.len() as u64
+        );
+        prop_assert!(d.blocks.blocks + d.blocks.audit_only <= d.blocks.total_events);
+        for t in &d.tickets {
+            prop_assert!(t.summary.chars().count() <= 100);
+            prop_assert!(t.dedupe_key.len() <= 40);
+        }
+        let _ = build_report(&d, &Outcomes::new(false));
+        let _ = policy_engine::investigate::timeline(&rows, "x", t(100), chrono::Duration::minutes(60));
+        let _ = policy_engine::investigate::file_spread(&rows, policy_engine::investigate::FileQuery::Hash("a".into()));
+        let _ = policy_engine::investigate::repeated_denials(&rows, 1, &[]);
+        let _ = policy_engine::investigate::audit_only_on_secure(&rows, &[]);
+    }
+}
