@@ -793,6 +793,12 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 c.org(org_id(&g.org).as_ref()).threshold
             ),
         };
+        // As the original workflow reports it: "powershell.exe (obfuscated script)".
+        let application = if g.rule == ids::ENCODED_POWERSHELL {
+            format!("{application} (obfuscated script)")
+        } else {
+            application
+        };
         let key = incident_key(&[&g.org, g.rule, g.app.as_deref().unwrap_or(""), &g.subject]);
         let ev = SecurityEvent {
             key,

@@ -391,6 +391,7 @@ fn rows_of_one_incident_are_one_detection() {
         .collect();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].row_count, 4);
+    assert_eq!(all[0].application, "powershell.exe (obfuscated script)");
 }
 
 #[test]
