@@ -346,3 +346,24 @@ fn a_request_listed_twice_is_decided_once() {
     assert_eq!(d.policy_changes.len(), 1);
     assert_eq!(d.ignored.duplicate_approvals, 1);
 }
+
+#[test]
+fn request_and_rows_match_on_either_hash_field() {
+    // Which algorithm `hash` uses is uncertain: match `hash` and `sha256` against both row fields.
+    let mut req = request("r1");
+    req.sha256 = None;
+    req.hash = Some("BEEF01".into());
+    let mut by_hash = R::new(3).block().build();
+    by_hash.hash = Some("beef01".into());
+    let by_sha = R::new(4).sha("beef01").block().build();
+    let d = engine().evaluate(
+        &input(vec![
+            by_hash,
+            by_sha,
+            R::new(5).sha("other").block().build(),
+        ])
+        .with_approvals(vec![pending(req, Some(&["Communication"][..]))]),
+    );
+    assert_eq!(d.approvals[0].action_log_ids, vec!["3", "4"]);
+    assert_eq!(d.approvals[0].hash.as_deref(), Some("BEEF01"));
+}
