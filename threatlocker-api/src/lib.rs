@@ -32,20 +32,36 @@ mod client;
 #[cfg(feature = "client")]
 mod decode;
 #[cfg(feature = "client")]
+pub mod endpoints;
+#[cfg(feature = "client")]
 mod handles;
 #[cfg(feature = "client")]
 mod limits;
+#[cfg(feature = "client")]
+mod stream;
 
 #[cfg(feature = "client")]
-pub use client::{Client, ClientBuilder, RawResponse};
+pub use client::{Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper};
+pub use codes::*;
+#[cfg(feature = "client")]
+pub use endpoints::{
+    applications::{ApplicationSearch, SearchBy},
+    approvals::ApprovalSearch,
+    audit::{AuditGet, AuditSearch, Enforcement, FileHistory},
+    computers::{ComputerList, ComputerSearchBy},
+    maintenance::MaintenanceHistory,
+    organizations::ChildOrganizations,
+    policies::PolicyList,
+    system_audit::SystemAuditSearch,
+    tags::TagDropdown,
+};
+pub use error::{Error, Result, TransportKind};
 #[cfg(feature = "client")]
 pub use handles::{
     Applications, Approvals, Audit, Computers, Maintenance, Organizations, Policies, SystemAudit,
     Tags,
 };
-pub use codes::*;
-pub use error::{Error, Result, TransportKind};
 pub use ids::*;
 pub use models::*;
 pub use request::{Method, PreparedRequest, Safety};
-pub use retry::RetryPolicy;
+pub use retry::{RetryDecision, RetryPolicy};

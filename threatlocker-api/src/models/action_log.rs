@@ -3,9 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Extra;
 use crate::codes::{ActionOutcome, OsType};
-use crate::ids::{
-    ActionLogId, ApplicationId, ComputerId, EActionLogId, OrganizationId, PolicyId,
-};
+use crate::ids::{ActionLogId, ApplicationId, ComputerId, EActionLogId, OrganizationId, PolicyId};
 
 /// One row of the action log (Unified Audit), as returned by `ActionLogGetByParametersV2`,
 /// `ActionLogGetByIdV2` and `ActionLogGetAllForFileHistoryV2`.

@@ -129,8 +129,14 @@ mod tests {
         )
         .unwrap();
         r.decode_fields();
-        assert_eq!(r.requestor_reason_decoded.as_deref(), Some("Need this for the patient call"));
-        assert_eq!(r.requestor_reason.as_deref(), Some("TmVlZCB0aGlzIGZvciB0aGUgcGF0aWVudCBjYWxs"));
+        assert_eq!(
+            r.requestor_reason_decoded.as_deref(),
+            Some("Need this for the patient call")
+        );
+        assert_eq!(
+            r.requestor_reason.as_deref(),
+            Some("TmVlZCB0aGlzIGZvciB0aGUgcGF0aWVudCBjYWxs")
+        );
         assert_eq!(r.instance().as_deref(), Some("h"));
         assert_eq!(r.status_id, Some(ApprovalStatus::Pending));
         assert_eq!(r.file_name(), Some("zoominstallerfull.exe"));
