@@ -147,11 +147,16 @@ impl ClientBuilder {
     /// Validates the configuration and builds the client.
     pub fn build(self) -> Result<Client> {
         let key = self.api_key.expose_secret().trim();
-        let key = key
-            .strip_prefix("Bearer ")
-            .or_else(|| key.strip_prefix("bearer "))
-            .unwrap_or(key)
-            .trim();
+        // Strip an accidental `Bearer` scheme (any casing): the API wants the raw key.
+        let key = match key.get(..6) {
+            Some(p)
+                if p.eq_ignore_ascii_case("bearer")
+                    && key[6..].chars().next().is_none_or(char::is_whitespace) =>
+            {
+                key[6..].trim()
+            }
+            _ => key,
+        };
         if key.is_empty() {
             return Err(Error::Config("the API key is empty".into()));
         }
