@@ -41,7 +41,11 @@ mod limits;
 mod stream;
 
 #[cfg(feature = "client")]
-pub use client::{Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper};
+pub use client::{
+    Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper, DEFAULT_DEDUPE_WINDOW,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_PAGE_SIZE,
+    DEFAULT_TIMEOUT,
+};
 pub use codes::*;
 #[cfg(feature = "client")]
 pub use endpoints::{

@@ -13,12 +13,15 @@
 //! dropped by id, within the client's de-duplication window.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures_util::stream::{self, Stream};
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TransportKind};
 use crate::models::{
     ActionLogRow, Application, ApprovalRequest, Computer, MaintenanceWindow, Organization, Page,
     Policy, SystemAuditEntry,
@@ -107,20 +110,79 @@ impl Seen {
 /// Decodes one response body into rows.
 pub(crate) type DecodeRows<T> = fn(&str, &[u8]) -> Result<Vec<T>>;
 
+/// A page being fetched: a spawned task (aborted when dropped) or, outside a tokio runtime,
+/// a plain future awaited in place.
+type Inflight<T> = Pin<Box<dyn Future<Output = Result<Page<T>>> + Send>>;
+
+/// A spawned page fetch that is aborted if the stream is dropped first.
+struct Prefetch<T>(tokio::task::JoinHandle<Result<Page<T>>>);
+
+impl<T> Drop for Prefetch<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for Prefetch<T> {
+    type Output = Result<Page<T>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| {
+                Err(Error::Transport {
+                    kind: TransportKind::Other,
+                    endpoint: "page fetch".into(),
+                    source: Box::new(e),
+                })
+            })
+        })
+    }
+}
+
 struct State<T, F> {
     client: Client,
     make: F,
     decode: DecodeRows<T>,
+    /// Next page number to request.
     page: u32,
     page_size: u32,
-    fetched: u32,
+    /// Pages requested so far.
+    requested: u32,
     max_pages: u32,
     buffer: std::vec::IntoIter<T>,
-    new_on_page: usize,
-    page_len: usize,
+    inflight: Option<Inflight<T>>,
     done: bool,
     pending_error: Option<Error>,
     seen: Seen,
+}
+
+impl<T, F> State<T, F>
+where
+    T: Keyed + Send + 'static,
+    F: Fn(u32, u32) -> PreparedRequest + Send + 'static,
+{
+    /// Starts fetching (and decoding) the next page, on another task when a runtime is there.
+    fn start(&mut self) -> Inflight<T> {
+        let req = (self.make)(self.page, self.page_size);
+        self.page = self.page.saturating_add(1);
+        self.requested += 1;
+        let client = self.client.clone();
+        let decode = self.decode;
+        let fetch = async move { fetch_page(&client, &req, decode).await };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => Box::pin(Prefetch(rt.spawn(fetch))),
+            Err(_) => Box::pin(fetch),
+        }
+    }
+
+    /// Whether a page brings at least one row not seen yet.
+    fn has_new_rows(&self, items: &[T]) -> bool {
+        self.seen.window == 0
+            || items.is_empty()
+            || items
+                .iter()
+                .any(|i| i.key_hash().is_none_or(|k| !self.seen.set.contains(&k)))
+    }
 }
 
 /// Fetches one page: runs `req` and decodes its rows with the pagination metadata.
@@ -137,6 +199,11 @@ pub(crate) async fn fetch_page<T>(
 /// Streams every row of a paged endpoint. `make(page, page_size)` builds the request for one
 /// page; `invalid` is an error to yield instead of sending anything (a request that failed
 /// validation).
+///
+/// Nothing is fetched until the stream is first polled. While the rows of one page are being
+/// consumed, the next page (if the current one is not the last) is already being fetched and
+/// decoded on another task, so network, decoding and the consumer overlap; at most two pages
+/// are held at once.
 pub(crate) fn paginate<T, F>(
     client: Client,
     first_page: u32,
@@ -157,11 +224,10 @@ where
         decode,
         page: first_page.max(1),
         page_size: page_size.max(1),
-        fetched: 0,
+        requested: 0,
         max_pages,
         buffer: Vec::new().into_iter(),
-        new_on_page: 0,
-        page_len: 0,
+        inflight: None,
         done: false,
         pending_error: invalid,
         seen: Seen::new(window),
@@ -170,18 +236,9 @@ where
         loop {
             if let Some(item) = st.buffer.next() {
                 if st.seen.insert(item.key_hash()) {
-                    st.new_on_page += 1;
                     return Some((Ok(item), st));
                 }
                 continue;
-            }
-            if st.page_len > 0 && st.new_on_page == 0 && st.seen.window > 0 {
-                // A whole page of rows already seen: the server is repeating itself.
-                tracing::warn!(
-                    page = st.page.saturating_sub(1),
-                    "a page brought only rows already seen; stopping"
-                );
-                st.done = true;
             }
             if let Some(e) = st.pending_error.take() {
                 st.done = true;
@@ -190,32 +247,49 @@ where
             if st.done {
                 return None;
             }
-            if st.fetched >= st.max_pages {
-                tracing::warn!(
-                    max_pages = st.max_pages,
-                    "page cap reached; stopping the stream (raise ClientBuilder::max_pages)"
-                );
-                return None;
-            }
-            let req = (st.make)(st.page, st.page_size);
-            match fetch_page(&st.client, &req, st.decode).await {
+            let inflight = match st.inflight.take() {
+                Some(f) => f,
+                None if st.requested >= st.max_pages => {
+                    warn_cap(st.max_pages);
+                    return None;
+                }
+                None => st.start(),
+            };
+            match inflight.await {
                 Err(e) => {
                     st.done = true;
                     return Some((Err(e), st));
                 }
                 Ok(page) => {
-                    st.fetched += 1;
-                    st.page = st.page.saturating_add(1);
+                    if !st.has_new_rows(&page.items) {
+                        // A whole page of rows already seen: the server is repeating itself.
+                        tracing::warn!(
+                            page = st.page.saturating_sub(1),
+                            "a page brought only rows already seen; stopping"
+                        );
+                        st.done = true;
+                        continue;
+                    }
                     if page.is_last(st.page_size) {
                         st.done = true;
+                    } else if st.requested < st.max_pages {
+                        st.inflight = Some(st.start());
+                    } else {
+                        warn_cap(st.max_pages);
+                        st.done = true;
                     }
-                    st.page_len = page.items.len();
-                    st.new_on_page = 0;
                     st.buffer = page.items.into_iter();
                 }
             }
         }
     })
+}
+
+fn warn_cap(max_pages: u32) {
+    tracing::warn!(
+        max_pages,
+        "page cap reached; stopping the stream (raise ClientBuilder::max_pages)"
+    );
 }
 
 #[cfg(test)]
