@@ -442,7 +442,8 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| (transport_error(endpoint, e), retry_after))?
-            .to_vec();
+            // Takes the buffer over without copying when reqwest holds the only reference.
+            .into();
 
         if (200..300).contains(&status) {
             return Ok(RawResponse {

@@ -14,7 +14,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -72,10 +72,31 @@ keyed_by!(Policy, policy_id);
 keyed_by!(SystemAuditEntry, system_audit_id);
 keyed_by!(MaintenanceWindow, maintenance_mode_id);
 
+/// Hasher for keys that are already 64-bit hashes: passes them through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in case that ever changes.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// Remembers the last `window` row ids.
 struct Seen {
     window: usize,
-    set: HashSet<u64>,
+    set: HashSet<u64, BuildHasherDefault<PassThrough>>,
     order: VecDeque<u64>,
 }
 
@@ -83,7 +104,7 @@ impl Seen {
     fn new(window: usize) -> Self {
         Self {
             window,
-            set: HashSet::new(),
+            set: HashSet::default(),
             order: VecDeque::new(),
         }
     }
