@@ -18,7 +18,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::stream::{self, Stream};
+use futures_util::Stream;
 
 use crate::client::Client;
 use crate::error::{Error, Result, TransportKind};
@@ -235,11 +235,11 @@ pub(crate) fn paginate<T, F>(
 ) -> impl Stream<Item = Result<T>> + Send + 'static
 where
     T: Keyed + Send + 'static,
-    F: Fn(u32, u32) -> PreparedRequest + Send + 'static,
+    F: Fn(u32, u32) -> PreparedRequest + Send + Unpin + 'static,
 {
     let max_pages = client.inner.max_pages;
     let window = client.inner.dedupe_window;
-    let state = State {
+    Paginated(State {
         client,
         make,
         decode,
@@ -252,34 +252,61 @@ where
         done: false,
         pending_error: invalid,
         seen: Seen::new(window),
-    };
-    stream::unfold(state, |mut st| async move {
+    })
+}
+
+/// The stream [`paginate`] returns. A hand-written `poll_next` (rather than `unfold`) hands
+/// each row straight from the page buffer to the caller, without moving it through
+/// intermediate futures: rows are large and there can be millions.
+struct Paginated<T, F>(State<T, F>);
+
+// Rows are never pinned (they sit in a Vec buffer and are handed out by value), so the stream
+// is Unpin whatever `T` is.
+impl<T, F: Unpin> Unpin for Paginated<T, F> {}
+
+impl<T, F> Stream for Paginated<T, F>
+where
+    T: Keyed + Send + 'static,
+    F: Fn(u32, u32) -> PreparedRequest + Send + Unpin + 'static,
+{
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        let st = &mut self.get_mut().0;
         loop {
             if let Some(item) = st.buffer.next() {
                 if st.seen.insert(item.key_hash()) {
-                    return Some((Ok(item), st));
+                    return Poll::Ready(Some(Ok(item)));
                 }
                 continue;
             }
             if let Some(e) = st.pending_error.take() {
                 st.done = true;
-                return Some((Err(e), st));
+                return Poll::Ready(Some(Err(e)));
             }
             if st.done {
-                return None;
+                return Poll::Ready(None);
             }
-            let inflight = match st.inflight.take() {
-                Some(f) => f,
-                None if st.requested >= st.max_pages => {
+            if st.inflight.is_none() {
+                if st.requested >= st.max_pages {
                     warn_cap(st.max_pages);
-                    return None;
+                    st.done = true;
+                    return Poll::Ready(None);
                 }
-                None => st.start(),
+                st.inflight = Some(st.start());
+            }
+            let Some(inflight) = st.inflight.as_mut() else {
+                continue;
             };
-            match inflight.await {
+            let result = match inflight.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            };
+            st.inflight = None;
+            match result {
                 Err(e) => {
                     st.done = true;
-                    return Some((Err(e), st));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Ok(page) => {
                     if !st.has_new_rows(&page.items) {
@@ -303,7 +330,7 @@ where
                 }
             }
         }
-    })
+    }
 }
 
 fn warn_cap(max_pages: u32) {
