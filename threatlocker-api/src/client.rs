@@ -709,6 +709,20 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_seconds_or_http_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let d = parse_retry_after(&soon.to_rfc2822()).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(25),
+            "{d:?}"
+        );
+        let past = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(past, Duration::ZERO);
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
     fn error_bodies_in_either_casing() {
         let (m, l) = parse_error_body(
             r#"{"LoggerId":"0HMV","StatusCode":417,"Message":"Invalid Date Range"}"#,

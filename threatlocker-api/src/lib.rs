@@ -14,6 +14,17 @@
 //! pure function and send it. Calls with optional parameters return a builder ending in
 //! `.send()` (one page) or `.stream()` (every page).
 //!
+//! Transport: every call goes through [`Client::execute`], which waits for the client-side rate
+//! and concurrency limits (shared by clones), and retries per the pure
+//! [`RetryPolicy::decide`]: reads on transient failures with full-jitter backoff or the
+//! server's `Retry-After`, writes only when the connection was refused (never sent). Lists
+//! stream every page lazily (reference §2.3: pagination header, short/empty/`null` pages,
+//! de-duplication by id, a page cap), fetching the next page while the current one is used.
+//!
+//! Read endpoints live in [`endpoints`], one module per resource; each adds methods to its
+//! handle. Anything not modelled yet is reachable with [`Client::get_json`],
+//! [`Client::search_json`] and [`Client::post_json`].
+//!
 //! Without the default `client` feature the crate is only the models, typed IDs, code tables,
 //! timestamp parsing and the pagination header type, with no HTTP or async runtime dependency.
 #![cfg_attr(docsrs, feature(doc_cfg))]
