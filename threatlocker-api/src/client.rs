@@ -647,6 +647,17 @@ impl Client {
     /// [`Error::RetriesExhausted`] (the last failure is its source); any other failure is
     /// returned as is.
     pub async fn execute(&self, req: &PreparedRequest) -> Result<RawResponse> {
+        self.execute_with(req, &[]).await
+    }
+
+    /// [`Client::execute`], except that an API error with one of `final_statuses` is returned
+    /// at once instead of retried (for calls where that status is a meaningful answer, such
+    /// as the 500 `ActionLogGetByIdV2` gives for a row in another source table).
+    pub(crate) async fn execute_with(
+        &self,
+        req: &PreparedRequest,
+        final_statuses: &[u16],
+    ) -> Result<RawResponse> {
         let policy = &self.inner.retry;
         let mut attempt = 0u32;
         loop {
@@ -659,7 +670,13 @@ impl Client {
                 Ok(response) => return Ok(response),
                 Err(e) => e,
             };
-            match policy.decide(attempt, req.safety, &error, retry_after, fastrand::f64()) {
+            let decision = match &error {
+                Error::Api { status, .. } if final_statuses.contains(status) => {
+                    RetryDecision::GiveUp
+                }
+                _ => policy.decide(attempt, req.safety, &error, retry_after, fastrand::f64()),
+            };
+            match decision {
                 RetryDecision::RetryAfter(delay) => {
                     tracing::debug!(
                         endpoint = %req.endpoint(),
@@ -671,7 +688,10 @@ impl Client {
                     self.inner.sleeper.sleep(delay).await;
                 }
                 RetryDecision::GiveUp => {
-                    if attempt > 1 && RetryPolicy::is_retryable(req.safety, &error) {
+                    if attempt > 1
+                        && RetryPolicy::is_retryable(req.safety, &error)
+                        && !matches!(&error, Error::Api { status, .. } if final_statuses.contains(status))
+                    {
                         return Err(Error::RetriesExhausted {
                             attempts: attempt,
                             last: Box::new(error),

@@ -349,7 +349,14 @@ impl AuditGet {
         for table in tables {
             let req = self.prepare_for(table);
             let endpoint = req.endpoint();
-            match self.client.execute(&req).await {
+            // Without a known table, a 500 means "not in this table": try the next one at once
+            // rather than retrying it.
+            let final_statuses: &[u16] = if self.source_table.is_none() {
+                &[500]
+            } else {
+                &[]
+            };
+            match self.client.execute_with(&req, final_statuses).await {
                 Ok(raw) => match decode_optional::<ActionLogRow>(&endpoint, &raw.body)? {
                     Some(row) => return Ok(row),
                     None => {

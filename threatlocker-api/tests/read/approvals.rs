@@ -161,6 +161,17 @@ async fn get_by_id_decodes_fields() {
         .await
         .unwrap();
     assert_eq!(r.approval_request_id.as_ref().map(|i| i.as_str()), Some(id));
+    // Quirk 16: the action description in `json` uses the Swagger's odd casing.
+    let action = r.action_details().unwrap();
+    assert_eq!(
+        action.full_path.as_deref(),
+        Some("c:\\users\\jsmith\\downloads\\zoominstallerfull.exe")
+    );
+    assert_eq!(action.serial_number.as_deref(), Some("5CG1234XYZ"));
+    assert_eq!(
+        action.certs[0].subject.as_deref(),
+        Some("CN=Zoom Video Communications, Inc.")
+    );
     assert_eq!(
         r.requestor_reason_decoded.as_deref(),
         Some("Need this for the patient call")

@@ -228,6 +228,8 @@ async fn get_by_id_without_a_table_tries_none_then_1_then_2() {
         .respond_with(ResponseTemplate::new(500).set_body_json(
             json!({"LoggerId":"1","StatusCode":500,"Message":"A problem occurred with the request (1)"}),
         ))
+        // Not retried: the next table is tried instead.
+        .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
