@@ -620,6 +620,9 @@ fn hint_for(status: u16, message: Option<&str>) -> Option<&'static str> {
             Some("set newApplicationName when using a new application")
         }
         400 if m.contains("already actioned") => Some("someone already actioned this request"),
+        300..=399 => Some(
+            "the API redirected; redirects are never followed (the key would go along), check the instance or base URL",
+        ),
         400 if m.contains("unable to retrieve application policy") => {
             Some("send the policy's owning organization as managedOrganizationId")
         }

@@ -56,6 +56,7 @@ pub(crate) fn decode_optional<T: DeserializeOwned>(
 }
 
 /// Decodes a single-object body that must be present.
+#[allow(dead_code)] // used by the write side
 pub(crate) fn decode_one<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
     decode_optional(endpoint, body)?.ok_or_else(|| Error::Decode {
         endpoint: endpoint.to_owned(),
@@ -97,29 +98,34 @@ pub(crate) fn decode_count(endpoint: &str, body: &[u8]) -> Result<i64> {
 }
 
 /// Decodes a single object that some deployments nest under `application` or `data`.
+/// An empty body or `null` is `None`.
 pub(crate) fn decode_unwrapped<T: DeserializeOwned>(
     endpoint: &str,
     body: &[u8],
     keys: &[&str],
-) -> Result<T> {
+) -> Result<Option<T>> {
     let value: Option<serde_json::Value> = decode_optional(endpoint, body)?;
     let Some(value) = value else {
-        return decode_one(endpoint, body);
+        return Ok(None);
     };
     for key in keys {
         if let Some(inner @ serde_json::Value::Object(_)) = value.get(*key) {
-            return serde_path_to_error::deserialize(inner.clone()).map_err(|e| Error::Decode {
-                endpoint: endpoint.to_owned(),
-                path: format!("{key}.{}", e.path()),
-                message: e.into_inner().to_string(),
-            });
+            return serde_path_to_error::deserialize(inner.clone())
+                .map(Some)
+                .map_err(|e| Error::Decode {
+                    endpoint: endpoint.to_owned(),
+                    path: format!("{key}.{}", e.path()),
+                    message: e.into_inner().to_string(),
+                });
         }
     }
-    serde_path_to_error::deserialize(value).map_err(|e| Error::Decode {
-        endpoint: endpoint.to_owned(),
-        path: e.path().to_string(),
-        message: e.into_inner().to_string(),
-    })
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| Error::Decode {
+            endpoint: endpoint.to_owned(),
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
 }
 
 fn truncate_json(v: &serde_json::Value) -> String {

@@ -3,10 +3,10 @@
 use futures_util::Stream;
 use serde_json::json;
 
-use super::{paging_setters, require_id, Paging};
+use super::{not_found, paging_setters, require_id, Paging};
 use crate::client::Client;
 use crate::codes::OsType;
-use crate::decode::{decode_list, decode_one, decode_unwrapped};
+use crate::decode::{decode_list, decode_optional, decode_unwrapped};
 use crate::error::{Error, Result};
 use crate::handles::Applications;
 use crate::ids::ApplicationId;
@@ -83,7 +83,8 @@ impl Applications {
         require_id("applicationId", id.as_str())?;
         let req = PreparedRequest::get(GET_PATH).with_query("applicationId", id);
         let raw = self.client.execute(&req).await?;
-        decode_unwrapped(&req.endpoint(), &raw.body, &["application", "data"])
+        decode_unwrapped(&req.endpoint(), &raw.body, &["application", "data"])?
+            .ok_or_else(|| not_found(&req.endpoint(), format!("no application {id}")))
     }
 
     /// The applications a file matches (`ApplicationGetMatchingList`, the "match by hash"
@@ -92,7 +93,7 @@ impl Applications {
         let req = Self::prepare_matching_list(&query)?;
         let raw = self.client.execute(&req).await?;
         let endpoint = req.endpoint();
-        let list: Option<MatchingList> = crate::decode::decode_optional(&endpoint, &raw.body)?;
+        let list: Option<MatchingList> = decode_optional(&endpoint, &raw.body)?;
         Ok(list.unwrap_or_default())
     }
 
@@ -108,7 +109,12 @@ impl Applications {
         require_id("applicationId", id.as_str())?;
         let req = PreparedRequest::get(RESEARCH_PATH).with_query("applicationId", id);
         let raw = self.client.execute(&req).await?;
-        decode_one(&req.endpoint(), &raw.body)
+        decode_optional(&req.endpoint(), &raw.body)?.ok_or_else(|| {
+            not_found(
+                &req.endpoint(),
+                format!("no research details for application {id}"),
+            )
+        })
     }
 }
 

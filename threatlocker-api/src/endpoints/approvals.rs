@@ -3,10 +3,10 @@
 use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{paging_setters, require_id, Paging};
+use super::{not_found, paging_setters, require_id, Paging};
 use crate::client::Client;
 use crate::codes::{ApprovalStatus, RequestType};
-use crate::decode::{decode_count, decode_list, decode_one, decode_value};
+use crate::decode::{decode_count, decode_list, decode_optional, decode_value};
 use crate::error::Result;
 use crate::handles::Approvals;
 use crate::ids::ApprovalRequestId;
@@ -60,7 +60,8 @@ impl Approvals {
         require_id("approvalRequestId", id.as_str())?;
         let req = PreparedRequest::get(GET_PATH).with_query("approvalRequestId", id);
         let raw = self.client.execute(&req).await?;
-        let mut row: ApprovalRequest = decode_one(&req.endpoint(), &raw.body)?;
+        let mut row: ApprovalRequest = decode_optional(&req.endpoint(), &raw.body)?
+            .ok_or_else(|| not_found(&req.endpoint(), format!("no approval request {id}")))?;
         row.decode_fields();
         Ok(row)
     }

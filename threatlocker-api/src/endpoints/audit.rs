@@ -380,19 +380,10 @@ fn fallback_worthy(e: &Error) -> bool {
 }
 
 fn not_found(endpoint: &str, id: &EActionLogId, table: Option<SourceTable>) -> Error {
-    Error::Api {
-        status: 404,
-        endpoint: endpoint.to_owned(),
-        message: Some(format!(
-            "no action-log event {id}{}",
-            table
-                .map(|t| format!(" in source table {}", t.code()))
-                .unwrap_or_default()
-        )),
-        logger_id: None,
-        body: String::new(),
-        hint: Some("the API answered with an empty body; the client reports it as not found"),
-    }
+    let table = table
+        .map(|t| format!(" in source table {}", t.code()))
+        .unwrap_or_default();
+    super::not_found(endpoint, format!("no action-log event {id}{table}"))
 }
 
 /// Builder for `GET ActionLog/ActionLogGetAllForFileHistoryV2`. Made by [`Audit::file_history`].

@@ -51,6 +51,20 @@ pub(crate) fn require_id(what: &str, value: &str) -> crate::Result<()> {
     Ok(())
 }
 
+/// The error for a single-object read answered with an empty body or `null`: reported as not
+/// found (status 404, so [`crate::Error::is_not_found`] holds), with a hint that the client
+/// synthesized it.
+pub(crate) fn not_found(endpoint: &str, what: String) -> crate::Error {
+    crate::Error::Api {
+        status: 404,
+        endpoint: endpoint.to_owned(),
+        message: Some(what),
+        logger_id: None,
+        body: String::new(),
+        hint: Some("the API answered with an empty body; the client reports it as not found"),
+    }
+}
+
 /// Adds `page(n)` and `page_size(n)` setters to a builder with a `paging: Paging` field.
 macro_rules! paging_setters {
     () => {

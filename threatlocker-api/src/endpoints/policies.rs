@@ -8,7 +8,7 @@
 use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{paging_setters, require_id, Paging};
+use super::{not_found, paging_setters, require_id, Paging};
 use crate::client::Client;
 use crate::codes::OsType;
 use crate::decode::{decode_list, decode_unwrapped};
@@ -44,7 +44,8 @@ impl Policies {
         require_id("policyId", id.as_str())?;
         let req = PreparedRequest::get(GET_PATH).with_query("policyId", id);
         let raw = self.client.execute(&req).await?;
-        decode_unwrapped(&req.endpoint(), &raw.body, &["policy", "data"])
+        decode_unwrapped(&req.endpoint(), &raw.body, &["policy", "data"])?
+            .ok_or_else(|| not_found(&req.endpoint(), format!("no policy {id}")))
     }
 }
 

@@ -92,6 +92,19 @@ async fn get_tolerates_nesting_under_application_or_data_or_none() {
             .mount(&server)
             .await;
     }
+    Mock::given(method("GET"))
+        .and(path("/portalapi/Application/ApplicationGetById"))
+        .and(query_param("applicationId", "gone"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string("null"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client
+        .applications()
+        .get(&ApplicationId::new("gone"))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
     for id in ["a1", "a2", "a3"] {
         let app = client
             .applications()

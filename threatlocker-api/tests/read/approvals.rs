@@ -176,6 +176,19 @@ async fn get_by_id_decodes_fields() {
         r.requestor_reason_decoded.as_deref(),
         Some("Need this for the patient call")
     );
+    Mock::given(method("GET"))
+        .and(path("/portalapi/ApprovalRequest/ApprovalRequestGetById"))
+        .and(query_param("approvalRequestId", "gone"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client
+        .approvals()
+        .get(&ApprovalRequestId::new("gone"))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
     let blank = client.approvals().get(&ApprovalRequestId::new(" ")).await;
     assert!(matches!(blank, Err(Error::InvalidRequest(_))));
 }
