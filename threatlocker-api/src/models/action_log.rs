@@ -367,4 +367,34 @@ mod tests {
         assert_eq!(row.destination_port.as_deref(), Some("443"));
         assert!(row.extra.contains_key("someNewField"));
     }
+
+    #[test]
+    fn the_hand_written_deserializer_knows_every_field() {
+        // Every name the struct serializes must be matched by the visitor (not fall into
+        // `extra`): guards against a field added to the struct but not to the visitor.
+        let serialized = serde_json::to_value(ActionLogRow::default()).unwrap();
+        let names: Vec<String> = serialized.as_object().unwrap().keys().cloned().collect();
+        assert!(names.len() > 40);
+        for name in names {
+            let one = serde_json::json!({ name.clone(): null });
+            let row: ActionLogRow = serde_json::from_value(one).unwrap();
+            assert!(row.extra.is_empty(), "{name} is not matched by the visitor");
+        }
+    }
+
+    #[test]
+    fn round_trips_through_serialize() {
+        let raw = r#"{"actionLogId":5,"eActionLogId":"e","dateTime":"2026-05-14T13:02:11Z",
+            "destinationPort":"443","certificates":[{"subject":"CN=x"}],"zNew":[1,{"a":null}]}"#;
+        let row: ActionLogRow = serde_json::from_str(raw).unwrap();
+        let again: ActionLogRow =
+            serde_json::from_value(serde_json::to_value(&row).unwrap()).unwrap();
+        assert_eq!(row, again);
+        assert_eq!(again.extra["zNew"], serde_json::json!([1, {"a": null}]));
+        // Keys with escapes are matched too.
+        let escaped: ActionLogRow = serde_json::from_str(r#"{"host\u006eame":"H"}"#).unwrap();
+        assert_eq!(escaped.hostname.as_deref(), Some("H"));
+        // Not an object: a clear error.
+        assert!(serde_json::from_str::<ActionLogRow>("[1]").is_err());
+    }
 }
