@@ -157,6 +157,21 @@ async fn serve(mut sock: TcpStream, t: std::sync::Arc<Template>, total: usize) {
     }
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` (clock ticks,
+/// assumed 100 per second as on every Linux configuration this runs on).
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -187,6 +202,7 @@ async fn run(total: usize) {
             .build()
             .unwrap();
     let start_hwm = peak_rss_kib();
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     let end = chrono::Utc::now();
     let mut stream = std::pin::pin!(client
@@ -202,11 +218,13 @@ async fn run(total: usize) {
         rows += 1;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
     assert_eq!(rows, total, "every row streamed once");
     println!(
-        "rows={rows} row_bytes={} secs={secs:.3} rows_per_sec={:.0} peak_rss_mib={:.1} (before streaming {:.1}) checksum={checksum}",
+        "rows={rows} row_bytes={} secs={secs:.3} rows_per_sec={:.0} cpu_secs={cpu:.2} rows_per_cpu_sec={:.0} peak_rss_mib={:.1} (before streaming {:.1}) checksum={checksum}",
         t.row_len,
         rows as f64 / secs,
+        rows as f64 / cpu.max(0.01),
         peak_rss_kib() as f64 / 1024.0,
         start_hwm as f64 / 1024.0,
     );

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 
-use crate::client::Client;
+use crate::client::{Client, RawResponse};
 use crate::error::{Error, Result, TransportKind};
 use crate::models::{
     ActionLogRow, Application, ApprovalRequest, Computer, MaintenanceWindow, Organization, Page,
@@ -133,19 +133,19 @@ pub(crate) type DecodeRows<T> = fn(&str, &[u8]) -> Result<Vec<T>>;
 
 /// A page being fetched: a spawned task (aborted when dropped) or, outside a tokio runtime,
 /// a plain future awaited in place.
-type Inflight<T> = Pin<Box<dyn Future<Output = Result<Page<T>>> + Send>>;
+type Inflight = Pin<Box<dyn Future<Output = Result<(String, RawResponse)>> + Send>>;
 
 /// A spawned page fetch that is aborted if the stream is dropped first.
-struct Prefetch<T>(tokio::task::JoinHandle<Result<Page<T>>>);
+struct Prefetch(tokio::task::JoinHandle<Result<(String, RawResponse)>>);
 
-impl<T> Drop for Prefetch<T> {
+impl Drop for Prefetch {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-impl<T> Future for Prefetch<T> {
-    type Output = Result<Page<T>>;
+impl Future for Prefetch {
+    type Output = Result<(String, RawResponse)>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx).map(|joined| {
@@ -171,7 +171,7 @@ struct State<T, F> {
     requested: u32,
     max_pages: u32,
     buffer: std::vec::IntoIter<T>,
-    inflight: Option<Inflight<T>>,
+    inflight: Option<Inflight>,
     done: bool,
     pending_error: Option<Error>,
     seen: Seen,
@@ -182,14 +182,18 @@ where
     T: Keyed + Send + 'static,
     F: Fn(u32, u32) -> PreparedRequest + Send + 'static,
 {
-    /// Starts fetching (and decoding) the next page, on another task when a runtime is there.
-    fn start(&mut self) -> Inflight<T> {
+    /// Starts fetching the next page, on another task when a runtime is there. The body is
+    /// decoded later, on the task that polls the stream: rows are then allocated and freed on
+    /// the same thread, which measured faster than decoding on the fetch task.
+    fn start(&mut self) -> Inflight {
         let req = (self.make)(self.page, self.page_size);
         self.page = self.page.saturating_add(1);
         self.requested += 1;
         let client = self.client.clone();
-        let decode = self.decode;
-        let fetch = async move { fetch_page(&client, &req, decode).await };
+        let fetch = async move {
+            let raw = client.execute(&req).await?;
+            Ok((req.endpoint(), raw))
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => Box::pin(Prefetch(rt.spawn(fetch))),
             Err(_) => Box::pin(fetch),
@@ -222,9 +226,8 @@ pub(crate) async fn fetch_page<T>(
 /// validation).
 ///
 /// Nothing is fetched until the stream is first polled. While the rows of one page are being
-/// consumed, the next page (if the current one is not the last) is already being fetched and
-/// decoded on another task, so network, decoding and the consumer overlap; at most two pages
-/// are held at once.
+/// consumed, the next page (if the current one is not the last) is already being fetched on
+/// another task, so the network and decoding overlap; at most two pages are held at once.
 pub(crate) fn paginate<T, F>(
     client: Client,
     first_page: u32,
@@ -303,6 +306,10 @@ where
                 Poll::Ready(r) => r,
             };
             st.inflight = None;
+            let result = result.and_then(|(endpoint, raw)| {
+                let items = (st.decode)(&endpoint, &raw.body)?;
+                Ok(Page::new(items, raw.page_meta))
+            });
             match result {
                 Err(e) => {
                     st.done = true;
