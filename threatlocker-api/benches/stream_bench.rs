@@ -199,6 +199,13 @@ async fn run(total: usize) {
             .base_url(format!("http://{addr}"))
             .max_requests_per_second(0.0)
             .max_pages(100_000)
+            // BENCH_DEDUPE_WINDOW overrides the de-duplication window (0 = off), to measure it.
+            .dedupe_window(
+                std::env::var("BENCH_DEDUPE_WINDOW")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(threatlocker_api::DEFAULT_DEDUPE_WINDOW),
+            )
             .build()
             .unwrap();
     let start_hwm = peak_rss_kib();
