@@ -129,10 +129,11 @@ impl ClientBuilder {
         self
     }
 
-    /// How many row ids a stream remembers to drop rows repeated across pages (default
-    /// 100 000, i.e. 100 pages of 1000). Rows shift between page fetches only by the number of
-    /// rows added meanwhile, so a bounded window catches repeats while keeping a long stream's
-    /// memory flat. `0` turns de-duplication off.
+    /// How many row ids a stream remembers, at least, to drop rows repeated across pages
+    /// (default 100 000, i.e. 100 pages of 1000; at most twice that is held). Rows shift
+    /// between page fetches only by the number of rows added meanwhile, so a bounded window
+    /// catches repeats while keeping a long stream's memory flat. `0` turns de-duplication
+    /// off.
     pub fn dedupe_window(mut self, rows: usize) -> Self {
         self.dedupe_window = rows;
         self

@@ -12,7 +12,7 @@
 //! Rows repeated across pages (the API pages by offset over a live list, so rows shift) are
 //! dropped by id, within the client's de-duplication window.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
@@ -93,20 +93,28 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Remembers the last `window` row ids.
+/// Remembers recent row ids: at least the last `window` and at most `2 * window`, in two
+/// generations. A full current generation becomes the previous one (the older one is
+/// dropped), so memory stays bounded without per-row eviction work.
 struct Seen {
     window: usize,
-    set: HashSet<u64, BuildHasherDefault<PassThrough>>,
-    order: VecDeque<u64>,
+    current: IdSet,
+    previous: IdSet,
 }
+
+type IdSet = HashSet<u64, BuildHasherDefault<PassThrough>>;
 
 impl Seen {
     fn new(window: usize) -> Self {
         Self {
             window,
-            set: HashSet::default(),
-            order: VecDeque::new(),
+            current: IdSet::default(),
+            previous: IdSet::default(),
         }
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.current.contains(&key) || self.previous.contains(&key)
     }
 
     /// Whether the row is new (and remembers it).
@@ -115,15 +123,15 @@ impl Seen {
         if self.window == 0 {
             return true;
         }
-        if !self.set.insert(key) {
+        if self.contains(key) {
             return false;
         }
-        self.order.push_back(key);
-        if self.order.len() > self.window {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.current.len() >= self.window {
+            // Reuse the old generation's allocation for the new one.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
+        self.current.insert(key);
         true
     }
 }
@@ -206,7 +214,7 @@ where
             || items.is_empty()
             || items
                 .iter()
-                .any(|i| i.key_hash().is_none_or(|k| !self.seen.set.contains(&k)))
+                .any(|i| i.key_hash().is_none_or(|k| !self.seen.contains(k)))
     }
 }
 
@@ -352,14 +360,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seen_window_forgets_oldest() {
+    fn seen_remembers_at_least_the_window() {
         let mut s = Seen::new(2);
         assert!(s.insert(Some(1)));
         assert!(!s.insert(Some(1)));
         assert!(s.insert(Some(2)));
+        // The current generation is full: {1, 2} becomes the previous one.
         assert!(s.insert(Some(3)));
-        // 1 fell out of the window.
+        assert!(!s.insert(Some(1)), "still within the last two generations");
+        assert!(!s.insert(Some(3)));
+        assert!(s.insert(Some(4)));
+        assert!(s.insert(Some(5)));
+        // {1, 2} was dropped when {3, 4} became the previous generation.
         assert!(s.insert(Some(1)));
+        assert!(!s.insert(Some(4)));
         assert!(s.insert(None));
         assert!(s.insert(None));
         let mut off = Seen::new(0);
