@@ -708,6 +708,49 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Escape hatch for endpoints not modelled yet: `GET path?query`, retried like any read,
+    /// returning the body as JSON (`null` for an empty body).
+    pub async fn get_json(&self, path: &str, query: &[(&str, &str)]) -> Result<serde_json::Value> {
+        let mut req = PreparedRequest::get(path);
+        for (k, v) in query {
+            req = req.with_query(*k, v);
+        }
+        self.json_of(&req).await
+    }
+
+    /// Escape hatch: a retry-safe POST search (`...GetByParameters` and similar) with a JSON
+    /// body, retried like any read.
+    pub async fn search_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.json_of(&PreparedRequest::search(path, body)).await
+    }
+
+    /// Escape hatch: a POST treated as a **write** (never retried blindly; only a connect error
+    /// that never sent it is retried). Use [`Client::search_json`] for searches.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.json_of(&PreparedRequest::write(
+            crate::request::Method::Post,
+            path,
+            Some(body),
+        ))
+        .await
+    }
+
+    async fn json_of(&self, req: &PreparedRequest) -> Result<serde_json::Value> {
+        let raw = self.execute(req).await?;
+        Ok(crate::decode::decode_optional(&req.endpoint(), &raw.body)?
+            .unwrap_or(serde_json::Value::Null))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
