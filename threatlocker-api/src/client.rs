@@ -490,7 +490,7 @@ impl Client {
             return Error::RateLimited { retry_after };
         }
         let (message, logger_id) = parse_error_body(&text);
-        let hint = hint_for(status, message.as_deref());
+        let hint = hint_for(endpoint, status, message.as_deref());
         Error::Api {
             status,
             endpoint: endpoint.to_owned(),
@@ -602,9 +602,18 @@ fn parse_error_body(text: &str) -> (Option<String>, Option<String>) {
 }
 
 /// The likely cause of an error, where the reference documents a misleading one.
-fn hint_for(status: u16, message: Option<&str>) -> Option<&'static str> {
+fn hint_for(endpoint: &str, status: u16, message: Option<&str>) -> Option<&'static str> {
     let m = message.unwrap_or("").to_ascii_lowercase();
     match status {
+        500 if endpoint.ends_with("ActionLogGetByParametersV2") => Some(
+            "a parent (MSP) key may need child_organizations(true) or a managed organization",
+        ),
+        500 if endpoint.ends_with("ActionLogGetByIdV2") => {
+            Some("the row may live in another source table, or the id is not an eActionLogId")
+        }
+        500 if endpoint.ends_with("ApprovalRequestGetByParameters") => {
+            Some("the statusId may be invalid")
+        }
         401 if m.contains("missing the") && m.contains("permission") => Some(
             "a built-in application must be permitted for the entire organization; also check the body shape and the API user's role",
         ),

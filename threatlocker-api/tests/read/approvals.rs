@@ -118,6 +118,7 @@ async fn missing_status_500_body_is_parsed_in_pascal_case() {
         panic!("unexpected {err:?}")
     };
     assert!(last.to_string().contains("A problem occurred"));
+    assert!(last.to_string().contains("statusId"), "{last}");
 }
 
 #[tokio::test]
