@@ -84,27 +84,13 @@ pub(crate) fn add_write_hint(err: Error) -> Error {
     }
 }
 
-/// Decodes an application row. `ApplicationOnlineDto` rows carry both `name` and
-/// `applicationName`, and the model reads either into `name` (both at once would be a
-/// duplicate-field error), so `applicationName` is taken out before decoding and kept in
-/// `extra`, from where it is serialized back unchanged.
+/// Decodes an application row (`ApplicationOnlineDto` rows carry both `name` and
+/// `applicationName`; the model keeps both).
 #[cfg(feature = "client")]
 pub(crate) fn decode_application(
-    mut v: serde_json::Value,
+    v: serde_json::Value,
 ) -> Result<crate::models::Application, serde_json::Error> {
-    let mut second_name = None;
-    if let Some(m) = v.as_object_mut() {
-        if m.get("name").is_some_and(|n| !n.is_null()) {
-            second_name = m.remove("applicationName");
-        } else if let Some(alt) = m.remove("applicationName") {
-            m.insert("name".into(), alt);
-        }
-    }
-    let mut app: crate::models::Application = serde_json::from_value(v)?;
-    if let Some(n) = second_name {
-        app.extra.insert("applicationName".into(), n);
-    }
-    Ok(app)
+    serde_json::from_value(v)
 }
 
 #[cfg(all(test, feature = "client"))]

@@ -694,8 +694,8 @@ fn choose_application(
 ) -> Result<Chosen> {
     let apps = &matching.matching_applications;
     let display = |a: &Application| {
-        a.name
-            .clone()
+        a.display_name()
+            .map(str::to_owned)
             .or_else(|| a.application_id.as_ref().map(|i| i.to_string()))
             .unwrap_or_default()
     };
@@ -784,10 +784,11 @@ fn choose_application(
 fn application_json(app: &Application) -> Value {
     let mut m = app.extra.clone();
     m.insert("applicationId".into(), json!(app.application_id));
-    m.insert("name".into(), json!(app.name));
-    if m.get("applicationName").is_none_or(Value::is_null) {
-        m.insert("applicationName".into(), json!(app.name));
-    }
+    m.insert("name".into(), json!(app.display_name()));
+    m.insert(
+        "applicationName".into(),
+        json!(app.application_name.as_deref().or(app.name.as_deref())),
+    );
     m.insert("organizationId".into(), json!(app.organization_id));
     m.insert("organizationName".into(), json!(app.organization_name));
     m.insert("osType".into(), json!(app.os_type));

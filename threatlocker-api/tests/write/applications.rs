@@ -124,7 +124,7 @@ async fn options_list_sends_the_query_and_reads_rows_with_both_name_keys() {
         .unwrap();
     let names: Vec<_> = apps
         .iter()
-        .map(|a| a.name.clone().unwrap_or_default())
+        .map(|a| a.display_name().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(names, ["Zoom", "Zoom Rooms"]);
 }

@@ -47,10 +47,7 @@ async fn plan_permit_reads_but_sends_no_write() {
 
     // The matching list keeps both name keys the server sent.
     let tenant = &plan.matching.matching_applications[1];
-    assert_eq!(
-        tenant.extra.get("applicationName"),
-        Some(&serde_json::json!("Zoom"))
-    );
+    assert_eq!(tenant.application_name.as_deref(), Some("Zoom"));
     assert_eq!(tenant.name.as_deref(), Some("Zoom"));
 
     let shown = plan.to_string();
