@@ -1,6 +1,8 @@
 //! The HTTP client: configuration, authentication, sending a [`PreparedRequest`].
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use crate::error::{Error, Result, TransportKind};
 use crate::ids::OrganizationId;
 use crate::models::PageMeta;
 use crate::request::{Method, PreparedRequest};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryDecision, RetryPolicy};
 
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +26,8 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
 /// Default cap on pages fetched by one stream.
 pub const DEFAULT_MAX_PAGES: u32 = 1000;
+/// Default number of row ids a stream remembers for de-duplication.
+pub const DEFAULT_DEDUPE_WINDOW: usize = 100_000;
 /// How much of an error body is kept.
 const MAX_ERROR_BODY: usize = 2048;
 
@@ -40,6 +44,8 @@ pub struct ClientBuilder {
     user_agent: String,
     page_size: u32,
     max_pages: u32,
+    dedupe_window: usize,
+    sleeper: Arc<dyn Sleeper>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -54,7 +60,10 @@ impl fmt::Debug for ClientBuilder {
             .field("max_requests_per_second", &self.max_requests_per_second)
             .field("max_concurrency", &self.max_concurrency)
             .field("user_agent", &self.user_agent)
-            .finish()
+            .field("page_size", &self.page_size)
+            .field("max_pages", &self.max_pages)
+            .field("dedupe_window", &self.dedupe_window)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,14 +129,35 @@ impl ClientBuilder {
         self
     }
 
+    /// How many row ids a stream remembers, at least, to drop rows repeated across pages
+    /// (default 100 000, i.e. 100 pages of 1000; at most twice that is held). Rows shift
+    /// between page fetches only by the number of rows added meanwhile, so a bounded window
+    /// catches repeats while keeping a long stream's memory flat. `0` turns de-duplication
+    /// off.
+    pub fn dedupe_window(mut self, rows: usize) -> Self {
+        self.dedupe_window = rows;
+        self
+    }
+
+    /// Replaces how the client waits between retries (tests inject an instant sleeper).
+    pub fn sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
     /// Validates the configuration and builds the client.
     pub fn build(self) -> Result<Client> {
         let key = self.api_key.expose_secret().trim();
-        let key = key
-            .strip_prefix("Bearer ")
-            .or_else(|| key.strip_prefix("bearer "))
-            .unwrap_or(key)
-            .trim();
+        // Strip an accidental `Bearer` scheme (any casing): the API wants the raw key.
+        let key = match key.get(..6) {
+            Some(p)
+                if p.eq_ignore_ascii_case("bearer")
+                    && key[6..].chars().next().is_none_or(char::is_whitespace) =>
+            {
+                key[6..].trim()
+            }
+            _ => key,
+        };
         if key.is_empty() {
             return Err(Error::Config("the API key is empty".into()));
         }
@@ -160,6 +190,8 @@ impl ClientBuilder {
                 ),
                 page_size: self.page_size,
                 max_pages: self.max_pages,
+                dedupe_window: self.dedupe_window,
+                sleeper: self.sleeper,
             }),
             organization: self.organization,
         })
@@ -239,6 +271,25 @@ pub(crate) struct Inner {
     pub(crate) limits: crate::limits::Limits,
     pub(crate) page_size: u32,
     pub(crate) max_pages: u32,
+    pub(crate) dedupe_window: usize,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+/// Waits between retry attempts. The default uses `tokio::time::sleep`; tests inject one that
+/// records the delays and returns at once.
+pub trait Sleeper: Send + Sync + 'static {
+    /// Waits for `delay`.
+    fn sleep(&self, delay: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// The default [`Sleeper`]: `tokio::time::sleep`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, delay: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(tokio::time::sleep(delay))
+    }
 }
 
 impl fmt::Debug for Client {
@@ -279,6 +330,8 @@ impl Client {
             user_agent: format!("threatlocker-api-rs/{}", env!("CARGO_PKG_VERSION")),
             page_size: DEFAULT_PAGE_SIZE,
             max_pages: DEFAULT_MAX_PAGES,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            sleeper: Arc::new(TokioSleeper),
         }
     }
 
@@ -300,27 +353,58 @@ impl Client {
         &self.inner.base_url
     }
 
-    /// Sends a prepared request once, without retrying.
+    /// Sends a prepared request once, without retrying (and without waiting for the limits).
+    /// Kept for the write side, which sometimes needs exactly one attempt.
+    #[allow(dead_code)]
     pub(crate) async fn send_once(&self, req: &PreparedRequest) -> Result<RawResponse> {
+        self.attempt(req).await.0
+    }
+
+    /// One attempt: the result and the server's `Retry-After`, when it sent one.
+    async fn attempt(&self, req: &PreparedRequest) -> (Result<RawResponse>, Option<Duration>) {
         let endpoint = req.endpoint();
-        let url = self.url_for(req)?;
+        match self.attempt_inner(req, &endpoint).await {
+            Ok(r) => (Ok(r), None),
+            Err((e, retry_after)) => (Err(e), retry_after),
+        }
+    }
+
+    async fn attempt_inner(
+        &self,
+        req: &PreparedRequest,
+        endpoint: &str,
+    ) -> std::result::Result<RawResponse, (Error, Option<Duration>)> {
+        let url = self.url_for(req).map_err(|e| (e, None))?;
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(self.inner.api_key.expose_secret())
-            .map_err(|_| Error::Config("the API key is not a valid header value".into()))?;
+        let mut auth = HeaderValue::from_str(self.inner.api_key.expose_secret()).map_err(|_| {
+            (
+                Error::Config("the API key is not a valid header value".into()),
+                None,
+            )
+        })?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(org) = req.organization.as_ref().or(self.organization.as_ref()) {
             let v = HeaderValue::from_str(org.as_str()).map_err(|_| {
-                Error::InvalidRequest(format!("organization id {org:?} is not a header value"))
+                let msg = format!("organization id {org:?} is not a header value");
+                (Error::InvalidRequest(msg), None)
             })?;
             headers.insert(HeaderName::from_static("managedorganizationid"), v);
         }
         for (k, v) in &req.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| Error::InvalidRequest(format!("bad header name {k:?}")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| Error::InvalidRequest(format!("bad value for header {k}")))?;
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                (
+                    Error::InvalidRequest(format!("bad header name {k:?}")),
+                    None,
+                )
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                (
+                    Error::InvalidRequest(format!("bad value for header {k}")),
+                    None,
+                )
+            })?;
             headers.insert(name, value);
         }
         let method = match req.method {
@@ -332,20 +416,22 @@ impl Client {
         };
         let mut builder = self.inner.http.request(method, url).headers(headers);
         if let Some(body) = &req.body {
-            let bytes = serde_json::to_vec(body)
-                .map_err(|e| Error::InvalidRequest(format!("body is not serializable: {e}")))?;
-            builder = builder
-                .header(CONTENT_TYPE, "application/json")
-                .body(bytes);
+            let bytes = serde_json::to_vec(body).map_err(|e| {
+                let msg = format!("body is not serializable: {e}");
+                (Error::InvalidRequest(msg), None)
+            })?;
+            builder = builder.header(CONTENT_TYPE, "application/json").body(bytes);
         } else if req.method != Method::Get {
             // Some POST endpoints take no body; send an explicit empty JSON length.
-            builder = builder.header(CONTENT_TYPE, "application/json").body(Vec::new());
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(Vec::new());
         }
 
         let response = builder
             .send()
             .await
-            .map_err(|e| transport_error(&endpoint, e))?;
+            .map_err(|e| (transport_error(endpoint, e), None))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -356,8 +442,9 @@ impl Client {
         let body = response
             .bytes()
             .await
-            .map_err(|e| transport_error(&endpoint, e))?
-            .to_vec();
+            .map_err(|e| (transport_error(endpoint, e), retry_after))?
+            // Takes the buffer over without copying when reqwest holds the only reference.
+            .into();
 
         if (200..300).contains(&status) {
             return Ok(RawResponse {
@@ -366,7 +453,10 @@ impl Client {
                 body,
             });
         }
-        Err(self.status_error(&endpoint, status, retry_after, &body))
+        Err((
+            self.status_error(endpoint, status, retry_after, &body),
+            retry_after,
+        ))
     }
 
     fn url_for(&self, req: &PreparedRequest) -> Result<Url> {
@@ -400,7 +490,7 @@ impl Client {
             return Error::RateLimited { retry_after };
         }
         let (message, logger_id) = parse_error_body(&text);
-        let hint = hint_for(status, message.as_deref());
+        let hint = hint_for(endpoint, status, message.as_deref());
         Error::Api {
             status,
             endpoint: endpoint.to_owned(),
@@ -466,18 +556,22 @@ fn page_meta_from_headers(h: &HeaderMap) -> Option<PageMeta> {
     if total_items.is_none() && total_pages.is_none() {
         return None;
     }
-    let mut meta = PageMeta::default();
-    meta.total_items = total_items;
-    meta.total_pages = total_pages;
-    meta.first_item = num("firstItem");
-    meta.last_item = num("lastItem");
-    Some(meta)
+    Some(PageMeta {
+        total_items,
+        total_pages,
+        first_item: num("firstItem"),
+        last_item: num("lastItem"),
+        ..PageMeta::default()
+    })
 }
 
 fn parse_error_body(text: &str) -> (Option<String>, Option<String>) {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
         let t = text.trim();
-        return ((!t.is_empty() && t.len() <= 300).then(|| t.to_owned()), None);
+        return (
+            (!t.is_empty() && t.len() <= 300).then(|| t.to_owned()),
+            None,
+        );
     };
     let get = |names: &[&str]| {
         names.iter().find_map(|n| {
@@ -508,9 +602,18 @@ fn parse_error_body(text: &str) -> (Option<String>, Option<String>) {
 }
 
 /// The likely cause of an error, where the reference documents a misleading one.
-fn hint_for(status: u16, message: Option<&str>) -> Option<&'static str> {
+fn hint_for(endpoint: &str, status: u16, message: Option<&str>) -> Option<&'static str> {
     let m = message.unwrap_or("").to_ascii_lowercase();
     match status {
+        500 if endpoint.ends_with("ActionLogGetByParametersV2") => Some(
+            "a parent (MSP) key may need child_organizations(true) or a managed organization",
+        ),
+        500 if endpoint.ends_with("ActionLogGetByIdV2") => {
+            Some("the row may live in another source table, or the id is not an eActionLogId")
+        }
+        500 if endpoint.ends_with("ApprovalRequestGetByParameters") => {
+            Some("the statusId may be invalid")
+        }
         401 if m.contains("missing the") && m.contains("permission") => Some(
             "a built-in application must be permitted for the entire organization; also check the body shape and the API user's role",
         ),
@@ -527,6 +630,9 @@ fn hint_for(status: u16, message: Option<&str>) -> Option<&'static str> {
             Some("set newApplicationName when using a new application")
         }
         400 if m.contains("already actioned") => Some("someone already actioned this request"),
+        300..=399 => Some(
+            "the API redirected; redirects are never followed (the key would go along), check the instance or base URL",
+        ),
         400 if m.contains("unable to retrieve application policy") => {
             Some("send the policy's owning organization as managedOrganizationId")
         }
@@ -543,6 +649,115 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+impl Client {
+    /// Sends a prepared request, waiting for the client's rate and concurrency limits before
+    /// every attempt, and retrying per [`RetryPolicy::decide`]: reads on transient failures,
+    /// writes ([`crate::Safety::Write`]) only on a connect error that never sent them.
+    ///
+    /// When the retry budget runs out on a retryable failure the error is
+    /// [`Error::RetriesExhausted`] (the last failure is its source); any other failure is
+    /// returned as is.
+    pub async fn execute(&self, req: &PreparedRequest) -> Result<RawResponse> {
+        self.execute_with(req, &[]).await
+    }
+
+    /// [`Client::execute`], except that an API error with one of `final_statuses` is returned
+    /// at once instead of retried (for calls where that status is a meaningful answer, such
+    /// as the 500 `ActionLogGetByIdV2` gives for a row in another source table).
+    pub(crate) async fn execute_with(
+        &self,
+        req: &PreparedRequest,
+        final_statuses: &[u16],
+    ) -> Result<RawResponse> {
+        let policy = &self.inner.retry;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (result, retry_after) = {
+                let _permit = self.inner.limits.acquire().await;
+                self.attempt(req).await
+            };
+            let error = match result {
+                Ok(response) => return Ok(response),
+                Err(e) => e,
+            };
+            let decision = match &error {
+                Error::Api { status, .. } if final_statuses.contains(status) => {
+                    RetryDecision::GiveUp
+                }
+                _ => policy.decide(attempt, req.safety, &error, retry_after, fastrand::f64()),
+            };
+            match decision {
+                RetryDecision::RetryAfter(delay) => {
+                    tracing::debug!(
+                        endpoint = %req.endpoint(),
+                        attempt,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        error = %error,
+                        "retrying"
+                    );
+                    self.inner.sleeper.sleep(delay).await;
+                }
+                RetryDecision::GiveUp => {
+                    if attempt > 1
+                        && RetryPolicy::is_retryable(req.safety, &error)
+                        && !matches!(&error, Error::Api { status, .. } if final_statuses.contains(status))
+                    {
+                        return Err(Error::RetriesExhausted {
+                            attempts: attempt,
+                            last: Box::new(error),
+                        });
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Escape hatch for endpoints not modelled yet: `GET path?query`, retried like any read,
+    /// returning the body as JSON (`null` for an empty body).
+    pub async fn get_json(&self, path: &str, query: &[(&str, &str)]) -> Result<serde_json::Value> {
+        let mut req = PreparedRequest::get(path);
+        for (k, v) in query {
+            req = req.with_query(*k, v);
+        }
+        self.json_of(&req).await
+    }
+
+    /// Escape hatch: a retry-safe POST search (`...GetByParameters` and similar) with a JSON
+    /// body, retried like any read.
+    pub async fn search_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.json_of(&PreparedRequest::search(path, body)).await
+    }
+
+    /// Escape hatch: a POST treated as a **write** (never retried blindly; only a connect error
+    /// that never sent it is retried). Use [`Client::search_json`] for searches.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.json_of(&PreparedRequest::write(
+            crate::request::Method::Post,
+            path,
+            Some(body),
+        ))
+        .await
+    }
+
+    async fn json_of(&self, req: &PreparedRequest) -> Result<serde_json::Value> {
+        let raw = self.execute(req).await?;
+        Ok(crate::decode::decode_optional(&req.endpoint(), &raw.body)?
+            .unwrap_or(serde_json::Value::Null))
+    }
 }
 
 #[cfg(test)]
@@ -570,9 +785,24 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_seconds_or_http_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let d = parse_retry_after(&soon.to_rfc2822()).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(25),
+            "{d:?}"
+        );
+        let past = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(past, Duration::ZERO);
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
     fn error_bodies_in_either_casing() {
-        let (m, l) =
-            parse_error_body(r#"{"LoggerId":"0HMV","StatusCode":417,"Message":"Invalid Date Range"}"#);
+        let (m, l) = parse_error_body(
+            r#"{"LoggerId":"0HMV","StatusCode":417,"Message":"Invalid Date Range"}"#,
+        );
         assert_eq!(m.as_deref(), Some("Invalid Date Range"));
         assert_eq!(l.as_deref(), Some("0HMV"));
         let (m, _) = parse_error_body(r#"{"message":"lower"}"#);
@@ -588,14 +818,5 @@ mod tests {
         assert_eq!(c.inner.api_key.expose_secret(), "abcdef0123456789");
         assert!(!format!("{c:?}").contains("abcdef0123456789"));
         assert_eq!(c.scrub("key=abcdef0123456789"), "key=[redacted]");
-    }
-}
-
-impl Client {
-    /// Sends a prepared request, waiting for the client's rate and concurrency limits, and
-    /// retrying reads per the retry policy. Writes are sent once.
-    pub async fn execute(&self, req: &PreparedRequest) -> Result<RawResponse> {
-        let _permit = self.inner.limits.acquire().await;
-        self.send_once(req).await
     }
 }

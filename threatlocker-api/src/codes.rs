@@ -134,7 +134,10 @@ impl ApprovalStatus {
     /// Whether a technician (or the API) already acted on the request: anything but pending or
     /// an escalation still waiting.
     pub fn is_actioned(self) -> bool {
-        !matches!(self, Self::Pending | Self::PendingEscalation | Self::Escalated)
+        !matches!(
+            self,
+            Self::Pending | Self::PendingEscalation | Self::Escalated
+        )
     }
 }
 
@@ -323,9 +326,21 @@ mod tests {
     #[test]
     fn computer_modes_fold_aliases_and_keep_unknowns() {
         assert_eq!(ComputerMode::parse("Secure"), ComputerMode::Secure);
-        assert_eq!(ComputerMode::parse("LearningModeHashOnly"), ComputerMode::Learning);
-        assert_eq!(ComputerMode::parse("InstallMode"), ComputerMode::Installation);
-        assert_eq!(ComputerMode::parse("monitoronly"), ComputerMode::MonitorOnly);
-        assert_eq!(ComputerMode::parse("Isolated"), ComputerMode::Other("Isolated".into()));
+        assert_eq!(
+            ComputerMode::parse("LearningModeHashOnly"),
+            ComputerMode::Learning
+        );
+        assert_eq!(
+            ComputerMode::parse("InstallMode"),
+            ComputerMode::Installation
+        );
+        assert_eq!(
+            ComputerMode::parse("monitoronly"),
+            ComputerMode::MonitorOnly
+        );
+        assert_eq!(
+            ComputerMode::parse("Isolated"),
+            ComputerMode::Other("Isolated".into())
+        );
     }
 }

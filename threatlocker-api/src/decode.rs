@@ -14,7 +14,14 @@ pub(crate) fn decode_list<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> R
     if trimmed.first() == Some(&b'{') {
         // An envelope: find the array inside, keep the path honest.
         let value: serde_json::Value = decode_value(endpoint, trimmed)?;
-        for key in ["data", "items", "pageItems", "results", "list"] {
+        for key in [
+            "data",
+            "items",
+            "pageItems",
+            "results",
+            "list",
+            "organizations",
+        ] {
             if let Some(inner) = value.get(key) {
                 if inner.is_null() {
                     return Ok(Vec::new());
@@ -49,6 +56,7 @@ pub(crate) fn decode_optional<T: DeserializeOwned>(
 }
 
 /// Decodes a single-object body that must be present.
+#[allow(dead_code)] // used by the write side
 pub(crate) fn decode_one<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
     decode_optional(endpoint, body)?.ok_or_else(|| Error::Decode {
         endpoint: endpoint.to_owned(),
@@ -62,7 +70,83 @@ pub(crate) fn decode_value(endpoint: &str, body: &[u8]) -> Result<serde_json::Va
     decode_at(endpoint, body)
 }
 
+/// Decodes a bare JSON integer (`7`), also accepted as a numeric string (`"7"`) or an object
+/// with a `count` field. An empty body or `null` is an error.
+pub(crate) fn decode_count(endpoint: &str, body: &[u8]) -> Result<i64> {
+    let value = decode_value(endpoint, trim_ascii(body)).map_err(|e| match e {
+        Error::Decode { endpoint, path, .. } if trim_ascii(body).is_empty() => Error::Decode {
+            endpoint,
+            path,
+            message: "expected an integer, got an empty body".into(),
+        },
+        other => other,
+    })?;
+    let n = match &value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("count"))
+            .and_then(|(_, v)| v.as_i64()),
+        _ => None,
+    };
+    n.ok_or_else(|| Error::Decode {
+        endpoint: endpoint.to_owned(),
+        path: ".".into(),
+        message: format!("expected an integer, got {}", truncate_json(&value)),
+    })
+}
+
+/// Decodes a single object that some deployments nest under `application` or `data`.
+/// An empty body or `null` is `None`.
+pub(crate) fn decode_unwrapped<T: DeserializeOwned>(
+    endpoint: &str,
+    body: &[u8],
+    keys: &[&str],
+) -> Result<Option<T>> {
+    let value: Option<serde_json::Value> = decode_optional(endpoint, body)?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    for key in keys {
+        if let Some(inner @ serde_json::Value::Object(_)) = value.get(*key) {
+            return serde_path_to_error::deserialize(inner.clone())
+                .map(Some)
+                .map_err(|e| Error::Decode {
+                    endpoint: endpoint.to_owned(),
+                    path: format!("{key}.{}", e.path()),
+                    message: e.into_inner().to_string(),
+                });
+        }
+    }
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| Error::Decode {
+            endpoint: endpoint.to_owned(),
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
+}
+
+fn truncate_json(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        let mut end = 80;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    } else {
+        s
+    }
+}
+
 fn decode_at<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
+    // Fast path: plain serde_json. Only when it fails is the body decoded again with path
+    // tracking, so the error names the JSON path without slowing down every good response.
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -85,7 +169,10 @@ fn prefix_path(e: Error, key: &str) -> Error {
             path: if path == "." {
                 key.to_owned()
             } else {
-                format!("{key}{}{path}", if path.starts_with('[') { "" } else { "." })
+                format!(
+                    "{key}{}{path}",
+                    if path.starts_with('[') { "" } else { "." }
+                )
             },
             message,
         },
@@ -94,8 +181,14 @@ fn prefix_path(e: Error, key: &str) -> Error {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &b[start..end]
 }
 
@@ -114,14 +207,14 @@ mod tests {
 
     #[test]
     fn decode_error_names_the_json_path() {
-        let err = decode_list::<ActionLogRow>("POST x", br#"[{}, {"dateTime": "garbage"}]"#)
-            .unwrap_err();
+        let err =
+            decode_list::<ActionLogRow>("POST x", br#"[{}, {"dateTime": "garbage"}]"#).unwrap_err();
         match err {
             Error::Decode { path, .. } => assert_eq!(path, "[1].dateTime"),
             other => panic!("unexpected {other:?}"),
         }
-        let err = decode_list::<ActionLogRow>("POST x", br#"{"data":[{"actionId":"x"}]}"#)
-            .unwrap_err();
+        let err =
+            decode_list::<ActionLogRow>("POST x", br#"{"data":[{"actionId":"x"}]}"#).unwrap_err();
         match err {
             Error::Decode { path, .. } => assert_eq!(path, "data[0].actionId"),
             other => panic!("unexpected {other:?}"),

@@ -14,6 +14,17 @@
 //! pure function and send it. Calls with optional parameters return a builder ending in
 //! `.send()` (one page) or `.stream()` (every page).
 //!
+//! Transport: every call goes through [`Client::execute`], which waits for the client-side rate
+//! and concurrency limits (shared by clones), and retries per the pure
+//! [`RetryPolicy::decide`]: reads on transient failures with full-jitter backoff or the
+//! server's `Retry-After`, writes only when the connection was refused (never sent). Lists
+//! stream every page lazily (reference §2.3: pagination header, short/empty/`null` pages,
+//! de-duplication by id, a page cap), fetching the next page while the current one is used.
+//!
+//! Read endpoints live in [`endpoints`], one module per resource; each adds methods to its
+//! handle. Anything not modelled yet is reachable with [`Client::get_json`],
+//! [`Client::search_json`] and [`Client::post_json`].
+//!
 //! Without the default `client` feature the crate is only the models, typed IDs, code tables,
 //! timestamp parsing and the pagination header type, with no HTTP or async runtime dependency.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -26,26 +37,56 @@ pub mod models;
 pub mod request;
 pub mod retry;
 pub mod time;
+mod write;
 
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
 mod decode;
 #[cfg(feature = "client")]
+pub mod endpoints;
+#[cfg(feature = "client")]
 mod handles;
 #[cfg(feature = "client")]
 mod limits;
+#[cfg(feature = "client")]
+mod stream;
 
 #[cfg(feature = "client")]
-pub use client::{Client, ClientBuilder, RawResponse};
+pub use client::{
+    Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper, DEFAULT_DEDUPE_WINDOW,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_PAGE_SIZE,
+    DEFAULT_TIMEOUT,
+};
+pub use codes::*;
+#[cfg(feature = "client")]
+pub use endpoints::{
+    applications::{ApplicationSearch, SearchBy},
+    approvals::ApprovalSearch,
+    audit::{AuditGet, AuditSearch, Enforcement, FileHistory},
+    computers::{ComputerList, ComputerSearchBy},
+    maintenance::MaintenanceHistory,
+    organizations::ChildOrganizations,
+    policies::PolicyList,
+    system_audit::SystemAuditSearch,
+    tags::TagDropdown,
+};
+pub use error::{Error, Result, TransportKind};
 #[cfg(feature = "client")]
 pub use handles::{
     Applications, Approvals, Audit, Computers, Maintenance, Organizations, Policies, SystemAudit,
     Tags,
 };
-pub use codes::*;
-pub use error::{Error, Result, TransportKind};
 pub use ids::*;
 pub use models::*;
 pub use request::{Method, PreparedRequest, Safety};
-pub use retry::RetryPolicy;
+pub use retry::{RetryDecision, RetryPolicy};
+pub use write::{
+    build_permit_body, prepare_application_insert, prepare_hash_rule_insert, prepare_ignore,
+    prepare_maintenance_end, prepare_maintenance_insert, prepare_permit, prepare_policy_delete,
+    prepare_policy_deploy, prepare_policy_insert, prepare_policy_update, prepare_reject,
+    prepare_take_ownership, AdminNotes, ApplicationChoice, ApplicationOptionsQuery, IgnoreOptions,
+    MaintenanceApplication, MaintenanceEnd, MaintenanceRequest, NewApplication, NewPolicy,
+    PermitOptions, PermitOutcome, PermitPlan, PermitResponse, PermitRule, PermitScope, PolicyRef,
+    RejectOptions,
+};

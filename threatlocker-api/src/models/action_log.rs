@@ -1,18 +1,25 @@
 use chrono::{DateTime, Utc};
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Extra;
 use crate::codes::{ActionOutcome, OsType};
-use crate::ids::{
-    ActionLogId, ApplicationId, ComputerId, EActionLogId, OrganizationId, PolicyId,
-};
+use crate::ids::{ActionLogId, ApplicationId, ComputerId, EActionLogId, OrganizationId, PolicyId};
 
 /// One row of the action log (Unified Audit), as returned by `ActionLogGetByParametersV2`,
 /// `ActionLogGetByIdV2` and `ActionLogGetAllForFileHistoryV2`.
 ///
 /// The API's `actionId` is the *outcome* (permit, deny, ...), not the row id: the row ids are
 /// [`ActionLogRow::action_log_id`] and [`ActionLogRow::e_action_log_id`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` is written by hand (below) rather than derived: a derived impl with
+/// `#[serde(flatten)] extra` buffers every field of every row before matching names, which
+/// made decoding the largest cost of streaming the action log. The hand-written visitor
+/// matches known names directly and keeps only unknown fields as JSON values, with the same
+/// result (unknown fields kept, `null` and missing fields read as `None`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ActionLogRow {
@@ -131,6 +138,151 @@ pub struct ActionLogRow {
     pub extra: Extra,
 }
 
+impl<'de> Deserialize<'de> for ActionLogRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RowVisitor)
+    }
+}
+
+struct RowVisitor;
+
+impl<'de> Visitor<'de> for RowVisitor {
+    type Value = ActionLogRow;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an action-log row object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ActionLogRow, A::Error> {
+        let mut row = ActionLogRow::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key.as_str() {
+                "actionLogId" => row.action_log_id = map.next_value()?,
+                "eActionLogId" => row.e_action_log_id = map.next_value()?,
+                "batchId" => row.batch_id = map.next_value()?,
+                "totalCount" => row.total_count = map.next_value()?,
+                "groupByCount" => row.group_by_count = map.next_value()?,
+                "organizationId" => row.organization_id = map.next_value()?,
+                "organizationName" => row.organization_name = map.next_value()?,
+                "computerId" => row.computer_id = map.next_value()?,
+                "hostname" => row.hostname = map.next_value()?,
+                "serialNumber" => row.serial_number = map.next_value()?,
+                "deviceType" => row.device_type = map.next_value()?,
+                "osType" => row.os_type = map.next_value()?,
+                "dateTime" => row.date_time = map.next_value::<Timestamp>()?.0,
+                "dateTimeImported" => row.date_time_imported = map.next_value::<Timestamp>()?.0,
+                "username" => row.username = map.next_value()?,
+                "fullPath" => row.full_path = map.next_value()?,
+                "processPath" => row.process_path = map.next_value()?,
+                "processId" => row.process_id = map.next_value()?,
+                "processName" => row.process_name = map.next_value()?,
+                "parentProcessId" => row.parent_process_id = map.next_value()?,
+                "parentProcessName" => row.parent_process_name = map.next_value()?,
+                "createdByProcess" => row.created_by_process = map.next_value()?,
+                "actionLogCreatedByProcesses" => {
+                    row.action_log_created_by_processes = map.next_value()?
+                }
+                "hash" => row.hash = map.next_value()?,
+                "sha256Hash" => row.sha256_hash = map.next_value()?,
+                "cert" => row.cert = map.next_value()?,
+                "certs" => row.certs = map.next_value()?,
+                "certExists" => row.cert_exists = map.next_value()?,
+                "certificates" => row.certificates = map.next_value()?,
+                "actionType" => row.action_type = map.next_value()?,
+                "actionTypeId" => row.action_type_id = map.next_value()?,
+                "actionId" => row.action_id = map.next_value()?,
+                "action" => row.action = map.next_value()?,
+                "effectiveAction" => row.effective_action = map.next_value()?,
+                "isMonitorMode" => row.is_monitor_mode = map.next_value()?,
+                "monitorMode" => row.monitor_mode = map.next_value()?,
+                "optionToRequest" => row.option_to_request = map.next_value()?,
+                "policyId" => row.policy_id = map.next_value()?,
+                "policyName" => row.policy_name = map.next_value()?,
+                "policyLocation" => row.policy_location = map.next_value()?,
+                "policyOrganizationId" => row.policy_organization_id = map.next_value()?,
+                "applicationId" => row.application_id = map.next_value()?,
+                "applicationName" => row.application_name = map.next_value()?,
+                "applicationIsBuiltIn" => row.application_is_built_in = map.next_value()?,
+                "notes" => row.notes = map.next_value()?,
+                "networkDirection" => row.network_direction = map.next_value()?,
+                "sourceIPAddress" => row.source_ip_address = map.next_value()?,
+                "destinationIPAddress" => row.destination_ip_address = map.next_value()?,
+                "destinationPort" => row.destination_port = map.next_value::<LenientString>()?.0,
+                "threatSeverityLevel" => row.threat_severity_level = map.next_value()?,
+                "data" => row.data = map.next_value()?,
+                "size" => row.size = map.next_value()?,
+                _ => {
+                    let value: serde_json::Value = map.next_value()?;
+                    row.extra.insert(key.into_string(), value);
+                }
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+enum Key<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Borrowed(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Self::Borrowed(s) => s.to_owned(),
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// A lenient optional timestamp (see [`crate::time::option`]).
+struct Timestamp(Option<DateTime<Utc>>);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::time::option::deserialize(d).map(Timestamp)
+    }
+}
+
+/// A string that may arrive as a number or boolean (see [`crate::de::lenient_string`]).
+struct LenientString(Option<String>);
+
+impl<'de> Deserialize<'de> for LenientString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::de::lenient_string(d).map(LenientString)
+    }
+}
+
 impl ActionLogRow {
     /// The key that identifies the row across pages and runs: `actionLogId`, else
     /// `eActionLogId`.
@@ -214,5 +366,35 @@ mod tests {
         assert_eq!(row.file_name(), Some("anydesk.exe"));
         assert_eq!(row.destination_port.as_deref(), Some("443"));
         assert!(row.extra.contains_key("someNewField"));
+    }
+
+    #[test]
+    fn the_hand_written_deserializer_knows_every_field() {
+        // Every name the struct serializes must be matched by the visitor (not fall into
+        // `extra`): guards against a field added to the struct but not to the visitor.
+        let serialized = serde_json::to_value(ActionLogRow::default()).unwrap();
+        let names: Vec<String> = serialized.as_object().unwrap().keys().cloned().collect();
+        assert!(names.len() > 40);
+        for name in names {
+            let one = serde_json::json!({ name.clone(): null });
+            let row: ActionLogRow = serde_json::from_value(one).unwrap();
+            assert!(row.extra.is_empty(), "{name} is not matched by the visitor");
+        }
+    }
+
+    #[test]
+    fn round_trips_through_serialize() {
+        let raw = r#"{"actionLogId":5,"eActionLogId":"e","dateTime":"2026-05-14T13:02:11Z",
+            "destinationPort":"443","certificates":[{"subject":"CN=x"}],"zNew":[1,{"a":null}]}"#;
+        let row: ActionLogRow = serde_json::from_str(raw).unwrap();
+        let again: ActionLogRow =
+            serde_json::from_value(serde_json::to_value(&row).unwrap()).unwrap();
+        assert_eq!(row, again);
+        assert_eq!(again.extra["zNew"], serde_json::json!([1, {"a": null}]));
+        // Keys with escapes are matched too.
+        let escaped: ActionLogRow = serde_json::from_str(r#"{"host\u006eame":"H"}"#).unwrap();
+        assert_eq!(escaped.hostname.as_deref(), Some("H"));
+        // Not an object: a clear error.
+        assert!(serde_json::from_str::<ActionLogRow>("[1]").is_err());
     }
 }

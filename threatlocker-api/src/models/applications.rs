@@ -12,8 +12,10 @@ pub struct Application {
     /// Application id.
     pub application_id: Option<ApplicationId>,
     /// Name.
-    #[serde(alias = "applicationName")]
     pub name: Option<String>,
+    /// Name as `ApplicationOnlineDto` rows (matching list, permit DTO) also carry it; read
+    /// apart from `name` because those rows send both keys.
+    pub application_name: Option<String>,
     /// Operating system.
     pub os_type: Option<OsType>,
     /// Whether it is a ThreatLocker built-in (owned by the `master` organization).
@@ -40,6 +42,11 @@ pub struct Application {
 }
 
 impl Application {
+    /// The application's name: `name`, else `applicationName`.
+    pub fn display_name(&self) -> Option<&str> {
+        self.name.as_deref().or(self.application_name.as_deref())
+    }
+
     /// Whether the application is a built-in: `isBuiltIn`, or owned by `master`.
     pub fn is_master_owned(&self) -> bool {
         self.is_built_in == Some(true)
@@ -95,4 +102,130 @@ pub struct MatchingList {
     /// Fields this crate does not model.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// The body of `ApplicationGetMatchingList`: which applications does this file match?
+///
+/// Build it with [`MatchQuery::new`] and the setters; unset strings are sent as `""` (the shape
+/// clients send live, reference A.8).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct MatchQuery {
+    /// Operating system (`osType`, 1 Windows by default).
+    pub os_type: i32,
+    /// ThreatLocker hash.
+    pub hash: String,
+    /// SHA-256.
+    pub sha256: String,
+    /// Full path of the file.
+    pub path: String,
+    /// Process path.
+    pub process_path: String,
+    /// Signing certificates.
+    pub certs: Vec<MatchCert>,
+    /// Creating processes.
+    pub created_bys: Vec<String>,
+    /// File name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Organizations to look in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organization_ids: Vec<OrganizationId>,
+    /// The approval request the file comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_request_id: Option<crate::ids::ApprovalRequestId>,
+}
+
+/// A certificate in a [`MatchQuery`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct MatchCert {
+    /// Thumbprint.
+    pub sha: String,
+    /// Subject.
+    pub subject: String,
+    /// Whether the certificate validated.
+    pub valid_cert: bool,
+}
+
+impl MatchCert {
+    /// A certificate by subject and thumbprint.
+    pub fn new(subject: impl Into<String>, sha: impl Into<String>, valid: bool) -> Self {
+        Self {
+            sha: sha.into(),
+            subject: subject.into(),
+            valid_cert: valid,
+        }
+    }
+}
+
+impl MatchQuery {
+    /// An empty query for an operating system.
+    pub fn new(os_type: OsType) -> Self {
+        Self {
+            os_type: os_type.code(),
+            ..Self::default()
+        }
+    }
+
+    /// The query for the file of an approval request: its path, hash and (when the row carries
+    /// one) SHA-256, and the request id. Windows unless the request says otherwise.
+    pub fn for_request(request: &super::ApprovalRequest) -> Self {
+        let mut q = Self::new(request.os_type.unwrap_or(OsType::Windows));
+        q.path = request.path.clone().unwrap_or_default();
+        q.hash = request.hash.clone().unwrap_or_default();
+        q.sha256 = request.sha256.clone().unwrap_or_default();
+        q.approval_request_id = request.approval_request_id.clone();
+        q
+    }
+
+    /// Sets the ThreatLocker hash.
+    pub fn hash(mut self, hash: impl Into<String>) -> Self {
+        self.hash = hash.into();
+        self
+    }
+
+    /// Sets the SHA-256.
+    pub fn sha256(mut self, sha256: impl Into<String>) -> Self {
+        self.sha256 = sha256.into();
+        self
+    }
+
+    /// Sets the full path.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Sets the process path.
+    pub fn process_path(mut self, path: impl Into<String>) -> Self {
+        self.process_path = path.into();
+        self
+    }
+
+    /// Adds a certificate.
+    pub fn cert(mut self, cert: MatchCert) -> Self {
+        self.certs.push(cert);
+        self
+    }
+
+    /// Adds a creating process.
+    pub fn created_by(mut self, process: impl Into<String>) -> Self {
+        self.created_bys.push(process.into());
+        self
+    }
+
+    /// Sets the approval request.
+    pub fn approval_request(mut self, id: impl Into<crate::ids::ApprovalRequestId>) -> Self {
+        self.approval_request_id = Some(id.into());
+        self
+    }
+
+    /// Limits the lookup to these organizations.
+    pub fn organizations(mut self, ids: Vec<OrganizationId>) -> Self {
+        self.organization_ids = ids;
+        self
+    }
 }

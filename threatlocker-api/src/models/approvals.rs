@@ -100,11 +100,73 @@ impl ApprovalRequest {
         }
     }
 
+    /// The action description carried in `json` (or in a `threatLockerActionDto` object), with
+    /// both the Swagger's casing (`fullpath`, `policyid`, `SerialNumber`, ...) and the live
+    /// API's camelCase accepted. `None` when neither is present or parseable; the raw `json`
+    /// string is left untouched for permits.
+    pub fn action_details(&self) -> Option<ThreatLockerAction> {
+        if let Some(raw) = self.json.as_deref().filter(|j| !j.trim().is_empty()) {
+            if let Ok(a) = serde_json::from_str(raw) {
+                return Some(a);
+            }
+        }
+        self.extra
+            .get("threatLockerActionDto")
+            .filter(|v| v.is_object())
+            .and_then(|v| ThreatLockerAction::deserialize(v).ok())
+    }
+
     /// The file name part of `path`.
     pub fn file_name(&self) -> Option<&str> {
         let p = self.path.as_deref()?;
         p.rsplit(['\\', '/']).next().filter(|s| !s.is_empty())
     }
+}
+
+/// The action an approval request is about (`ThreatLockerActionDto`, also JSON-encoded in
+/// the request's `json` field). The Swagger spells some names in lower or Pascal case
+/// (`fullpath`, `policyid`, `actionid`, `SerialNumber`, `DomainName`); the live API uses
+/// camelCase. Both are read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ThreatLockerAction {
+    /// Full path of the file.
+    #[serde(alias = "fullpath", alias = "FullPath")]
+    pub full_path: Option<String>,
+    /// Process path.
+    #[serde(alias = "processpath")]
+    pub process_path: Option<String>,
+    /// User.
+    pub username: Option<String>,
+    /// ThreatLocker hash.
+    pub hash: Option<String>,
+    /// SHA-256.
+    #[serde(alias = "sha256Hash")]
+    pub sha256: Option<String>,
+    /// Signing certificates.
+    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
+    pub certs: Vec<super::Certificate>,
+    /// Kind of action (`execute`, `elevate`, ...).
+    #[serde(alias = "actiontype")]
+    pub action_type: Option<String>,
+    /// Outcome code.
+    #[serde(alias = "actionid")]
+    pub action_id: Option<i64>,
+    /// Policy.
+    #[serde(alias = "policyid")]
+    pub policy_id: Option<PolicyId>,
+    /// Serial number.
+    #[serde(alias = "SerialNumber")]
+    pub serial_number: Option<String>,
+    /// Domain name.
+    #[serde(alias = "DomainName")]
+    pub domain_name: Option<String>,
+    /// Device type.
+    pub device_type: Option<String>,
+    /// Fields this crate does not model.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 fn decode_reason(raw: &str) -> String {
@@ -129,11 +191,44 @@ mod tests {
         )
         .unwrap();
         r.decode_fields();
-        assert_eq!(r.requestor_reason_decoded.as_deref(), Some("Need this for the patient call"));
-        assert_eq!(r.requestor_reason.as_deref(), Some("TmVlZCB0aGlzIGZvciB0aGUgcGF0aWVudCBjYWxs"));
+        assert_eq!(
+            r.requestor_reason_decoded.as_deref(),
+            Some("Need this for the patient call")
+        );
+        assert_eq!(
+            r.requestor_reason.as_deref(),
+            Some("TmVlZCB0aGlzIGZvciB0aGUgcGF0aWVudCBjYWxs")
+        );
         assert_eq!(r.instance().as_deref(), Some("h"));
         assert_eq!(r.status_id, Some(ApprovalStatus::Pending));
         assert_eq!(r.file_name(), Some("zoominstallerfull.exe"));
+    }
+
+    #[test]
+    fn action_details_read_either_casing() {
+        let r = ApprovalRequest {
+            json: Some(
+                r#"{"fullpath":"c:\\x.exe","policyid":"p1","actionid":2,"SerialNumber":"SN1","DomainName":"CONTOSO","certs":[{"sha":"ab","subject":"CN=Zoom"}],"hash":"h1"}"#
+                    .into(),
+            ),
+            ..ApprovalRequest::default()
+        };
+        let a = r.action_details().unwrap();
+        assert_eq!(a.full_path.as_deref(), Some("c:\\x.exe"));
+        assert_eq!(a.policy_id.as_ref().map(PolicyId::as_str), Some("p1"));
+        assert_eq!(a.action_id, Some(2));
+        assert_eq!(a.serial_number.as_deref(), Some("SN1"));
+        assert_eq!(a.domain_name.as_deref(), Some("CONTOSO"));
+        assert_eq!(a.certs[0].subject.as_deref(), Some("CN=Zoom"));
+        let camel = ApprovalRequest {
+            json: Some(r#"{"fullPath":"c:\\y.exe","serialNumber":"SN2"}"#.into()),
+            ..ApprovalRequest::default()
+        };
+        assert_eq!(
+            camel.action_details().unwrap().serial_number.as_deref(),
+            Some("SN2")
+        );
+        assert_eq!(ApprovalRequest::default().action_details(), None);
     }
 
     #[test]

@@ -24,7 +24,12 @@ pub struct Organization {
     /// Number of computers.
     pub computer_count: Option<i64>,
     /// Nested child organizations, when the endpoint nests them.
-    #[serde(default, alias = "organizationHierarchyDtos", alias = "childOrganizations", deserialize_with = "crate::de::null_as_empty")]
+    #[serde(
+        default,
+        alias = "organizationHierarchyDtos",
+        alias = "childOrganizations",
+        deserialize_with = "crate::de::null_as_empty"
+    )]
     pub children: Vec<Organization>,
     /// Fields this crate does not model.
     #[serde(flatten)]

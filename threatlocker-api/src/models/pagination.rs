@@ -34,6 +34,58 @@ impl PageMeta {
     }
 }
 
+/// One page of a list endpoint: the rows and the pagination metadata the server sent (the
+/// `pagination` header, or the separate `totalItems`/`totalPages` headers), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows, in the order the server sent them.
+    pub items: Vec<T>,
+    /// Pagination metadata, when the server sent any.
+    pub meta: Option<PageMeta>,
+}
+
+impl<T> Page<T> {
+    /// A page of rows without metadata.
+    pub fn new(items: Vec<T>, meta: Option<PageMeta>) -> Self {
+        Self { items, meta }
+    }
+
+    /// The rows.
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> Option<&PageMeta> {
+        self.meta.as_ref()
+    }
+
+    /// Total rows across all pages, when the server said.
+    pub fn total_items(&self) -> Option<i64> {
+        self.meta.as_ref()?.total_items
+    }
+
+    /// Whether this is the last page, per reference §2.3: the server says so
+    /// (`currentPage >= totalPages`), or the page is empty or shorter than `page_size`.
+    pub fn is_last(&self, page_size: u32) -> bool {
+        self.items.is_empty()
+            || self.items.len() < page_size as usize
+            || self
+                .meta
+                .as_ref()
+                .and_then(PageMeta::is_last_page)
+                .unwrap_or(false)
+    }
+}
+
+impl<T> IntoIterator for Page<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +100,16 @@ mod tests {
         assert_eq!(m.is_last_page(), Some(false));
         assert_eq!(PageMeta::from_header("{}").unwrap().is_last_page(), None);
         assert!(PageMeta::from_header("not json").is_none());
+    }
+
+    #[test]
+    fn last_page_rules() {
+        let meta = PageMeta::from_header(r#"{"currentPage":3,"totalPages":3}"#);
+        assert!(Page::new(vec![1, 2], meta).is_last(2));
+        assert!(Page::new(vec![1], None).is_last(2));
+        assert!(Page::<i32>::new(vec![], None).is_last(2));
+        assert!(!Page::new(vec![1, 2], None).is_last(2));
+        let meta = PageMeta::from_header(r#"{"currentPage":1,"totalPages":3}"#);
+        assert!(!Page::new(vec![1, 2], meta).is_last(2));
     }
 }

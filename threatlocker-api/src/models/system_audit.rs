@@ -58,7 +58,9 @@ pub struct SystemAuditDetails {
     pub extra: Extra,
 }
 
-fn details_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemAuditDetails>, D::Error> {
+fn details_lenient<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SystemAuditDetails>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Shape {

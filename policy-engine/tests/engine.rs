@@ -1,0 +1,23 @@
+//! Integration tests of the policy engine: one table per concern, one case per rule.
+
+#[path = "engine/support.rs"]
+mod support;
+
+#[path = "engine/approvals.rs"]
+mod approvals;
+#[path = "engine/blocks.rs"]
+mod blocks;
+#[path = "engine/config.rs"]
+mod config;
+#[path = "engine/detections.rs"]
+mod detections;
+#[path = "engine/investigate.rs"]
+mod investigate;
+#[path = "engine/properties.rs"]
+mod properties;
+#[path = "engine/report.rs"]
+mod report;
+#[path = "engine/rules.rs"]
+mod rules;
+#[path = "engine/tickets.rs"]
+mod tickets;

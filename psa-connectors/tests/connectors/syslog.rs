@@ -1,0 +1,461 @@
+//! Syslog frames captured by listeners in the test and parsed by `syslog_loose`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeZone;
+use psa_connectors::syslog::{Config, Encoder, Format, SyslogSink, Transport};
+use psa_connectors::{SiemRecord, SiemSink};
+use syslog_loose::{parse_message, Variant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::common::HOSTILE;
+
+const BOM: &str = "\u{FEFF}";
+
+fn record(i: u32) -> SiemRecord {
+    SiemRecord::new(
+        chrono::Utc
+            .with_ymd_and_hms(2025, 3, 14, 9, 26, 53)
+            .unwrap()
+            + chrono::Duration::milliseconds(412),
+        5,
+        "app:execute:deny",
+        "Execution blocked (not allowlisted)",
+    )
+    .hostname("CONTOSO-WS07")
+    .msg_id("EXEC_DENY")
+    .field("duser", "CONTOSO\\jdoe")
+    .field("fname", format!("AnyDesk{i}.exe"))
+    .field("act", "deny")
+}
+
+fn hostile_record() -> SiemRecord {
+    SiemRecord::new(chrono::Utc::now(), 9, "sig|with\\pipe", "name|x\r\ny")
+        .hostname("höst=1")
+        .field("filePath", HOSTILE)
+        .field("cs1", "a=b c=d\\")
+        .field("bad key!", "kept under a sanitized key")
+}
+
+/// Splits an octet-counted stream into messages, checking every MSG-LEN against the bytes.
+fn split_frames(mut data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let space = data.iter().position(|b| *b == b' ').expect("MSG-LEN SP");
+        let len_text = std::str::from_utf8(&data[..space]).unwrap();
+        assert!(
+            !len_text.starts_with('0'),
+            "MSG-LEN starts with a non-zero digit"
+        );
+        let len: usize = len_text.parse().unwrap();
+        let msg = &data[space + 1..space + 1 + len];
+        out.push(String::from_utf8(msg.to_vec()).expect("UTF-8 message"));
+        data = &data[space + 1 + len..];
+    }
+    out
+}
+
+/// Parses a CEF extension into (key, unescaped value) pairs, the way a SIEM does: a value ends
+/// where the next unescaped ` key=` begins.
+fn parse_cef_extension(ext: &str) -> Vec<(String, String)> {
+    let chars: Vec<char> = ext.chars().collect();
+    // Positions of unescaped '=' (an '=' preceded by an odd number of backslashes is escaped).
+    let mut eqs = Vec::new();
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '=' {
+            let backslashes = chars[..i].iter().rev().take_while(|c| **c == '\\').count();
+            if backslashes % 2 == 0 {
+                eqs.push(i);
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    let mut key_starts = Vec::new();
+    for &eq in &eqs {
+        let start = chars[..eq]
+            .iter()
+            .rposition(|c| *c == ' ')
+            .map_or(0, |p| p + 1);
+        key_starts.push((start, eq));
+    }
+    for (n, &(start, eq)) in key_starts.iter().enumerate() {
+        let end = key_starts.get(n + 1).map_or(chars.len(), |(s, _)| s - 1);
+        let key: String = chars[start..eq].iter().collect();
+        let raw: String = chars[eq + 1..end].iter().collect();
+        let mut value = String::new();
+        let mut it = raw.chars();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                match it.next() {
+                    Some('n') => value.push('\n'),
+                    Some('r') => value.push('\r'),
+                    Some(other) => value.push(other),
+                    None => panic!("dangling escape in {raw:?}"),
+                }
+            } else {
+                value.push(c);
+            }
+        }
+        pairs.push((key, value));
+    }
+    pairs
+}
+
+/// Splits a CEF line into its 7 header fields and the extension, honouring `\|` and `\\`.
+fn split_cef(line: &str) -> (Vec<String>, String) {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if fields.len() == 7 {
+            cur.push(c);
+            cur.extend(chars.by_ref());
+            break;
+        }
+        match c {
+            '\\' => cur.push(chars.next().expect("escape")),
+            '|' => fields.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    (fields, cur)
+}
+
+fn strip_bom(s: &str) -> &str {
+    s.strip_prefix(BOM).unwrap_or(s)
+}
+
+#[tokio::test]
+async fn tcp_frames_are_octet_counted_rfc5424_with_cef() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut data = Vec::new();
+        sock.read_to_end(&mut data).await.unwrap();
+        data
+    });
+    let mut config = Config::new(addr.to_string(), Transport::Tcp);
+    config.hostname = Some("fwd.msp.example".into());
+    config.app_name = "tl-bridge".into();
+    config.cef_vendor = "Acme|Vendor".into();
+    let sink = SyslogSink::new(config).unwrap();
+    let records = vec![record(1), hostile_record(), record(2)];
+    sink.send_batch(&records).await.unwrap();
+    sink.close().await.unwrap();
+    let data = reader.await.unwrap();
+    let messages = split_frames(&data);
+    assert_eq!(messages.len(), 3);
+
+    let m = parse_message(&messages[0], Variant::RFC5424);
+    assert_eq!(m.protocol, syslog_loose::Protocol::RFC5424(1));
+    assert_eq!(m.facility, Some(syslog_loose::SyslogFacility::LOG_LOCAL4));
+    assert_eq!(m.severity, Some(syslog_loose::SyslogSeverity::SEV_WARNING));
+    assert_eq!(m.hostname, Some("fwd.msp.example"));
+    assert_eq!(m.appname, Some("tl-bridge"));
+    assert_eq!(m.msgid, Some("EXEC_DENY"));
+    assert_eq!(
+        m.timestamp.unwrap().to_rfc3339(),
+        "2025-03-14T09:26:53.412+00:00"
+    );
+    assert!(messages[0].starts_with("<164>1 2025-03-14T09:26:53.412Z fwd.msp.example tl-bridge "));
+    let (header, ext) = split_cef(m.msg);
+    assert_eq!(
+        header,
+        vec![
+            "CEF:0",
+            "Acme|Vendor",
+            "forwarder",
+            env!("CARGO_PKG_VERSION"),
+            "app:execute:deny",
+            "Execution blocked (not allowlisted)",
+            "5"
+        ]
+    );
+    assert_eq!(
+        parse_cef_extension(&ext),
+        vec![
+            ("rt".to_owned(), "1741944413412".to_owned()),
+            ("dvchost".into(), "CONTOSO-WS07".into()),
+            ("duser".into(), "CONTOSO\\jdoe".into()),
+            ("fname".into(), "AnyDesk1.exe".into()),
+            ("act".into(), "deny".into()),
+        ]
+    );
+
+    // The hostile record: critical severity, BOM before the non-ASCII MSG, escapes round-trip.
+    let m = parse_message(&messages[1], Variant::RFC5424);
+    assert_eq!(m.severity, Some(syslog_loose::SyslogSeverity::SEV_CRIT));
+    assert!(m.msg.starts_with(BOM), "non-ASCII MSG starts with the BOM");
+    let (header, ext) = split_cef(strip_bom(m.msg));
+    assert_eq!(header[4], "sig|with\\pipe");
+    assert_eq!(
+        header[5], "name|x  y",
+        "CR/LF are not allowed in the header"
+    );
+    assert_eq!(header[6], "9");
+    let ext = parse_cef_extension(&ext);
+    assert_eq!(ext[1], ("dvchost".into(), "höst=1".into()));
+    assert_eq!(ext[2], ("filePath".into(), HOSTILE.to_owned()));
+    assert_eq!(ext[3], ("cs1".into(), "a=b c=d\\".into()));
+    assert_eq!(
+        ext[4],
+        ("badkey".into(), "kept under a sanitized key".into())
+    );
+    assert_eq!(ext.len(), 5);
+}
+
+#[tokio::test]
+async fn structured_data_escapes_round_trip_through_an_independent_parser() {
+    let mut config = Config::new("127.0.0.1:1", Transport::Tcp);
+    config.sd_id = Some("event@32473".into());
+    let encoder = Encoder::new(&config).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 3, "s", "n")
+        .hostname("WS\"07]")
+        .field("path", "C:\\Users\\x\\a\"b]c.exe")
+        .field("user", "CONTOSO\\jdoe")
+        .field("bad key=\"]", "v");
+    let msg = encoder.message(&rec);
+    let m = parse_message(&msg, Variant::RFC5424);
+    assert_eq!(m.severity, Some(syslog_loose::SyslogSeverity::SEV_INFO));
+    assert_eq!(m.structured_data.len(), 1);
+    let sd = &m.structured_data[0];
+    assert_eq!(sd.id, "event@32473");
+    let params: Vec<(String, String)> = sd.params().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(
+        params,
+        vec![
+            ("host".to_owned(), "WS\"07]".to_owned()),
+            ("path".into(), "C:\\Users\\x\\a\"b]c.exe".into()),
+            ("user".into(), "CONTOSO\\jdoe".into()),
+            ("badkey".into(), "v".into()),
+        ]
+    );
+    assert!(m.msg.starts_with("CEF:0|"));
+}
+
+#[tokio::test]
+async fn udp_sends_one_datagram_per_message_and_json_payloads() {
+    let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut config = Config::new(addr.to_string(), Transport::Udp);
+    config.format = Format::Json;
+    let sink = SyslogSink::new(config).unwrap();
+    let records = vec![
+        record(1).raw_json(serde_json::json!({"actionLogId": "a1", "nested": {"x": [1, 2]}})),
+        hostile_record(),
+    ];
+    sink.send_batch(&records).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), server.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        got.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+    }
+    assert!(
+        !got[0].chars().next().unwrap().is_ascii_digit(),
+        "no octet count over UDP"
+    );
+    let m = parse_message(&got[0], Variant::RFC5424);
+    assert_eq!(m.msgid, Some("EXEC_DENY"));
+    let json: serde_json::Value = serde_json::from_str(m.msg).unwrap();
+    assert_eq!(json["signature"], "app:execute:deny");
+    assert_eq!(json["severity"], 5);
+    assert_eq!(json["timestamp"], "2025-03-14T09:26:53.412Z");
+    assert_eq!(json["hostname"], "CONTOSO-WS07");
+    assert_eq!(json["fields"]["duser"], "CONTOSO\\jdoe");
+    assert_eq!(json["raw"]["nested"]["x"][1], 2);
+    // Field order is kept.
+    let keys: Vec<&str> = json["fields"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(keys.len(), 3);
+
+    let m = parse_message(&got[1], Variant::RFC5424);
+    let json: serde_json::Value = serde_json::from_str(strip_bom(m.msg)).unwrap();
+    assert_eq!(json["fields"]["filePath"], HOSTILE);
+    assert_eq!(json["name"], "name|x\r\ny");
+    assert!(!got[1].contains('\n'), "a JSON message stays on one line");
+}
+
+#[tokio::test]
+async fn udp_messages_are_truncated_on_a_character_boundary() {
+    let mut config = Config::new("127.0.0.1:1", Transport::Udp);
+    config.max_message_bytes = Some(200);
+    let encoder = Encoder::new(&config).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").field("msg", "ü\\".repeat(300));
+    let msg = encoder.message(&rec);
+    assert!(msg.len() <= 200);
+    let trailing = msg.bytes().rev().take_while(|b| *b == b'\\').count();
+    assert_eq!(trailing % 2, 0, "no dangling escape");
+    // JSON drops `raw` before it truncates.
+    config.format = Format::Json;
+    config.max_message_bytes = Some(400);
+    let encoder = Encoder::new(&config).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n")
+        .raw_json(serde_json::json!({"big": "x".repeat(1000)}));
+    let msg = encoder.message(&rec);
+    let m = parse_message(&msg, Variant::RFC5424);
+    let json: serde_json::Value = serde_json::from_str(m.msg).unwrap();
+    assert!(json.get("raw").is_none());
+}
+
+#[tokio::test]
+async fn tcp_reconnects_after_the_collector_drops_the_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = SyslogSink::new(Config::new(addr.to_string(), Transport::Tcp)).unwrap();
+
+    let first = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = sock.read(&mut buf).await.unwrap();
+        drop(sock); // the collector restarts
+        (listener, buf[..n].to_vec())
+    });
+    sink.send_batch(&[record(1)]).await.unwrap();
+    let (listener, data) = first.await.unwrap();
+    assert_eq!(split_frames(&data).len(), 1);
+
+    let second = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut data = Vec::new();
+        sock.read_to_end(&mut data).await.unwrap();
+        data
+    });
+    // Give the FIN time to arrive so the sink can see the closed connection.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sink.send_batch(&[record(2), record(3)]).await.unwrap();
+    sink.close().await.unwrap();
+    let data = second.await.unwrap();
+    let messages = split_frames(&data);
+    assert_eq!(messages.len(), 2);
+    assert!(messages[0].contains("AnyDesk2.exe") && messages[1].contains("AnyDesk3.exe"));
+}
+
+#[tokio::test]
+async fn large_batches_arrive_complete_and_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut data = Vec::new();
+        sock.read_to_end(&mut data).await.unwrap();
+        data
+    });
+    let sink = SyslogSink::new(Config::new(addr.to_string(), Transport::Tcp)).unwrap();
+    let records: Vec<SiemRecord> = (0..5000).map(record).collect();
+    sink.send_batch(&records).await.unwrap();
+    sink.close().await.unwrap();
+    let messages = split_frames(&reader.await.unwrap());
+    assert_eq!(messages.len(), 5000);
+    for (i, m) in messages.iter().enumerate() {
+        assert!(
+            m.contains(&format!("fname=AnyDesk{i}.exe ")),
+            "record {i} in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_delivers_octet_counted_frames() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let ca_path = std::env::temp_dir().join(format!(
+        "psa-connectors-test-ca-{}-{}.pem",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::write(&ca_path, cert.cert.pem()).unwrap();
+
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(sock).await.unwrap();
+        let mut data = Vec::new();
+        tls.read_to_end(&mut data).await.unwrap();
+        let _ = tls.shutdown().await;
+        data
+    });
+
+    let mut config = Config::new(addr.to_string(), Transport::Tls);
+    config.tls.ca_file = Some(ca_path.clone());
+    config.tls.server_name = Some("localhost".into());
+    let sink = SyslogSink::new(config).unwrap();
+    sink.send_batch(&[record(1)]).await.unwrap();
+    // TLS 1.3 servers send session tickets after the handshake; unread bytes on the socket must
+    // not be mistaken for a broken connection (the reader accepts only one connection).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sink.send_batch(&[record(2)]).await.unwrap();
+    sink.close().await.unwrap(); // close_notify ends the reader's read_to_end cleanly
+    let messages = split_frames(&reader.await.unwrap());
+    let _ = std::fs::remove_file(&ca_path);
+    assert_eq!(messages.len(), 2);
+    let m = parse_message(&messages[1], Variant::RFC5424);
+    assert!(m.msg.contains("fname=AnyDesk2.exe"));
+}
+
+#[tokio::test]
+async fn tls_refuses_a_server_the_ca_does_not_vouch_for() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((sock, _)) = listener.accept().await {
+            let _ = acceptor.accept(sock).await;
+        }
+    });
+    // Web PKI roots do not include our self-signed certificate.
+    let mut config = Config::new(addr.to_string(), Transport::Tls);
+    config.tls.server_name = Some("localhost".into());
+    let sink = SyslogSink::new(config).unwrap();
+    let err = sink.check().await.unwrap_err();
+    assert!(matches!(err, psa_connectors::Error::Tls { .. }), "{err:?}");
+}
+
+#[test]
+fn bad_configuration_names_the_key() {
+    let mut config = Config::new("127.0.0.1:514", Transport::Tls);
+    config.tls.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = SyslogSink::new(config).unwrap_err();
+    assert!(err.to_string().contains("syslog.tls.ca_file"), "{err}");
+    let mut config = Config::new("127.0.0.1:514", Transport::Udp);
+    config.facility = 24;
+    assert!(SyslogSink::new(config)
+        .unwrap_err()
+        .to_string()
+        .contains("syslog.facility"));
+    let err = serde_json::from_value::<Config>(serde_json::json!({
+        "address": "h:514", "transport": "tcp", "fromat": "json"
+    }))
+    .unwrap_err();
+    assert!(err.to_string().contains("fromat"));
+}

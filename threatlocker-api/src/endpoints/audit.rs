@@ -1,0 +1,485 @@
+//! Action log (Unified Audit): search, get one event, file history (reference §3.1).
+
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use serde_json::{json, Value};
+
+use super::{paging_setters, require_id, Paging};
+use crate::client::Client;
+use crate::codes::{ActionOutcome, SourceTable};
+use crate::decode::{decode_list, decode_optional};
+use crate::error::{Error, Result};
+use crate::handles::Audit;
+use crate::ids::{ComputerId, EActionLogId, PolicyId};
+use crate::models::{ActionLogRow, Page};
+use crate::request::PreparedRequest;
+use crate::stream::{fetch_page, paginate};
+use crate::time::format_request_date;
+
+const SEARCH_PATH: &str = "/portalapi/ActionLog/ActionLogGetByParametersV2";
+const GET_PATH: &str = "/portalapi/ActionLog/ActionLogGetByIdV2";
+const FILE_HISTORY_PATH: &str = "/portalapi/ActionLog/ActionLogGetAllForFileHistoryV2";
+
+/// Whether a deny was enforced or only observed (monitor-only / learning computers).
+///
+/// Filtering on this needs `actionId: 99` plus the `MonitorOnly` advanced-search entry; the
+/// `onlyTrueDenies`/`simulateDeny` flags alone are silently ignored by the API (reference
+/// §3.1.1), so the builder sends all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Enforcement {
+    /// Enforced denies only (`MonitorOnly = false`).
+    Enforced,
+    /// Simulated (monitor-only, audit-only) denies only (`MonitorOnly = true`).
+    MonitorOnly,
+}
+
+impl Enforcement {
+    /// The `paramsFieldsDto` entry that filters on it.
+    pub fn params_field(self) -> Value {
+        json!({
+            "fieldAttributeId": 34,
+            "fieldType": 1,
+            "filterType": 1,
+            "name": "MonitorOnly",
+            "value": if self == Self::MonitorOnly { "true" } else { "false" },
+        })
+    }
+}
+
+impl Audit {
+    /// Searches the action log between `start` and `end` (both required: the API answers 417
+    /// "Invalid Date Range" without them).
+    ///
+    /// ```no_run
+    /// # async fn f(client: threatlocker_api::Client) -> threatlocker_api::Result<()> {
+    /// use futures_util::TryStreamExt;
+    /// use threatlocker_api::{ActionOutcome, Enforcement};
+    /// let end = chrono::Utc::now();
+    /// let rows: Vec<_> = client
+    ///     .audit()
+    ///     .search(end - chrono::Duration::hours(24), end)
+    ///     .outcome(ActionOutcome::AnyDeny)
+    ///     .enforcement(Enforcement::Enforced)
+    ///     .child_organizations(true)
+    ///     .stream()
+    ///     .try_collect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn search(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> AuditSearch {
+        AuditSearch {
+            client: self.client.clone(),
+            start,
+            end,
+            outcome: None,
+            enforcement: None,
+            action_type: None,
+            action_types: Vec::new(),
+            hostname: None,
+            full_path: None,
+            policy: None,
+            child_organizations: false,
+            group_bys: Vec::new(),
+            source_table: None,
+            show_total_count: true,
+            paging: Paging::new(),
+        }
+    }
+
+    /// Gets one event by its string id (`eActionLogId`, not the numeric `actionLogId`).
+    pub fn get(&self, id: impl Into<EActionLogId>) -> AuditGet {
+        AuditGet {
+            client: self.client.clone(),
+            id: id.into(),
+            source_table: None,
+            all_parents: false,
+        }
+    }
+
+    /// The history of one file path on one computer (set [`FileHistory::hostname`] or
+    /// [`FileHistory::computer`]; the API refuses the call without either). Not a fleet-wide
+    /// lookup: for that, search with [`AuditSearch::full_path`].
+    pub fn file_history(&self, full_path: impl Into<String>) -> FileHistory {
+        FileHistory {
+            client: self.client.clone(),
+            full_path: full_path.into(),
+            hostname: None,
+            computer: None,
+            source_table: None,
+            paging: Paging::new(),
+        }
+    }
+}
+
+/// Builder for `POST ActionLog/ActionLogGetByParametersV2`. Made by [`Audit::search`].
+#[derive(Debug, Clone)]
+#[must_use = "a request builder does nothing until `.send()` or `.stream()`"]
+pub struct AuditSearch {
+    client: Client,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    outcome: Option<ActionOutcome>,
+    enforcement: Option<Enforcement>,
+    action_type: Option<String>,
+    action_types: Vec<String>,
+    hostname: Option<String>,
+    full_path: Option<String>,
+    policy: Option<PolicyId>,
+    child_organizations: bool,
+    group_bys: Vec<i32>,
+    source_table: Option<SourceTable>,
+    show_total_count: bool,
+    paging: Paging,
+}
+
+impl AuditSearch {
+    /// Only rows with this outcome (`actionId`); [`ActionOutcome::AnyDeny`] (99) for any deny.
+    pub fn outcome(mut self, outcome: ActionOutcome) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+
+    /// Only enforced, or only monitor-only (simulated), denies. Without an outcome this also
+    /// sets `actionId: 99` (any deny), which the API needs for the filter to apply.
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = Some(enforcement);
+        self
+    }
+
+    /// One action type (`execute`, `install`, `network`, `registry`, `read`, `write`, `move`,
+    /// `delete`, `baseline`, `powershell`, `elevate`, `configuration`, `dns`).
+    pub fn action_type(mut self, action_type: impl Into<String>) -> Self {
+        self.action_type = Some(action_type.into());
+        self
+    }
+
+    /// Several action types.
+    pub fn action_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.action_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Host name filter (`*` wildcards allowed).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Full path filter (`*` wildcards allowed).
+    pub fn full_path(mut self, path: impl Into<String>) -> Self {
+        self.full_path = Some(path.into());
+        self
+    }
+
+    /// Only rows handled by this policy.
+    pub fn policy(mut self, policy: impl Into<PolicyId>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+
+    /// Include child and grandchild organizations (`showChildOrganizations`). A parent (MSP)
+    /// key without it may get an empty list or HTTP 500.
+    pub fn child_organizations(mut self, yes: bool) -> Self {
+        self.child_organizations = yes;
+        self
+    }
+
+    /// Aggregate by up to two fields (`groupBys` codes: 1 username, 2 process path, 5 policy id,
+    /// 6 policy name, 7 app id, 8 app name, 9 action type, 11 hash, 17 asset name, 65 computer
+    /// id, 70 risk score, 71 risk state). Grouped rows fill `groupByCount`.
+    pub fn group_bys(mut self, codes: Vec<i32>) -> Self {
+        self.group_bys = codes;
+        self
+    }
+
+    /// Sends `sourceTableId` (not sent by default; its effect on searches is unverified).
+    pub fn source_table(mut self, table: SourceTable) -> Self {
+        self.source_table = Some(table);
+        self
+    }
+
+    /// Whether to ask for totals (`showTotalCount`, default true).
+    pub fn show_total_count(mut self, yes: bool) -> Self {
+        self.show_total_count = yes;
+        self
+    }
+
+    paging_setters!();
+
+    /// The request for the builder's page, without sending it.
+    pub fn prepare(&self) -> PreparedRequest {
+        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+    }
+
+    fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
+        let action_id = self
+            .outcome
+            .or(self.enforcement.map(|_| ActionOutcome::AnyDeny));
+        let params_fields: Vec<Value> = self
+            .enforcement
+            .map(Enforcement::params_field)
+            .into_iter()
+            .collect();
+        let mut body = json!({
+            "startDate": format_request_date(self.start),
+            "endDate": format_request_date(self.end),
+            "pageNumber": page,
+            "pageSize": page_size,
+            "paramsFieldsDto": params_fields,
+            "groupBys": self.group_bys,
+            "exportMode": false,
+            "showTotalCount": self.show_total_count,
+            "showChildOrganizations": self.child_organizations,
+            "onlyTrueDenies": self.enforcement == Some(Enforcement::Enforced),
+            "simulateDeny": self.enforcement == Some(Enforcement::MonitorOnly),
+        });
+        if let Value::Object(map) = &mut body {
+            if let Some(a) = action_id {
+                map.insert("actionId".into(), json!(a.code()));
+            }
+            if let Some(t) = &self.action_type {
+                map.insert("actionType".into(), json!(t));
+            }
+            if !self.action_types.is_empty() {
+                map.insert("actionTypes".into(), json!(self.action_types));
+            }
+            if let Some(h) = &self.hostname {
+                map.insert("hostname".into(), json!(h));
+            }
+            if let Some(p) = &self.full_path {
+                map.insert("fullPath".into(), json!(p));
+            }
+            if let Some(p) = &self.policy {
+                map.insert("policyId".into(), json!(p));
+            }
+            if let Some(t) = self.source_table {
+                map.insert("sourceTableId".into(), json!(t.code()));
+            }
+        }
+        PreparedRequest::search(SEARCH_PATH, body).with_header("usenewsearch", "true")
+    }
+
+    /// Fetches one page.
+    pub async fn send(self) -> Result<Page<ActionLogRow>> {
+        fetch_page(&self.client, &self.prepare(), decode_list).await
+    }
+
+    /// Streams every matching row across pages, de-duplicated.
+    pub fn stream(self) -> impl Stream<Item = Result<ActionLogRow>> + Send + 'static {
+        let client = self.client.clone();
+        let size = self.paging.size(&client);
+        let first = self.paging.page;
+        paginate(
+            client,
+            first,
+            size,
+            move |page, page_size| self.prepare_page(page, page_size),
+            decode_list,
+            None,
+        )
+    }
+}
+
+/// Builder for `GET ActionLog/ActionLogGetByIdV2`. Made by [`Audit::get`].
+#[derive(Debug, Clone)]
+#[must_use = "a request builder does nothing until `.send()`"]
+pub struct AuditGet {
+    client: Client,
+    id: EActionLogId,
+    source_table: Option<SourceTable>,
+    all_parents: bool,
+}
+
+impl AuditGet {
+    /// The table the row lives in. Without it the call is tried without a table, then with
+    /// tables 1, 2, 3 and 4 in turn (search rows do not say which table they came from).
+    pub fn source_table(mut self, table: SourceTable) -> Self {
+        self.source_table = Some(table);
+        self
+    }
+
+    /// Return the full parent-process chain (`getAllParents`).
+    pub fn all_parents(mut self, yes: bool) -> Self {
+        self.all_parents = yes;
+        self
+    }
+
+    /// The request with the configured source table (none if unset), without sending it.
+    pub fn prepare(&self) -> PreparedRequest {
+        self.prepare_for(self.source_table)
+    }
+
+    /// The request for one source table (or none).
+    pub fn prepare_for(&self, table: Option<SourceTable>) -> PreparedRequest {
+        let mut req = PreparedRequest::get(GET_PATH).with_query("eActionLogId", &self.id);
+        if let Some(t) = table {
+            req = req.with_query("sourceTableId", t.code());
+        }
+        req.with_query("getAllParents", self.all_parents)
+    }
+
+    fn validate(&self) -> Result<()> {
+        require_id("eActionLogId", self.id.as_str())?;
+        if self.id.as_str().trim().bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::InvalidRequest(format!(
+                "{:?} looks like the numeric actionLogId; ActionLogGetByIdV2 needs the row's \
+                 string eActionLogId (the numeric id makes the API answer HTTP 500)",
+                self.id.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fetches the event. A not-found, HTTP 500 or empty answer moves on to the next source
+    /// table when none was given; the last such failure is returned when every table fails.
+    pub async fn send(self) -> Result<ActionLogRow> {
+        self.validate()?;
+        let tables: Vec<Option<SourceTable>> = match self.source_table {
+            Some(t) => vec![Some(t)],
+            None => std::iter::once(None)
+                .chain(SourceTable::ALL.into_iter().map(Some))
+                .collect(),
+        };
+        let mut last: Option<Error> = None;
+        for table in tables {
+            let req = self.prepare_for(table);
+            let endpoint = req.endpoint();
+            // Without a known table, a 500 means "not in this table": try the next one at once
+            // rather than retrying it.
+            let final_statuses: &[u16] = if self.source_table.is_none() {
+                &[500]
+            } else {
+                &[]
+            };
+            match self.client.execute_with(&req, final_statuses).await {
+                Ok(raw) => match decode_optional::<ActionLogRow>(&endpoint, &raw.body)? {
+                    Some(row) => return Ok(row),
+                    None => {
+                        last = Some(not_found(&endpoint, &self.id, table));
+                    }
+                },
+                Err(e) if fallback_worthy(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| not_found(GET_PATH, &self.id, None)))
+    }
+}
+
+fn fallback_worthy(e: &Error) -> bool {
+    let status = match e {
+        Error::RetriesExhausted { last, .. } => last.status(),
+        other => other.status(),
+    };
+    matches!(status, Some(404 | 500))
+}
+
+fn not_found(endpoint: &str, id: &EActionLogId, table: Option<SourceTable>) -> Error {
+    let table = table
+        .map(|t| format!(" in source table {}", t.code()))
+        .unwrap_or_default();
+    super::not_found(endpoint, format!("no action-log event {id}{table}"))
+}
+
+/// Builder for `GET ActionLog/ActionLogGetAllForFileHistoryV2`. Made by [`Audit::file_history`].
+#[derive(Debug, Clone)]
+#[must_use = "a request builder does nothing until `.send()` or `.stream()`"]
+pub struct FileHistory {
+    client: Client,
+    full_path: String,
+    hostname: Option<String>,
+    computer: Option<ComputerId>,
+    source_table: Option<SourceTable>,
+    paging: Paging,
+}
+
+impl FileHistory {
+    /// The computer, by host name.
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// The computer, by id.
+    pub fn computer(mut self, computer: impl Into<ComputerId>) -> Self {
+        self.computer = Some(computer.into());
+        self
+    }
+
+    /// Sends `sourceTableId`.
+    pub fn source_table(mut self, table: SourceTable) -> Self {
+        self.source_table = Some(table);
+        self
+    }
+
+    paging_setters!();
+
+    /// The request for the builder's page, without sending it.
+    pub fn prepare(&self) -> PreparedRequest {
+        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+    }
+
+    fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
+        let mut req =
+            PreparedRequest::get(FILE_HISTORY_PATH).with_query("fullPath", &self.full_path);
+        if let Some(h) = &self.hostname {
+            req = req.with_query("hostname", h);
+        }
+        if let Some(c) = &self.computer {
+            req = req.with_query("computerId", c);
+        }
+        if let Some(t) = self.source_table {
+            req = req.with_query("sourceTableId", t.code());
+        }
+        req.with_query("pageNumber", page)
+            .with_query("pageSize", page_size)
+    }
+
+    fn validate(&self) -> Result<()> {
+        require_id("fullPath", &self.full_path)?;
+        let host = self
+            .hostname
+            .as_deref()
+            .is_some_and(|h| !h.trim().is_empty());
+        let computer = self
+            .computer
+            .as_ref()
+            .is_some_and(|c| !c.as_str().trim().is_empty());
+        if !host && !computer {
+            return Err(Error::InvalidRequest(
+                "file history needs a hostname or a computer id besides fullPath (the API \
+                 answers 417 \"Missing Parameters\" otherwise); for a fleet-wide lookup search \
+                 the action log by fullPath"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fetches one page.
+    pub async fn send(self) -> Result<Page<ActionLogRow>> {
+        self.validate()?;
+        fetch_page(&self.client, &self.prepare(), decode_list).await
+    }
+
+    /// Streams every row across pages.
+    pub fn stream(self) -> impl Stream<Item = Result<ActionLogRow>> + Send + 'static {
+        let client = self.client.clone();
+        let size = self.paging.size(&client);
+        let first = self.paging.page;
+        let invalid = self.validate().err();
+        paginate(
+            client,
+            first,
+            size,
+            move |page, page_size| self.prepare_page(page, page_size),
+            decode_list,
+            invalid,
+        )
+    }
+}

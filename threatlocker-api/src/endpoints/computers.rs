@@ -1,0 +1,260 @@
+//! Computers: list with every documented filter, get one (reference §3.3).
+
+use futures_util::Stream;
+use serde_json::{json, Value};
+
+use super::{paging_setters, require_id, Paging, ZERO_GUID};
+use crate::client::Client;
+use crate::codes::ComputerMode;
+use crate::decode::decode_list;
+use crate::error::{Error, Result};
+use crate::handles::Computers;
+use crate::ids::{ComputerGroupId, ComputerId};
+use crate::models::{Computer, Page};
+use crate::request::PreparedRequest;
+use crate::stream::{fetch_page, paginate};
+
+const LIST_PATH: &str = "/portalapi/Computer/ComputerGetByAllParameters";
+
+/// What [`ComputerList::search_text`] matches (`searchBy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ComputerSearchBy {
+    /// Computer / asset name (1).
+    Name,
+    /// User name (2).
+    Username,
+    /// Computer group name (3).
+    GroupName,
+    /// Last check-in IP (4).
+    LastCheckinIp,
+    /// Organization name (5).
+    OrganizationName,
+}
+
+impl ComputerSearchBy {
+    /// The wire code.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Name => 1,
+            Self::Username => 2,
+            Self::GroupName => 3,
+            Self::LastCheckinIp => 4,
+            Self::OrganizationName => 5,
+        }
+    }
+}
+
+impl Computers {
+    /// Lists computers. Defaults: every mode, every group, sorted by name, with last check-in.
+    pub fn list(&self) -> ComputerList {
+        ComputerList {
+            client: self.client.clone(),
+            search_text: String::new(),
+            search_by: ComputerSearchBy::Name,
+            action: String::new(),
+            kind_of_action: None,
+            computer_group: None,
+            computer_id: None,
+            child_organizations: false,
+            order_by: "computername".into(),
+            ascending: true,
+            show_last_checkin: true,
+            show_deleted: false,
+            threatlocker_version: None,
+            paging: Paging::new(),
+        }
+    }
+
+    /// One computer by id.
+    ///
+    /// Implemented as the list call filtered by `computerId` (with child organizations), not
+    /// `ComputerGetForEditById`: the list returns the same [`Computer`] shape as every other
+    /// read (mode, last check-in, maintenance), while the edit record has a different, sparser
+    /// shape. A missing computer is an [`Error::Api`] with status 404 ([`Error::is_not_found`]).
+    pub async fn get(&self, id: &ComputerId) -> Result<Computer> {
+        require_id("computerId", id.as_str())?;
+        let req = self
+            .list()
+            .computer_id(id.clone())
+            .child_organizations(true)
+            .page_size(25)
+            .prepare();
+        let page = fetch_page(&self.client, &req, decode_list::<Computer>).await?;
+        page.items
+            .into_iter()
+            .find(|c| {
+                c.computer_id
+                    .as_ref()
+                    .is_some_and(|c| c.as_str().eq_ignore_ascii_case(id.as_str()))
+            })
+            .ok_or_else(|| Error::Api {
+                status: 404,
+                endpoint: req.endpoint(),
+                message: Some(format!("no computer with id {id}")),
+                logger_id: None,
+                body: String::new(),
+                hint: Some("the list filtered by computerId returned no such row"),
+            })
+    }
+}
+
+/// Builder for `POST Computer/ComputerGetByAllParameters`. Made by [`Computers::list`].
+#[derive(Debug, Clone)]
+#[must_use = "a request builder does nothing until `.send()` or `.stream()`"]
+pub struct ComputerList {
+    client: Client,
+    search_text: String,
+    search_by: ComputerSearchBy,
+    action: String,
+    kind_of_action: Option<String>,
+    computer_group: Option<ComputerGroupId>,
+    computer_id: Option<ComputerId>,
+    child_organizations: bool,
+    order_by: String,
+    ascending: bool,
+    show_last_checkin: bool,
+    show_deleted: bool,
+    threatlocker_version: Option<String>,
+    paging: Paging,
+}
+
+impl ComputerList {
+    /// Free text, matched per [`ComputerList::search_by`].
+    pub fn search_text(mut self, text: impl Into<String>) -> Self {
+        self.search_text = text.into();
+        self
+    }
+
+    /// What the search text matches (default computer name).
+    pub fn search_by(mut self, by: ComputerSearchBy) -> Self {
+        self.search_by = by;
+        self
+    }
+
+    /// Only computers in this mode (`action` with `kindOfAction: "Computer Mode"`).
+    pub fn mode(mut self, mode: ComputerMode) -> Self {
+        self.action = mode.as_str().to_owned();
+        self.kind_of_action = Some("Computer Mode".into());
+        self
+    }
+
+    /// The raw `action` filter (a mode, or an update channel with
+    /// `kind_of_action("Update Channel")`).
+    pub fn action(mut self, action: impl Into<String>) -> Self {
+        self.action = action.into();
+        self
+    }
+
+    /// The raw `kindOfAction`: `Computer Mode`, `TamperProtectionDisabled`, `NeedsReview`,
+    /// `ReadyToSecure`, `BaselineNotUploaded`, `Update Channel`.
+    pub fn kind_of_action(mut self, kind: impl Into<String>) -> Self {
+        self.kind_of_action = Some(kind.into());
+        self
+    }
+
+    /// Only this computer group (default all groups: the zero GUID).
+    pub fn computer_group(mut self, group: impl Into<ComputerGroupId>) -> Self {
+        self.computer_group = Some(group.into());
+        self
+    }
+
+    /// Only this computer.
+    pub fn computer_id(mut self, id: impl Into<ComputerId>) -> Self {
+        self.computer_id = Some(id.into());
+        self
+    }
+
+    /// Include child and grandchild organizations.
+    pub fn child_organizations(mut self, yes: bool) -> Self {
+        self.child_organizations = yes;
+        self
+    }
+
+    /// Sort field: `computername` (default), `group`, `action`, `lastcheckin`,
+    /// `computerinstalldate`, `deniedcountthreedays`, `updatechannel`, `threatlockerversion`.
+    pub fn order_by(mut self, field: impl Into<String>) -> Self {
+        self.order_by = field.into();
+        self
+    }
+
+    /// Ascending (default true).
+    pub fn ascending(mut self, yes: bool) -> Self {
+        self.ascending = yes;
+        self
+    }
+
+    /// Include the last check-in (default true).
+    pub fn show_last_checkin(mut self, yes: bool) -> Self {
+        self.show_last_checkin = yes;
+        self
+    }
+
+    /// Include deleted computers (default false).
+    pub fn show_deleted(mut self, yes: bool) -> Self {
+        self.show_deleted = yes;
+        self
+    }
+
+    /// Only computers on this agent version.
+    pub fn threatlocker_version(mut self, version: impl Into<String>) -> Self {
+        self.threatlocker_version = Some(version.into());
+        self
+    }
+
+    paging_setters!();
+
+    /// The request for the builder's page, without sending it.
+    pub fn prepare(&self) -> PreparedRequest {
+        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+    }
+
+    fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
+        let mut body = json!({
+            "pageNumber": page,
+            "pageSize": page_size,
+            "orderBy": self.order_by,
+            "isAscending": self.ascending,
+            "searchText": self.search_text,
+            "searchBy": self.search_by.code(),
+            "action": self.action,
+            "computerGroup": self.computer_group.as_ref().map_or(ZERO_GUID, |g| g.as_str()),
+            "childOrganizations": self.child_organizations,
+            "showLastCheckIn": self.show_last_checkin,
+            "showDeleted": self.show_deleted,
+            "isExport": false,
+        });
+        if let Value::Object(map) = &mut body {
+            if let Some(k) = &self.kind_of_action {
+                map.insert("kindOfAction".into(), json!(k));
+            }
+            if let Some(c) = &self.computer_id {
+                map.insert("computerId".into(), json!(c));
+            }
+            if let Some(v) = &self.threatlocker_version {
+                map.insert("threatlockerVersion".into(), json!(v));
+            }
+        }
+        PreparedRequest::search(LIST_PATH, body)
+    }
+
+    /// Fetches one page.
+    pub async fn send(self) -> Result<Page<Computer>> {
+        fetch_page(&self.client, &self.prepare(), decode_list).await
+    }
+
+    /// Streams every computer across pages, de-duplicated by `computerId`.
+    pub fn stream(self) -> impl Stream<Item = Result<Computer>> + Send + 'static {
+        let client = self.client.clone();
+        let size = self.paging.size(&client);
+        let first = self.paging.page;
+        paginate(
+            client,
+            first,
+            size,
+            move |page, page_size| self.prepare_page(page, page_size),
+            decode_list,
+            None,
+        )
+    }
+}

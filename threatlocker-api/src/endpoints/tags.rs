@@ -1,0 +1,73 @@
+//! Tags: the dropdown list (reference §3.9).
+
+use crate::client::Client;
+use crate::decode::decode_list;
+use crate::error::Result;
+use crate::handles::Tags;
+use crate::models::TagOption;
+use crate::request::PreparedRequest;
+
+/// The path, with the API's own typo ("Downdown") kept verbatim.
+const DROPDOWN_PATH: &str = "/portalapi/Tag/TagGetDowndownOptionsByOrganizationId";
+
+impl Tags {
+    /// The tags of the organization as dropdown options (`value` is the tag id; parent-org
+    /// tags are labelled `parentOrg\tagName`).
+    pub fn dropdown(&self) -> TagDropdown {
+        TagDropdown {
+            client: self.client.clone(),
+            include_built_ins: false,
+            tag_type: 1,
+            include_network_tag_in_master: true,
+        }
+    }
+}
+
+/// Builder for `GET Tag/TagGetDowndownOptionsByOrganizationId`. Made by [`Tags::dropdown`].
+/// All three query parameters are always sent.
+#[derive(Debug, Clone)]
+#[must_use = "a request builder does nothing until `.send()`"]
+pub struct TagDropdown {
+    client: Client,
+    include_built_ins: bool,
+    tag_type: i32,
+    include_network_tag_in_master: bool,
+}
+
+impl TagDropdown {
+    /// Include ThreatLocker's built-in tags (default false).
+    pub fn include_built_ins(mut self, yes: bool) -> Self {
+        self.include_built_ins = yes;
+        self
+    }
+
+    /// Tag type (default 1, network tags; other values are undocumented).
+    pub fn tag_type(mut self, tag_type: i32) -> Self {
+        self.tag_type = tag_type;
+        self
+    }
+
+    /// Include network tags of the master organization (default true).
+    pub fn include_network_tag_in_master(mut self, yes: bool) -> Self {
+        self.include_network_tag_in_master = yes;
+        self
+    }
+
+    /// The request, without sending it.
+    pub fn prepare(&self) -> PreparedRequest {
+        PreparedRequest::get(DROPDOWN_PATH)
+            .with_query("includeBuiltIns", self.include_built_ins)
+            .with_query("tagType", self.tag_type)
+            .with_query(
+                "includeNetworkTagInMaster",
+                self.include_network_tag_in_master,
+            )
+    }
+
+    /// Fetches the options.
+    pub async fn send(self) -> Result<Vec<TagOption>> {
+        let req = self.prepare();
+        let raw = self.client.execute(&req).await?;
+        decode_list(&req.endpoint(), &raw.body)
+    }
+}
