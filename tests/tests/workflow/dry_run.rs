@@ -128,3 +128,35 @@ async fn a_dry_run_after_a_real_run_plans_nothing_already_done() {
     );
     assert_eq!(h.psa.tickets().len(), tickets);
 }
+
+#[tokio::test]
+async fn no_secret_appears_in_the_report_the_plan_the_state_or_debug_output() {
+    let h = Harness::story().await;
+    let env = h.env();
+    let secrets: Vec<String> = env.values().cloned().collect();
+    let wf = h.workflow("");
+    let real = wf.run(RunOptions::new().now(now())).await.unwrap();
+    let dry = h
+        .workflow("dry_run = true")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    let state = examples::state::StateStore::open(&h.state_path).unwrap();
+    let intents = serde_json::to_string(&state.intents(None, None).unwrap()).unwrap();
+    let texts = [
+        serde_json::to_string(&real.report_json()).unwrap(),
+        serde_json::to_string(&dry.report_json()).unwrap(),
+        format!("{wf:?}"),
+        format!("{:?}", h.config("")),
+        format!("{dry:?}"),
+        intents,
+    ];
+    for secret in &secrets {
+        for t in &texts {
+            assert!(
+                !t.contains(secret.as_str()),
+                "a secret leaked into {t:.200}"
+            );
+        }
+    }
+}
