@@ -239,9 +239,6 @@ pub enum WorkflowError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The engine refused its configuration.
-    #[error("policy engine configuration: {0}")]
-    Engine(String),
     /// A connector could not be built.
     #[error("{what}: {message}")]
     Connector {
