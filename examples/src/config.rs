@@ -166,6 +166,14 @@ struct RawConfig {
     notify: NotifyConfig,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    siem: Option<toml::Table>,
+    #[serde(default)]
+    report: Option<toml::Table>,
+    #[serde(default)]
+    investigate: Option<toml::Table>,
+    #[serde(default)]
+    watch: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +224,7 @@ pub struct Config {
     psa: PsaConfig,
     notify: NotifyConfig,
     state_path: PathBuf,
+    extensions: BTreeMap<&'static str, toml::Table>,
 }
 
 /// Where the ThreatLocker Portal API is.
@@ -689,7 +698,18 @@ impl Config {
             None => base_dir.join(DEFAULT_STATE_FILE),
         };
 
+        let extensions = [
+            ("siem", raw.siem),
+            ("report", raw.report),
+            ("investigate", raw.investigate),
+            ("watch", raw.watch),
+        ]
+        .into_iter()
+        .filter_map(|(name, table)| table.map(|t| (name, t)))
+        .collect();
+
         Ok(Config {
+            extensions,
             base_dir: base_dir.to_path_buf(),
             threatlocker,
             workflow,
@@ -804,6 +824,20 @@ impl Config {
             other => ConfigError::invalid(endpoint_key, other.to_string()),
         })
     }
+
+    /// A section owned by another command (`siem`, `report`, `investigate` or `watch`),
+    /// deserialized into that command's type, with errors naming the key (`siem.port`).
+    /// `Ok(None)` when the file has no such section. These sections are checked by the command
+    /// that reads them (use `#[serde(deny_unknown_fields)]` on `T`), not by `run`.
+    pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ConfigError> {
+        match self.extensions.get(name) {
+            None => Ok(None),
+            Some(table) => from_table(table.clone(), name).map(Some),
+        }
+    }
+
+    /// Names of the sections other commands own: `siem`, `report`, `investigate`, `watch`.
+    pub const EXTENSION_SECTIONS: [&'static str; 4] = ["siem", "report", "investigate", "watch"];
 
     /// `[org_overrides]` as written, if present (per-organization overrides).
     pub fn org_overrides(&self) -> Option<&toml::Table> {
@@ -1129,6 +1163,31 @@ mod tests {
         assert_eq!(c.psa().kind(), "autotask");
         let c = parse("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"none\"\n").unwrap();
         assert_eq!(c.psa().kind(), "none");
+    }
+
+    #[test]
+    fn sections_of_other_commands_are_typed_by_them() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Siem {
+            host: String,
+            port: u16,
+        }
+        let c =
+            parse("[threatlocker]\ninstance = \"g\"\n[siem]\nhost = \"10.0.0.5\"\nport = 6514\n")
+                .unwrap();
+        assert_eq!(
+            c.section::<Siem>("siem").unwrap(),
+            Some(Siem {
+                host: "10.0.0.5".into(),
+                port: 6514
+            })
+        );
+        assert_eq!(c.section::<Siem>("report").unwrap(), None);
+        let c = parse("[threatlocker]\ninstance = \"g\"\n[siem]\nhost = \"h\"\nport = \"x\"\n")
+            .unwrap();
+        let e = c.section::<Siem>("siem").unwrap_err();
+        assert_eq!(e.key(), Some("siem.port"), "{e}");
     }
 
     #[test]
