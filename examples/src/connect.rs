@@ -130,3 +130,87 @@ pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(psa: &str) -> Config {
+        Config::from_toml_str(
+            &format!("[threatlocker]\ninstance = \"g\"\n[psa]\n{psa}"),
+            Path::new("."),
+        )
+        .unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_psa_kind_builds_from_its_keys_and_environment() {
+        let cw = config("kind = \"connectwise\"\nbase_url = \"https://api-na.myconnectwise.net\"\ncompany_id = \"msp\"\npublic_key = \"pk\"\nprivate_key_env = \"CW_PRIV\"\nclient_id_env = \"CW_CLIENT\"\n");
+        let sink = ticket_sink(&cw, &env(&[("CW_PRIV", "s1"), ("CW_CLIENT", "c1")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sink.name(), "connectwise");
+        let at = config("kind = \"autotask\"\nbase_url = \"https://webservices5.autotask.net\"\nusername = \"api@msp.example\"\nsecret_env = \"AT_SECRET\"\nintegration_code_env = \"AT_CODE\"\nqueue_id = 8\n");
+        assert!(
+            ticket_sink(&at, &env(&[("AT_SECRET", "s"), ("AT_CODE", "c")]))
+                .unwrap()
+                .is_some()
+        );
+        let halo = config("kind = \"halo\"\nbase_url = \"https://msp.halopsa.com\"\ntenant = \"msp\"\nclient_id = \"tlm\"\nclient_secret_env = \"HALO_SECRET\"\n");
+        assert!(ticket_sink(&halo, &env(&[("HALO_SECRET", "s")]))
+            .unwrap()
+            .is_some());
+        assert!(ticket_sink(&config("kind = \"none\"\n"), &env(&[]))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_missing_psa_secret_names_its_key_and_variable() {
+        let at = config("kind = \"autotask\"\nusername = \"api@msp.example\"\nsecret_env = \"AT_SECRET\"\nintegration_code_env = \"AT_CODE\"\n");
+        let Err(e) = ticket_sink(&at, &env(&[("AT_SECRET", "s")])) else {
+            panic!("the integration code is missing")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("psa.integration_code_env") && msg.contains("AT_CODE"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn notifiers_build_from_their_sections() {
+        let c = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.email]\nsmtp_host = \"smtp.msp.example\"\nusername = \"u\"\npassword_env = \"SMTP_PW\"\nfrom = \"alerts@msp.example\"\n[notify.teams]\nwebhook_url_env = \"TEAMS\"\n[notify.slack]\nwebhook_url_env = \"SLACK\"\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let list = notifiers(
+            &c,
+            &env(&[
+                ("SMTP_PW", "pw"),
+                ("TEAMS", "https://example.invalid/teams"),
+                ("SLACK", "https://hooks.slack.com/services/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(list.len(), 3);
+        let Err(e) = notifiers(&c, &env(&[("SMTP_PW", "pw")])) else {
+            panic!("the Teams URL is missing")
+        };
+        assert!(
+            e.to_string().contains("notify.teams.webhook_url_env"),
+            "{e}"
+        );
+    }
+}

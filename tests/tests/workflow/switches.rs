@@ -108,3 +108,32 @@ async fn event_types_narrow_the_detections_and_the_search() {
     // The story has only `execute` rows: an action-type filter on `network` finds none.
     assert_eq!(out.report.monitoring_summary.total_events, 0);
 }
+
+#[tokio::test]
+async fn without_a_psa_incidents_are_reported_not_ticketed() {
+    let h = Harness::story().await;
+    let text = h.config_text("");
+    let start = text.find("[psa]").unwrap();
+    let end = text.find("[state]").unwrap();
+    let text = format!(
+        "{}[psa]\nkind = \"none\"\n\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    let out = h
+        .workflow_from_text(&text)
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    assert!(out.report.monitoring_summary.security_alerts > 0);
+    assert_eq!(out.report.blocked_summary.tickets_created, 0);
+    assert!(out
+        .report
+        .security_events
+        .iter()
+        .all(|e| e.ticket_id.is_none()));
+    assert_eq!(h.psa.create_calls() + h.psa.search_calls(), 0);
+    // Approvals are still processed.
+    assert_eq!(out.report.auto_approvals_processed, 2);
+}
