@@ -200,25 +200,18 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
         Ok(w) => w,
         Err(code) => return code,
     };
-    let (json, code) = match workflow.run(RunOptions::new()).await {
+    let (text, code) = match workflow.run(RunOptions::new()).await {
         Ok(out) => {
             let code = if out.report.success {
                 EXIT_OK
             } else {
                 EXIT_RUN_FAILED
             };
-            (out.report_json(), code)
+            (out.report_text(), code)
         }
         Err(e) => {
             error!("run failed: {e}");
-            (failed_report(&e.to_string()), EXIT_RUN_FAILED)
-        }
-    };
-    let text = match serde_json::to_string_pretty(&json) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot serialize the report: {e}");
-            return EXIT_RUN_FAILED;
+            (failed_report_text(&e.to_string()), EXIT_RUN_FAILED)
         }
     };
     match output {
@@ -241,21 +234,55 @@ fn build(config: &Config, env: &dyn Env) -> Result<Workflow, u8> {
     Workflow::from_config(config, env).map_err(|e| setup_error(&e))
 }
 
-/// The report shape with `success: false` and the error, for a run that could not produce one.
-pub fn failed_report(message: &str) -> serde_json::Value {
-    serde_json::json!({
-        "success": false,
-        "monitoring_summary": {
-            "total_events": 0, "approval_requests": 0, "blocked_applications": 0,
-            "security_alerts": 0, "policy_changes": 0
+/// The report shape as JSON text with `success: false` and the error, for a run that could not
+/// produce a report (fields in the original workflow's order).
+pub fn failed_report_text(message: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Summary {
+        total_events: u64,
+        approval_requests: u64,
+        blocked_applications: u64,
+        security_alerts: u64,
+        policy_changes: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Blocked {
+        unique_applications_blocked: u64,
+        repeat_blocks: u64,
+        tickets_created: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Failed<'a> {
+        success: bool,
+        monitoring_summary: Summary,
+        approval_requests: [(); 0],
+        security_events: [(); 0],
+        blocked_summary: Blocked,
+        auto_approvals_processed: u64,
+        manual_review_required: u64,
+        errors: [&'a str; 1],
+    }
+    serde_json::to_string_pretty(&Failed {
+        success: false,
+        monitoring_summary: Summary {
+            total_events: 0,
+            approval_requests: 0,
+            blocked_applications: 0,
+            security_alerts: 0,
+            policy_changes: 0,
         },
-        "approval_requests": [],
-        "security_events": [],
-        "blocked_summary": {"unique_applications_blocked": 0, "repeat_blocks": 0, "tickets_created": 0},
-        "auto_approvals_processed": 0,
-        "manual_review_required": 0,
-        "errors": [message],
+        approval_requests: [],
+        security_events: [],
+        blocked_summary: Blocked {
+            unique_applications_blocked: 0,
+            repeat_blocks: 0,
+            tickets_created: 0,
+        },
+        auto_approvals_processed: 0,
+        manual_review_required: 0,
+        errors: [message],
     })
+    .unwrap_or_default()
 }
 
 async fn watch(path: &Path, interval: Duration, dry_run: bool, env: &dyn Env) -> u8 {
@@ -338,6 +365,17 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_run_that_could_not_report_still_prints_the_report_shape() {
+        let v: serde_json::Value =
+            serde_json::from_str(&failed_report_text("state database locked")).unwrap();
+        assert_eq!(v["success"], false);
+        assert_eq!(v["errors"][0], "state database locked");
+        assert_eq!(v["monitoring_summary"]["total_events"], 0);
+        assert_eq!(v["blocked_summary"]["tickets_created"], 0);
+        assert!(v["approval_requests"].as_array().unwrap().is_empty());
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub async fn run(json_only: bool) -> u8 {
             return crate::cli::EXIT_RUN_FAILED;
         }
     };
-    let json = serde_json::to_string_pretty(&outcome.first.report_json()).unwrap_or_default();
+    let json = outcome.first.report_text();
     if json_only {
         println!("{json}");
     } else {

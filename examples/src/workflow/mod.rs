@@ -216,19 +216,37 @@ pub struct StepTiming {
 }
 
 impl RunOutput {
-    /// The report as JSON, with `planned_writes` added for a dry run.
-    pub fn report_json(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(&self.report).unwrap_or_else(|_| json!({}));
-        if self.dry_run {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert(
-                    "planned_writes".into(),
-                    serde_json::to_value(&self.planned_writes).unwrap_or_default(),
-                );
-            }
+    /// The report as printed: the report's fields in the original workflow's order, plus
+    /// `planned_writes` for a dry run.
+    pub fn document(&self) -> ReportDocument<'_> {
+        ReportDocument {
+            report: &self.report,
+            planned_writes: self.dry_run.then_some(self.planned_writes.as_slice()),
         }
-        v
     }
+
+    /// [`RunOutput::document`] as pretty JSON text.
+    pub fn report_text(&self) -> String {
+        serde_json::to_string_pretty(&self.document()).unwrap_or_else(|e| {
+            format!("{{\"success\": false, \"errors\": [\"cannot serialize the report: {e}\"]}}")
+        })
+    }
+
+    /// [`RunOutput::document`] as a JSON value.
+    pub fn report_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.document()).unwrap_or_else(|_| json!({}))
+    }
+}
+
+/// The printed report: [`MonitoringReport`] with, for a dry run, the writes it would send.
+#[derive(Debug, Serialize)]
+pub struct ReportDocument<'a> {
+    /// The report.
+    #[serde(flatten)]
+    pub report: &'a MonitoringReport,
+    /// The planned writes (dry run only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned_writes: Option<&'a [PlannedWrite]>,
 }
 
 /// Why a run could not start or was cut short. Failures of single steps or side effects do
