@@ -2,14 +2,14 @@
 //! organization, and the pending approval requests with their matching application and its
 //! research categories. Bounded concurrency; the client's shared rate limit paces every call.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::PendingApproval;
 use threatlocker_api::{
-    ActionLogRow, ApprovalRequest, ApprovalStatus, Client, Computer, MatchQuery, Organization,
-    OrganizationId,
+    ActionLogRow, Application, ApplicationId, ApprovalRequest, ApprovalStatus, Client, Computer,
+    MatchQuery, Organization, OrganizationId, ResearchDetails,
 };
 use tracing::{debug, warn};
 
@@ -113,8 +113,9 @@ pub(crate) async fn computers(
 }
 
 /// Reads the pending approval requests, then for each its matching application and that
-/// application's research categories (`concurrency` requests at a time). A lookup that fails
-/// leaves the request without research, which sends it to manual review.
+/// application's research categories (`concurrency` lookups at a time; research once per
+/// distinct application). A lookup that fails leaves the request without research, which sends
+/// it to manual review.
 pub(crate) async fn approvals(
     client: &Client,
     include_children: bool,
@@ -136,42 +137,79 @@ pub(crate) async fn approvals(
             )
         }
     };
-    let enriched: Vec<PendingApproval> = stream::iter(requests)
-        .map(|request| enrich(client, request))
+    // Matching application per request, then research once per distinct application (many
+    // requests name the same application: Zoom across every client).
+    let matched: Vec<(ApprovalRequest, Option<Application>)> = stream::iter(requests)
+        .map(|request| matching_application(client, request))
         .buffered(concurrency.max(1))
         .collect()
         .await;
+    let mut wanted: BTreeMap<ApplicationId, Option<OrganizationId>> = BTreeMap::new();
+    for (request, app) in &matched {
+        if let Some(id) = app.as_ref().and_then(|a| a.application_id.clone()) {
+            wanted
+                .entry(id)
+                .or_insert_with(|| request.organization_id.clone());
+        }
+    }
+    let research: BTreeMap<ApplicationId, ResearchDetails> = stream::iter(wanted)
+        .map(|(id, org)| async move {
+            let scoped = match org {
+                Some(org) => client.with_organization(org),
+                None => client.clone(),
+            };
+            match scoped.applications().research_details(&id).await {
+                Ok(r) => Some((id, r)),
+                Err(e) => {
+                    warn!(application = %id, error = %e, "research-details lookup failed");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    let enriched = matched
+        .into_iter()
+        .map(|(request, app)| {
+            let mut pending = PendingApproval::new(request);
+            if let Some(app) = app {
+                if let Some(r) = app.application_id.as_ref().and_then(|id| research.get(id)) {
+                    pending = pending.with_research(r.clone());
+                }
+                pending = pending.with_application(app);
+            }
+            pending
+        })
+        .collect();
     (enriched, Vec::new())
 }
 
-async fn enrich(client: &Client, request: ApprovalRequest) -> PendingApproval {
+/// The request's matching application (the tenant's own preferred over a built-in, as the
+/// permit does); `None` when there is none or the lookup failed (the request then goes to
+/// manual review).
+async fn matching_application(
+    client: &Client,
+    request: ApprovalRequest,
+) -> (ApprovalRequest, Option<Application>) {
     let scoped = match &request.organization_id {
         Some(org) => client.with_organization(org.clone()),
         None => client.clone(),
     };
-    let matching = match scoped
+    match scoped
         .applications()
         .matching_list(MatchQuery::for_request(&request))
         .await
     {
-        Ok(m) => m,
+        Ok(m) => {
+            let mut apps = m.matching_applications;
+            apps.sort_by_key(|a| a.is_master_owned());
+            (request, apps.into_iter().next())
+        }
         Err(e) => {
             warn!(request = ?request.approval_request_id, error = %e, "matching-list lookup failed");
-            return PendingApproval::new(request);
-        }
-    };
-    // Prefer the tenant's own application over a built-in one, as the permit does.
-    let mut apps = matching.matching_applications;
-    apps.sort_by_key(|a| a.is_master_owned());
-    let Some(app) = apps.into_iter().next() else {
-        return PendingApproval::new(request);
-    };
-    let mut pending = PendingApproval::new(request);
-    if let Some(id) = app.application_id.clone() {
-        match scoped.applications().research_details(&id).await {
-            Ok(r) => pending = pending.with_research(r),
-            Err(e) => warn!(application = %id, error = %e, "research-details lookup failed"),
+            (request, None)
         }
     }
-    pending.with_application(app)
 }

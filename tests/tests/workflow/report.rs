@@ -85,6 +85,16 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
         assert!(t.summary.chars().count() <= 100);
     }
 
+    // Research is read once per distinct matched application
+    // (Zoom, AnyDesk, Chrome; the PDF converter and invoice_viewer match none).
+    let stats = h.portal.stats();
+    // Five lookups for the five requests, and one in each of the two permit flows.
+    assert_eq!(stats.per_route["Application/ApplicationGetMatchingList"], 7);
+    assert_eq!(
+        stats.per_route["Application/ApplicationGetResearchDetailsById"],
+        3
+    );
+
     // The permits went through the documented flow, each scoped as the engine decided.
     let permits = h.portal.permits();
     assert_eq!(permits.len(), 2);
