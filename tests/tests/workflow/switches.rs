@@ -137,3 +137,33 @@ async fn without_a_psa_incidents_are_reported_not_ticketed() {
     // Approvals are still processed.
     assert_eq!(out.report.auto_approvals_processed, 2);
 }
+
+#[tokio::test]
+async fn a_raised_stop_flag_finishes_the_step_in_progress_and_stops() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let h = Harness::story().await;
+    let stop = Arc::new(AtomicBool::new(true));
+    let err = h
+        .workflow("")
+        .run(RunOptions::new().now(now()).stop_flag(stop))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            examples::workflow::WorkflowError::Interrupted {
+                next_step: "process approvals"
+            }
+        ),
+        "{err}"
+    );
+    // The first step (reads only) was finished; nothing was written anywhere.
+    assert!(route_count(&h, "ActionLog/ActionLogGetByParametersV2") > 0);
+    assert_eq!(h.portal.write_calls(), 0);
+    assert!(h.psa.tickets().is_empty());
+    let state = examples::state::StateStore::open(&h.state_path).unwrap();
+    assert!(state.intents(None, None).unwrap().is_empty());
+    assert_eq!(state.windows_done().unwrap(), 0);
+}
