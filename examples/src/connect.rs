@@ -1,0 +1,216 @@
+//! Building the connectors (`psa-connectors` backends) from `[psa]` and `[notify]`, reading
+//! every secret from the environment.
+
+use std::sync::Arc;
+
+use psa_connectors::{Notifier, PriorityMap, Reference, TicketSink};
+
+use crate::config::{secret, Config, Env, PsaConfig, SmtpTls};
+use crate::workflow::WorkflowError;
+
+fn connector_error(what: &str, e: impl std::fmt::Display) -> WorkflowError {
+    WorkflowError::Connector {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The ticket sink `[psa]` names (`None` for `kind = "none"`).
+pub fn ticket_sink(
+    config: &Config,
+    env: &dyn Env,
+) -> Result<Option<Arc<dyn TicketSink>>, WorkflowError> {
+    match config.psa() {
+        PsaConfig::None => Ok(None),
+        PsaConfig::ConnectWise(c) => {
+            let private_key = secret(env, "psa.private_key_env", &c.private_key_env)?;
+            let client_id = secret(env, "psa.client_id_env", &c.client_id_env)?;
+            let mut cw = psa_connectors::connectwise::Config::new(
+                c.base_url.clone(),
+                c.company_id.clone(),
+                c.public_key.clone(),
+                private_key,
+                client_id,
+            );
+            cw.codebase = c.codebase.clone();
+            cw.default_status = c.status.as_deref().map(Reference::parse);
+            // Priority names only when the configuration spells them out: a name the board does
+            // not know makes ConnectWise refuse the ticket, while no priority takes the
+            // board's default.
+            if let Some(p) = config
+                .rules()
+                .and_then(|r| r.get("ticket_priority"))
+                .and_then(|p| p.as_table())
+            {
+                let name = |k: &str| p.get(k).and_then(|v| v.as_str()).map(Reference::parse);
+                if let (Some(low), Some(medium), Some(high), Some(critical)) =
+                    (name("low"), name("medium"), name("high"), name("critical"))
+                {
+                    cw.priorities = Some(PriorityMap {
+                        low,
+                        medium,
+                        high,
+                        critical,
+                    });
+                }
+            }
+            let sink = psa_connectors::connectwise::ConnectWise::new(cw)
+                .map_err(|e| connector_error("psa", e))?;
+            Ok(Some(Arc::new(sink)))
+        }
+        PsaConfig::Autotask(c) => {
+            let secret_value = secret(env, "psa.secret_env", &c.secret_env)?;
+            let code = secret(env, "psa.integration_code_env", &c.integration_code_env)?;
+            let mut at =
+                psa_connectors::autotask::Config::new(c.username.clone(), secret_value, code);
+            at.zone_url = c.base_url.clone();
+            at.default_queue_id = c.queue_id;
+            let sink = psa_connectors::autotask::Autotask::new(at)
+                .map_err(|e| connector_error("psa", e))?;
+            Ok(Some(Arc::new(sink)))
+        }
+        PsaConfig::Halo(c) => {
+            let client_secret = secret(env, "psa.client_secret_env", &c.client_secret_env)?;
+            let base = c.base_url.trim_end_matches('/');
+            let api_url = if base.ends_with("/api") {
+                base.to_owned()
+            } else {
+                format!("{base}/api")
+            };
+            let root = base.strip_suffix("/api").unwrap_or(base);
+            let auth_url = c.auth_url.clone().unwrap_or_else(|| format!("{root}/auth"));
+            let mut halo = psa_connectors::halo::Config::new(
+                api_url,
+                auth_url,
+                c.client_id.clone(),
+                client_secret,
+            );
+            halo.tenant = c.tenant.clone();
+            let sink =
+                psa_connectors::halo::Halo::new(halo).map_err(|e| connector_error("psa", e))?;
+            Ok(Some(Arc::new(sink)))
+        }
+    }
+}
+
+/// The notifiers `[notify]` configures (possibly none).
+pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>>, WorkflowError> {
+    let n = config.notify();
+    let mut out: Vec<Arc<dyn Notifier>> = Vec::new();
+    if let Some(e) = &n.email {
+        let mut c = psa_connectors::email::Config::new(e.smtp_host.clone(), e.from.clone());
+        c.port = e.smtp_port;
+        c.security = match e.tls {
+            SmtpTls::Starttls => psa_connectors::email::Security::StartTls,
+            SmtpTls::Implicit => psa_connectors::email::Security::Tls,
+            SmtpTls::None => psa_connectors::email::Security::Plain,
+        };
+        c.username = e.username.clone();
+        if let Some(var) = &e.password_env {
+            c.password = Some(secret(env, "notify.email.password_env", var)?);
+        }
+        c.to = e.to.clone();
+        let smtp = psa_connectors::email::SmtpNotifier::new(c)
+            .map_err(|err| connector_error("notify.email", err))?;
+        out.push(Arc::new(smtp));
+    }
+    if let Some(t) = &n.teams {
+        let url = secret(env, "notify.teams.webhook_url_env", &t.webhook_url_env)?;
+        let teams =
+            psa_connectors::teams::TeamsWebhook::new(psa_connectors::teams::Config::new(url))
+                .map_err(|err| connector_error("notify.teams", err))?;
+        out.push(Arc::new(teams));
+    }
+    if let Some(s) = &n.slack {
+        let url = secret(env, "notify.slack.webhook_url_env", &s.webhook_url_env)?;
+        let slack =
+            psa_connectors::slack::SlackWebhook::new(psa_connectors::slack::Config::new(url))
+                .map_err(|err| connector_error("notify.slack", err))?;
+        out.push(Arc::new(slack));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(psa: &str) -> Config {
+        Config::from_toml_str(
+            &format!("[threatlocker]\ninstance = \"g\"\n[psa]\n{psa}"),
+            Path::new("."),
+        )
+        .unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_psa_kind_builds_from_its_keys_and_environment() {
+        let cw = config("kind = \"connectwise\"\nbase_url = \"https://api-na.myconnectwise.net\"\ncompany_id = \"msp\"\npublic_key = \"pk\"\nprivate_key_env = \"CW_PRIV\"\nclient_id_env = \"CW_CLIENT\"\n");
+        let sink = ticket_sink(&cw, &env(&[("CW_PRIV", "s1"), ("CW_CLIENT", "c1")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sink.name(), "connectwise");
+        let at = config("kind = \"autotask\"\nbase_url = \"https://webservices5.autotask.net\"\nusername = \"api@msp.example\"\nsecret_env = \"AT_SECRET\"\nintegration_code_env = \"AT_CODE\"\nqueue_id = 8\n");
+        assert!(
+            ticket_sink(&at, &env(&[("AT_SECRET", "s"), ("AT_CODE", "c")]))
+                .unwrap()
+                .is_some()
+        );
+        let halo = config("kind = \"halo\"\nbase_url = \"https://msp.halopsa.com\"\ntenant = \"msp\"\nclient_id = \"tlm\"\nclient_secret_env = \"HALO_SECRET\"\n");
+        assert!(ticket_sink(&halo, &env(&[("HALO_SECRET", "s")]))
+            .unwrap()
+            .is_some());
+        assert!(ticket_sink(&config("kind = \"none\"\n"), &env(&[]))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_missing_psa_secret_names_its_key_and_variable() {
+        let at = config("kind = \"autotask\"\nusername = \"api@msp.example\"\nsecret_env = \"AT_SECRET\"\nintegration_code_env = \"AT_CODE\"\n");
+        let Err(e) = ticket_sink(&at, &env(&[("AT_SECRET", "s")])) else {
+            panic!("the integration code is missing")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("psa.integration_code_env") && msg.contains("AT_CODE"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn notifiers_build_from_their_sections() {
+        let c = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.email]\nsmtp_host = \"smtp.msp.example\"\nusername = \"u\"\npassword_env = \"SMTP_PW\"\nfrom = \"alerts@msp.example\"\n[notify.teams]\nwebhook_url_env = \"TEAMS\"\n[notify.slack]\nwebhook_url_env = \"SLACK\"\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let list = notifiers(
+            &c,
+            &env(&[
+                ("SMTP_PW", "pw"),
+                ("TEAMS", "https://example.invalid/teams"),
+                ("SLACK", "https://hooks.slack.com/services/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(list.len(), 3);
+        let Err(e) = notifiers(&c, &env(&[("SMTP_PW", "pw")])) else {
+            panic!("the Teams URL is missing")
+        };
+        assert!(
+            e.to_string().contains("notify.teams.webhook_url_env"),
+            "{e}"
+        );
+    }
+}
