@@ -15,5 +15,7 @@
 //! binaries in `src/bin/` only parse arguments and call into this library.
 
 pub mod config;
+pub mod investigate;
+pub mod siem;
 pub mod sim;
 pub mod state;
