@@ -347,7 +347,11 @@ impl Forwarder {
             .collect();
         self.forward(SourceKind::ActionLog, from, to, &items, summary, |i| {
             let r = &rows[i];
-            let finding = findings.get(&engine_id(r));
+            let finding = if findings.is_empty() {
+                None
+            } else {
+                findings.get(&engine_id(r))
+            };
             map::action_log_record(r, finding, raw)
         })
         .await
@@ -408,6 +412,7 @@ impl Forwarder {
         record: impl Fn(usize) -> SiemRecord,
     ) -> Result<(), SiemError> {
         let name = source.as_str();
+        let overlap = chrono::Duration::from_std(self.config.overlap).unwrap_or_default();
         let sent = self.store.sent_since(name, from)?;
         let mut seen = std::collections::HashSet::with_capacity(items.len());
         let mut todo: Vec<usize> = (0..items.len())
@@ -430,9 +435,18 @@ impl Forwarder {
             self.send_with_retry(&batch, summary).await?;
             // No await between the accepted send and this commit.
             let checkpoint = chunk.last().and_then(|&i| items[i].1).map(|t| t.min(to));
+            // Only ids a later window can read again need remembering: those dated at or after
+            // (checkpoint - overlap), where the next read starts, and undated ones.
+            let reread_from = checkpoint.map(|c| c - overlap);
             self.store.commit_batch(
                 name,
-                chunk.iter().map(|&i| (items[i].0.as_str(), items[i].1)),
+                chunk
+                    .iter()
+                    .map(|&i| (items[i].0.as_str(), items[i].1))
+                    .filter(|(_, at)| match (at, reread_from) {
+                        (Some(at), Some(from)) => *at >= from,
+                        _ => true,
+                    }),
                 checkpoint,
                 (self.clock)(),
             )?;

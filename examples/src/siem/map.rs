@@ -205,6 +205,7 @@ pub fn action_log_record(row: &ActionLogRow, finding: Option<&Finding>, raw: boo
         format!("tl:{}:{}", action_type.to_ascii_lowercase(), outcome.key()),
         name,
     );
+    rec.fields.reserve(24);
     let mut msg_id = format!("TL_{}_{}", action_type, outcome.key()).to_ascii_uppercase();
     msg_id.retain(|c| c.is_ascii_graphic());
     msg_id.truncate(32);

@@ -14,16 +14,21 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::state::{StateError, StateStore};
 
+// Keyed by event time first, so the range reads (ids since a time) and the pruning are index
+// scans without a second index to maintain. `event_ms` is -1 for undated records. A record's
+// time never changes, so (source, id) stays unique in practice.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS siem_sent (
     source    TEXT NOT NULL,
+    event_ms  INTEGER NOT NULL,
     id        TEXT NOT NULL,
-    event_ms  INTEGER,
     sent_ms   INTEGER NOT NULL,
-    PRIMARY KEY (source, id)
+    PRIMARY KEY (source, event_ms, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS siem_sent_by_time ON siem_sent(source, event_ms);
 ";
+
+const UNDATED: i64 = -1;
+const ROWS_PER_INSERT: usize = 100;
 
 /// The checkpoint name of a source in the `checkpoints` table.
 pub fn checkpoint_name(source: &str) -> String {
@@ -115,7 +120,7 @@ impl SentStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id FROM siem_sent WHERE source = ?1 AND (event_ms IS NULL OR event_ms >= ?2)",
+                "SELECT id FROM siem_sent WHERE source = ?1 AND (event_ms = -1 OR event_ms >= ?2)",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -137,15 +142,37 @@ impl SentStore {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO siem_sent (source, id, event_ms, sent_ms) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(|e| self.err(e))?;
             let sent = ms(now);
-            for (id, at) in ids {
-                stmt.execute(params![source, id, at.map(ms), sent])
+            let ids: Vec<(&str, i64)> = ids
+                .into_iter()
+                .map(|(id, at)| (id, at.map_or(UNDATED, ms)))
+                .collect();
+            let values = |n: usize| {
+                let mut sql = String::from(
+                    "INSERT OR IGNORE INTO siem_sent (source, event_ms, id, sent_ms) VALUES ",
+                );
+                for i in 0..n {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("(?1,?{},?{},?2)", 3 + 2 * i, 4 + 2 * i));
+                }
+                sql
+            };
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                let mut stmt = tx
+                    .prepare_cached(&values(chunk.len()))
                     .map_err(|e| self.err(e))?;
+                stmt.raw_bind_parameter(1, source)
+                    .map_err(|e| self.err(e))?;
+                stmt.raw_bind_parameter(2, sent).map_err(|e| self.err(e))?;
+                for (i, (id, at)) in chunk.iter().enumerate() {
+                    stmt.raw_bind_parameter(3 + 2 * i, at)
+                        .map_err(|e| self.err(e))?;
+                    stmt.raw_bind_parameter(4 + 2 * i, id)
+                        .map_err(|e| self.err(e))?;
+                }
+                stmt.raw_execute().map_err(|e| self.err(e))?;
             }
         }
         if let Some(cp) = checkpoint {
@@ -170,7 +197,7 @@ impl SentStore {
     pub fn prune(&self, source: &str, before: DateTime<Utc>) -> Result<usize, StateError> {
         self.lock()
             .execute(
-                "DELETE FROM siem_sent WHERE source = ?1 AND ((event_ms IS NOT NULL AND event_ms < ?2) OR (event_ms IS NULL AND sent_ms < ?2))",
+                "DELETE FROM siem_sent WHERE source = ?1 AND ((event_ms >= 0 AND event_ms < ?2) OR (event_ms = -1 AND sent_ms < ?2))",
                 params![source, ms(before)],
             )
             .map_err(|e| self.err(e))
