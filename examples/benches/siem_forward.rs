@@ -187,14 +187,18 @@ fn breakdown(n: usize, batch: usize) {
         n as f64 / t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let records: Vec<_> = rows
-        .iter()
-        .map(|r| examples::siem::map::action_log_record(r, None, false))
-        .collect();
+    let mut rec = psa_connectors::SiemRecord::new(Utc::now(), 0, "", "");
+    for r in &rows {
+        examples::siem::map::fill_action_log_record(&mut rec, r, None, false);
+    }
     println!(
         "mapping:  {:>8.0} rows/s",
         n as f64 / t.elapsed().as_secs_f64()
     );
+    let records: Vec<_> = rows
+        .iter()
+        .map(|r| examples::siem::map::action_log_record(r, None, false))
+        .collect();
     let engine = Engine::new(EngineConfig::default()).expect("engine");
     let mut rs = rows.clone();
     let t = Instant::now();

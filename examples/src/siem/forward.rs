@@ -345,15 +345,22 @@ impl Forwarder {
             .iter()
             .map(|r| (map::row_key(r), r.date_time))
             .collect();
-        self.forward(SourceKind::ActionLog, from, to, &items, summary, |i| {
-            let r = &rows[i];
-            let finding = if findings.is_empty() {
-                None
-            } else {
-                findings.get(&engine_id(r))
-            };
-            map::action_log_record(r, finding, raw)
-        })
+        self.forward(
+            SourceKind::ActionLog,
+            from,
+            to,
+            &items,
+            summary,
+            |i, rec| {
+                let r = &rows[i];
+                let finding = if findings.is_empty() {
+                    None
+                } else {
+                    findings.get(&engine_id(r))
+                };
+                map::fill_action_log_record(rec, r, finding, raw);
+            },
+        )
         .await
     }
 
@@ -369,9 +376,16 @@ impl Forwarder {
             .iter()
             .map(|e| (map::system_audit_key(e), e.date_time))
             .collect();
-        self.forward(SourceKind::SystemAudit, from, to, &items, summary, |i| {
-            map::system_audit_record(&entries[i], raw)
-        })
+        self.forward(
+            SourceKind::SystemAudit,
+            from,
+            to,
+            &items,
+            summary,
+            |i, rec| {
+                *rec = map::system_audit_record(&entries[i], raw);
+            },
+        )
         .await
     }
 
@@ -394,14 +408,21 @@ impl Forwarder {
             .iter()
             .map(|i| (i.key.clone(), Some(i.updated_at)))
             .collect();
-        self.forward(SourceKind::Decisions, from, to, &items, summary, |i| {
-            map::decision_record(&intents[i], raw)
-        })
+        self.forward(
+            SourceKind::Decisions,
+            from,
+            to,
+            &items,
+            summary,
+            |i, rec| {
+                *rec = map::decision_record(&intents[i], raw);
+            },
+        )
         .await
     }
 
-    /// The common pipeline: `items[i]` = (id, event time) of source row `i`; `record(i)` maps
-    /// it.
+    /// The common pipeline: `items[i]` = (id, event time) of source row `i`; `fill(i, rec)`
+    /// maps it into a record whose buffers are reused from batch to batch.
     async fn forward(
         &self,
         source: SourceKind,
@@ -409,7 +430,7 @@ impl Forwarder {
         to: DateTime<Utc>,
         items: &[(String, Option<DateTime<Utc>>)],
         summary: &mut PassSummary,
-        record: impl Fn(usize) -> SiemRecord,
+        fill: impl Fn(usize, &mut SiemRecord),
     ) -> Result<(), SiemError> {
         let name = source.as_str();
         let overlap = chrono::Duration::from_std(self.config.overlap).unwrap_or_default();
@@ -430,8 +451,13 @@ impl Forwarder {
         todo.sort_by(|&a, &b| (items[a].1, &items[a].0).cmp(&(items[b].1, &items[b].0)));
         let mut batch: Vec<SiemRecord> = Vec::with_capacity(self.config.batch_size);
         for chunk in todo.chunks(self.config.batch_size) {
-            batch.clear();
-            batch.extend(chunk.iter().map(|&i| record(i)));
+            batch.truncate(chunk.len());
+            while batch.len() < chunk.len() {
+                batch.push(SiemRecord::new(to, 0, String::new(), String::new()));
+            }
+            for (rec, &i) in batch.iter_mut().zip(chunk) {
+                fill(i, rec);
+            }
             self.send_with_retry(&batch, summary).await?;
             // No await between the accepted send and this commit.
             let checkpoint = chunk.last().and_then(|&i| items[i].1).map(|t| t.min(to));

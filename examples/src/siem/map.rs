@@ -184,12 +184,53 @@ fn push(rec: &mut SiemRecord, key: &str, value: Option<&str>) {
 /// The record for one action-log row. `raw` includes the row as JSON (used by the JSON
 /// format; skip it for CEF, which does not carry it).
 pub fn action_log_record(row: &ActionLogRow, finding: Option<&Finding>, raw: bool) -> SiemRecord {
+    let mut rec = SiemRecord::new(Utc::now(), 0, String::new(), String::new());
+    fill_action_log_record(&mut rec, row, finding, raw);
+    rec
+}
+
+/// Writes `key = value` into slot `*n` of `fields`, reusing the slot's strings (the forwarder
+/// refills one batch of records, so steady state allocates nothing here).
+fn set(fields: &mut Vec<(String, String)>, n: &mut usize, key: &str, value: &str) {
+    if let Some((k, v)) = fields.get_mut(*n) {
+        k.clear();
+        k.push_str(key);
+        v.clear();
+        v.push_str(value);
+    } else {
+        fields.push((key.to_owned(), value.to_owned()));
+    }
+    *n += 1;
+}
+
+fn set_opt(fields: &mut Vec<(String, String)>, n: &mut usize, key: &str, value: Option<&str>) {
+    if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+        set(fields, n, key, v);
+    }
+}
+
+fn set_string(slot: &mut String, parts: &[&str]) {
+    slot.clear();
+    for p in parts {
+        slot.push_str(p);
+    }
+}
+
+/// [`action_log_record`] into an existing record, reusing its buffers.
+pub fn fill_action_log_record(
+    rec: &mut SiemRecord,
+    row: &ActionLogRow,
+    finding: Option<&Finding>,
+    raw: bool,
+) {
+    use std::fmt::Write as _;
     let outcome = RowOutcome::of(row);
-    let severity = finding
+    rec.severity = finding
         .and_then(|f| f.risk)
         .map(risk_severity)
         .unwrap_or(0)
         .max(outcome.severity());
+    rec.timestamp = row.date_time.unwrap_or_else(Utc::now);
     let action_type = row
         .action_type
         .as_deref()
@@ -198,78 +239,94 @@ pub fn action_log_record(row: &ActionLogRow, finding: Option<&Finding>, raw: boo
         .unwrap_or("action");
     let file = row.file_name().unwrap_or("unknown file");
     let host = row.hostname.as_deref().unwrap_or("unknown computer");
-    let name = format!("{action_type} of {file} {} on {host}", outcome.title());
-    let mut rec = SiemRecord::new(
-        row.date_time.unwrap_or_else(Utc::now),
-        severity,
-        format!("tl:{}:{}", action_type.to_ascii_lowercase(), outcome.key()),
-        name,
+    set_string(
+        &mut rec.name,
+        &[
+            action_type,
+            " of ",
+            file,
+            " ",
+            outcome.title(),
+            " on ",
+            host,
+        ],
     );
-    rec.fields.reserve(24);
-    let mut msg_id = format!("TL_{}_{}", action_type, outcome.key()).to_ascii_uppercase();
+    set_string(
+        &mut rec.signature,
+        &["tl:", action_type, ":", outcome.key()],
+    );
+    rec.signature.make_ascii_lowercase();
+    let msg_id = rec.msg_id.get_or_insert_with(String::new);
+    set_string(msg_id, &["TL_", action_type, "_", outcome.key()]);
     msg_id.retain(|c| c.is_ascii_graphic());
+    msg_id.make_ascii_uppercase();
     msg_id.truncate(32);
-    rec = rec.msg_id(msg_id);
-    if let Some(h) = &row.hostname {
-        rec = rec.hostname(h.clone());
+    match (&mut rec.hostname, &row.hostname) {
+        (Some(slot), Some(h)) => set_string(slot, &[h]),
+        (slot, h) => *slot = h.clone(),
     }
+    rec.app_name = None;
+    let f = &mut rec.fields;
+    let mut n = 0;
     if let Some(t) = row.date_time {
-        rec.fields
-            .push(("rt".into(), t.timestamp_millis().to_string()));
+        set(f, &mut n, "rt", "");
+        let _ = write!(f[n - 1].1, "{}", t.timestamp_millis());
     }
-    push(&mut rec, "duser", row.username.as_deref());
-    push(&mut rec, "fname", row.file_name());
-    push(&mut rec, "filePath", row.full_path.as_deref());
-    push(
-        &mut rec,
+    set_opt(f, &mut n, "duser", row.username.as_deref());
+    set_opt(f, &mut n, "fname", row.file_name());
+    set_opt(f, &mut n, "filePath", row.full_path.as_deref());
+    set_opt(
+        f,
+        &mut n,
         "fileHash",
         row.sha256_hash.as_deref().or(row.hash.as_deref()),
     );
-    push(&mut rec, "sproc", row.process_path.as_deref());
-    push(
-        &mut rec,
+    set_opt(f, &mut n, "sproc", row.process_path.as_deref());
+    set_opt(
+        f,
+        &mut n,
         "act",
         row.action.as_deref().or(Some(outcome.key())),
     );
-    rec.fields
-        .push(("outcome".into(), outcome.cef_outcome().into()));
-    rec.fields.push(("cat".into(), "ApplicationControl".into()));
+    set(f, &mut n, "outcome", outcome.cef_outcome());
+    set(f, &mut n, "cat", "ApplicationControl");
     if let Some(id) = row.action_log_id {
-        rec.fields.push(("externalId".into(), id.to_string()));
+        set(f, &mut n, "externalId", "");
+        let _ = write!(f[n - 1].1, "{id}");
     }
-    push(&mut rec, "dst", row.destination_ip_address.as_deref());
-    push(&mut rec, "dpt", row.destination_port.as_deref());
+    set_opt(f, &mut n, "dst", row.destination_ip_address.as_deref());
+    set_opt(f, &mut n, "dpt", row.destination_port.as_deref());
     if let Some(o) = row
         .organization_name
         .as_deref()
         .or(row.organization_id.as_ref().map(|o| o.as_str()))
     {
-        rec.fields.push(("cs1Label".into(), "organization".into()));
-        push(&mut rec, "cs1", Some(o));
+        set(f, &mut n, "cs1Label", "organization");
+        set_opt(f, &mut n, "cs1", Some(o));
     }
     if let Some(p) = row.policy_name.as_deref() {
-        rec.fields.push(("cs2Label".into(), "policyName".into()));
-        push(&mut rec, "cs2", Some(p));
+        set(f, &mut n, "cs2Label", "policyName");
+        set_opt(f, &mut n, "cs2", Some(p));
     }
     if let Some(e) = &row.e_action_log_id {
-        rec.fields.push(("cs3Label".into(), "eActionLogId".into()));
-        rec.fields.push(("cs3".into(), e.to_string()));
+        set(f, &mut n, "cs3Label", "eActionLogId");
+        set(f, &mut n, "cs3", e.as_str());
     }
-    if let Some(f) = finding.filter(|f| f.risk.is_some()) {
-        rec.fields.push(("cs4Label".into(), "detections".into()));
-        rec.fields.push(("cs4".into(), f.event_types.clone()));
-        if let Some(r) = f.risk {
-            rec.fields.push(("cs5Label".into(), "riskLevel".into()));
-            rec.fields.push(("cs5".into(), r.as_str().into()));
+    if let Some(found) = finding.filter(|f| f.risk.is_some()) {
+        set(f, &mut n, "cs4Label", "detections");
+        set(f, &mut n, "cs4", &found.event_types);
+        if let Some(r) = found.risk {
+            set(f, &mut n, "cs5Label", "riskLevel");
+            set(f, &mut n, "cs5", r.as_str());
         }
-        push(&mut rec, "msg", f.reason.as_deref());
+        set_opt(f, &mut n, "msg", found.reason.as_deref());
     }
-    if raw {
-        if let Ok(v) = serde_json::to_value(row) {
-            rec = rec.raw_json(v);
-        }
-    }
-    rec
+    f.truncate(n);
+    rec.raw_json = if raw {
+        serde_json::to_value(row).ok()
+    } else {
+        None
+    };
 }
 
 /// The forwarding id of a system-audit entry: `systemAuditId`, else a hash of its JSON.
@@ -484,5 +541,41 @@ mod tests {
         let none = row(json!({"hostname": "x"}));
         assert_eq!(row_key(&none), row_key(&none.clone()));
         assert!(row_key(&none).starts_with("h:"));
+    }
+
+    #[test]
+    fn a_reused_record_keeps_nothing_from_the_previous_row() {
+        let rich = row(json!({
+            "actionLogId": 1, "eActionLogId": "e-1", "hostname": "WS-1", "username": "u",
+            "dateTime": "2026-05-14T13:02:11Z", "fullPath": "c:\\a.exe", "actionId": 2,
+            "policyName": "P", "organizationName": "O", "destinationIPAddress": "203.0.113.9"
+        }));
+        let sparse = row(json!({"eActionLogId": "e-2", "actionId": 1}));
+        let finding = Finding {
+            risk: Some(RiskLevel::High),
+            event_types: "t".into(),
+            reason: Some("r".into()),
+        };
+        let mut rec = action_log_record(&rich, Some(&finding), true);
+        fill_action_log_record(&mut rec, &sparse, None, false);
+        let fresh = action_log_record(&sparse, None, false);
+        assert_eq!(rec.fields, fresh.fields);
+        assert_eq!(
+            (
+                rec.severity,
+                &rec.signature,
+                &rec.name,
+                &rec.msg_id,
+                &rec.hostname
+            ),
+            (
+                fresh.severity,
+                &fresh.signature,
+                &fresh.name,
+                &fresh.msg_id,
+                &fresh.hostname
+            )
+        );
+        assert!(rec.raw_json.is_none());
     }
 }
