@@ -63,7 +63,7 @@ pub enum Command {
     /// unusual binary, first child of a LOLBin, first network-active process) marked `>>`,
     /// with parent-process chains from the action details.
     Timeline {
-        /// Host name as ThreatLocker shows it (wildcards `*` allowed).
+        /// Host name as ThreatLocker shows it (case-insensitive).
         #[arg(long, value_name = "NAME")]
         host: String,
         /// The time of the alert: UTC ISO 8601, or how long ago (2h).
