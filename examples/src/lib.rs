@@ -10,12 +10,27 @@
 //! What it is not: a library for other programs to build on (use the three crates directly), or
 //! a place for decisions (they live in the pure engine, so they can be tested by table).
 //!
-//! Shape: [`config`] parses the TOML file shared by every binary; [`state`] is the SQLite store;
-//! [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA. The
-//! binaries in `src/bin/` only parse arguments and call into this library.
+//! Shape:
+//!
+//! - [`config`] parses the TOML file shared by every binary (keys named in every error, secrets
+//!   only from the environment) and builds the ThreatLocker client from it;
+//! - [`state`] is the SQLite store: intents recorded before and after every side effect, runs,
+//!   processed windows, and generic checkpoints for feeds;
+//! - [`workflow`] runs the nine steps; [`mapping`] turns the engine's plans into connector
+//!   tickets and notifications; [`connect`] builds the PSA and notifiers from the configuration;
+//! - [`cli`], [`demo`] and [`doctor`] are `threatlocker-monitor`'s commands;
+//! - [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA.
+//!
+//! The binaries in `src/bin/` only parse arguments and call into this library.
 
+pub mod cli;
 pub mod config;
+pub mod connect;
+pub mod demo;
+pub mod doctor;
 pub mod investigate;
+pub mod mapping;
 pub mod siem;
 pub mod sim;
 pub mod state;
+pub mod workflow;

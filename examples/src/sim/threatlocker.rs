@@ -92,6 +92,7 @@ struct Mutable {
     deploys: Vec<String>,
     faults: Vec<Fault>,
     counts: BTreeMap<String, u64>,
+    spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -113,6 +114,8 @@ pub struct PortalStats {
     pub total: u64,
     /// Seconds between the first and the last request.
     pub span_seconds: f64,
+    /// Seconds between the first and the last request, per route.
+    pub per_route_span_seconds: BTreeMap<String, f64>,
 }
 
 /// A running simulated Portal API.
@@ -221,6 +224,11 @@ impl PortalSim {
                 (Some(a), Some(b)) => (b - a).as_secs_f64(),
                 _ => 0.0,
             },
+            per_route_span_seconds: s
+                .spans
+                .iter()
+                .map(|(k, (a, b))| (k.clone(), (*b - *a).as_secs_f64()))
+                .collect(),
         }
     }
 
@@ -329,6 +337,10 @@ impl Portal {
             s.first.get_or_insert(now);
             s.last = Some(now);
             *s.counts.entry(route.clone()).or_default() += 1;
+            s.spans
+                .entry(route.clone())
+                .and_modify(|span| span.1 = now)
+                .or_insert((now, now));
             let page = body.get("pageNumber").and_then(Value::as_u64);
             let lower = route.to_ascii_lowercase();
             if let Some(f) = s.faults.iter_mut().find(|f| {
@@ -645,13 +657,14 @@ impl Portal {
 
     fn action_json(&self, a: &SimApproval) -> String {
         let app = &self.ds.apps[a.app];
+        let (sha256, legacy) = self.ds.approval_hashes(a);
         let comp = &self.ds.computers[a.computer];
         let user_short = a.user.rsplit('\\').next().unwrap_or(&a.user);
         json!({
             "fullPath": app.path.replace("{user}", user_short),
             "username": a.user,
-            "hash": app.hash,
-            "sha256": app.sha256,
+            "hash": legacy,
+            "sha256": sha256,
             "certs": app.cert.map(|c| vec![json!({"sha": super::data::fake_sha256(c)[..40].to_owned(), "subject": c})]).unwrap_or_default(),
             "serialNumber": null,
             "deviceType": "Workstation",
@@ -678,7 +691,7 @@ impl Portal {
             "requestor": a.user,
             "requestorEmailAddress": format!("{user_short}@{}.example", org.name),
             "path": app.path.replace("{user}", user_short),
-            "hash": app.sha256,
+            "hash": self.ds.approval_hashes(a).0,
             "actionType": a.action_type,
             "statusId": status,
             "requestTypeId": 1,
@@ -699,6 +712,7 @@ impl Portal {
 
     fn permit_dto(&self, a: &SimApproval) -> Value {
         let app = &self.ds.apps[a.app];
+        let (sha256, legacy) = self.ds.approval_hashes(a);
         let comp = &self.ds.computers[a.computer];
         let org = &self.ds.orgs[a.org];
         let user_short = a.user.rsplit('\\').next().unwrap_or(&a.user);
@@ -720,8 +734,8 @@ impl Portal {
             "fileDetails": {
                 "fullPath": full_path,
                 "processPath": "c:\\windows\\explorer.exe",
-                "hash": app.hash,
-                "sha256": app.sha256,
+                "hash": legacy,
+                "sha256": sha256,
                 "certificates": app.cert.map(|c| vec![json!({"sha": null, "subject": c, "validCert": true})]).unwrap_or_default(),
                 "createdByProcesses": [],
                 "filename": app.file,
@@ -948,6 +962,10 @@ impl Portal {
                 .filter(|v| !v.is_empty())
         };
         let (sha, hash) = (s("sha256"), s("hash"));
+        // Besides exact hashes, the portal matches a file to an application by its name (and
+        // signer): a new version of a known application still matches it.
+        let file = s("filename")
+            .or_else(|| s("path").and_then(|p| p.rsplit(['\\', '/']).next().map(str::to_owned)));
         let org = body
             .get("approvalRequestId")
             .and_then(Value::as_str)
@@ -962,6 +980,7 @@ impl Portal {
                 sha.as_deref() == Some(a.sha256.as_str())
                     || hash.as_deref() == Some(a.sha256.as_str())
                     || hash.as_deref() == Some(a.hash.as_str())
+                    || file.as_deref() == Some(a.file)
             })
             .map(|a| {
                 let (oid, oname) = if a.built_in {
