@@ -492,4 +492,23 @@ mod tests {
         assert_eq!(rest, BASE);
         assert!(siem.is_none());
     }
+
+    #[test]
+    fn the_sink_gets_transport_format_header_and_tls_settings() {
+        let c = parse("transport = \"tls\"\naddress = \"siem:6514\"\nformat = \"json\"\nfacility = 13\nhostname = \"fwd01\"\n[siem.tls]\nca_file = \"/etc/ca.pem\"\nserver_name = \"siem.local\"\n").unwrap();
+        let s = c.sink_config();
+        assert_eq!(
+            (s.transport, s.format, s.facility),
+            (Transport::Tls, Format::Json, 13)
+        );
+        assert_eq!(s.address, "siem:6514");
+        assert_eq!(s.hostname.as_deref(), Some("fwd01"));
+        assert_eq!(s.app_name, "siem-forward");
+        assert_eq!(s.tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(s.tls.server_name.as_deref(), Some("siem.local"));
+        assert_eq!(
+            (s.cef_vendor.as_str(), s.cef_product.as_str()),
+            ("ThreatLocker", "Application Control")
+        );
+    }
 }

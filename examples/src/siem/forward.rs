@@ -434,7 +434,14 @@ impl Forwarder {
     ) -> Result<(), SiemError> {
         let name = source.as_str();
         let overlap = chrono::Duration::from_std(self.config.overlap).unwrap_or_default();
-        let sent = self.store.sent_since(name, from)?;
+        // Rows dated before the window (an API that did not filter, a zone-less time read
+        // differently) are checked against the ids remembered for their own time.
+        let since = items
+            .iter()
+            .filter_map(|(_, at)| *at)
+            .min()
+            .map_or(from, |m| m.min(from));
+        let sent = self.store.sent_since(name, since)?;
         let mut seen = std::collections::HashSet::with_capacity(items.len());
         let mut todo: Vec<usize> = (0..items.len())
             .filter(|&i| {

@@ -358,21 +358,37 @@ async fn udp_json_smoke_with_the_workflows_decisions() {
 }
 
 #[tokio::test]
-async fn udp_action_log_records_are_json_with_ids() {
+async fn udp_json_action_log_and_system_audit_each_once() {
     let server = portal(feed(5)).await;
+    // A system-audit entry without an id (the API can send null): keyed by a hash of its JSON.
+    Mock::given(method("POST"))
+        .and(path("/portalapi/SystemAudit/SystemAuditGetByParameters"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!([{
+            "systemAuditId": null,
+            "emailAddress": "tech@msp.example",
+            "action": "Modify",
+            "effectiveAction": "Permitted",
+            "ipAddress": "203.0.113.7",
+            "details": {"page": "Application Control Policies", "function": "PolicyInsert", "details": "Created policy Permit AnyDesk"},
+            "dateTime": "2026-05-14T11:45:00Z"
+        }])))
+        .mount(&server)
+        .await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let db = examples::state::scratch_path("siem-udp2");
     let mut config = siem_config(&socket.local_addr().unwrap().to_string(), Transport::Udp);
     config.format = Format::Json;
+    config.sources = vec![SourceKind::ActionLog, SourceKind::SystemAudit];
     let sink = Arc::new(SyslogSink::new(config.sink_config()).unwrap());
     let fwd = Forwarder::new(config, sink, SentStore::open(&db).unwrap())
         .with_client(client(&server), true)
         .with_clock(t0);
     let summary = fwd.run_once().await.unwrap();
-    assert_eq!(summary.total(), 5);
+    assert_eq!(summary.sent.get("action_log"), Some(&5));
+    assert_eq!(summary.sent.get("system_audit"), Some(&1));
     let mut buf = vec![0u8; 65536];
     let mut got = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
             .await
             .unwrap()
@@ -389,6 +405,54 @@ async fn udp_action_log_records_are_json_with_ids() {
         .expect("row 0");
     assert_eq!(blocked["signature"], "tl:execute:deny");
     assert!(blocked["severity"].as_u64().unwrap() >= 5, "{blocked}");
+    let portal_audit = got
+        .iter()
+        .find(|v| v["signature"] == "tl:portal:modify:permitted")
+        .expect("system audit");
+    assert_eq!(portal_audit["raw"]["emailAddress"], "tech@msp.example");
+    // The next pass overlaps: nothing is sent again, the id-less entry included.
+    let fwd = fwd.with_clock(|| t0() + chrono::Duration::minutes(1));
+    let again = fwd.run_once().await.unwrap();
+    assert_eq!(again.total(), 0, "{again:?}");
+    assert_eq!(
+        again.already_sent, 1,
+        "the system-audit entry is in the overlap"
+    );
+    let _ = std::fs::remove_file(&db);
+}
+
+#[tokio::test]
+async fn the_loop_passes_on_its_interval_and_stops_cleanly() {
+    let server = portal(feed(50)).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let received = Received::default();
+    let _l = listen(listener, received.clone());
+    let db = examples::state::scratch_path("siem-loop");
+    let config = siem_config(&addr, Transport::Tcp);
+    let sink = Arc::new(SyslogSink::new(config.sink_config()).unwrap());
+    let fwd = Forwarder::new(config, sink, SentStore::open(&db).unwrap())
+        .with_client(client(&server), true)
+        .with_clock(t0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        fwd.run(Duration::from_millis(50), async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    received.wait_for(50).await;
+    // Several intervals pass; nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let searches = server.received_requests().await.unwrap().len();
+    assert!(searches >= 3, "one search per pass: {searches}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.ids().len(), 50);
     let _ = std::fs::remove_file(&db);
 }
 
