@@ -158,7 +158,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let (code, out) = runtime.block_on(run(cli, &ProcessEnv, Utc::now()));
+    let now = Utc::now();
+    let now = now - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+    let (code, out) = runtime.block_on(run(cli, &ProcessEnv, now));
     if !out.is_empty() {
         let mut stdout = std::io::stdout().lock();
         if stdout

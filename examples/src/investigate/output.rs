@@ -77,6 +77,10 @@ pub trait Render: Serialize {
     fn summary(&self) -> Vec<String>;
     /// The report as rows (CSV, and the terminal table).
     fn rows(&self) -> Rows;
+    /// Longest cell shown in the terminal table, in characters (longer ones end in `…`).
+    fn max_cell_width(&self) -> usize {
+        60
+    }
 }
 
 /// Renders `report` in `format`, ending with a newline.
@@ -100,7 +104,7 @@ pub fn render<R: Render>(report: &R, format: Format) -> String {
                 out.push_str("(no rows)\n");
             } else {
                 out.push('\n');
-                out.push_str(&to_table(&rows, 60));
+                out.push_str(&to_table(&rows, report.max_cell_width()));
             }
             out
         }

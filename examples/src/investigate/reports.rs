@@ -1113,6 +1113,10 @@ pub struct ShowReport {
 }
 
 impl Render for ShowReport {
+    fn max_cell_width(&self) -> usize {
+        1000
+    }
+
     fn summary(&self) -> Vec<String> {
         let mut v = vec![format!(
             "Action {} — {}",
