@@ -1154,3 +1154,61 @@ impl Render for ShowReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(v: serde_json::Value) -> ActionLogRow {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn parent_chains_read_every_known_shape() {
+        let cases: &[(serde_json::Value, &[&str])] = &[
+            // An array of objects under a "parent" key, then the row's own fields.
+            (
+                json!({"parentProcesses": [{"processPath": "c:\\a.exe"}, {"fullPath": "c:\\b.exe"}], "processPath": "c:\\a.exe", "createdByProcess": "c:\\c.exe"}),
+                &["c:\\a.exe", "c:\\b.exe", "c:\\c.exe"],
+            ),
+            // An array of strings.
+            (
+                json!({"allParents": ["x.exe", "  ", "unknown", "y.exe"]}),
+                &["x.exe", "y.exe"],
+            ),
+            // No chain: the row's own process fields, de-duplicated case-insensitively.
+            (
+                json!({"processPath": "C:\\P.exe", "parentProcessName": "c:\\p.exe", "actionLogCreatedByProcesses": [{"createdByProcess": "q.exe", "count": 2}]}),
+                &["C:\\P.exe", "q.exe"],
+            ),
+            (json!({}), &[]),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parent_chain(&row(v.clone())), *want, "{v}");
+        }
+    }
+
+    #[test]
+    fn show_ids_must_be_the_string_id() {
+        assert!(check_show_id("6f1c2d3e-4b5a-4c7d-9e8f-0a1b2c3d4e5f").is_ok());
+        let e = check_show_id("81234567890").unwrap_err().to_string();
+        assert!(e.contains("eActionLogId") && e.contains("numeric"), "{e}");
+        assert!(check_show_id("").is_err());
+    }
+
+    #[test]
+    fn outcome_labels_follow_the_design() {
+        let cases = [
+            (json!({"actionId": 2}), "Blocked"),
+            (json!({"actionId": 3, "isMonitorMode": false}), "Blocked"),
+            (json!({"actionId": 2, "isMonitorMode": true}), "Audit only"),
+            (json!({"actionId": 1}), "Permitted"),
+            (json!({"actionId": 6}), "Ringfenced"),
+            (json!({"actionId": 5}), "Other"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(outcome_label(&row(v.clone())), want, "{v}");
+        }
+    }
+}
