@@ -129,21 +129,53 @@ pub fn parent_chain(detail: &ActionLogRow) -> Vec<String> {
     chain
 }
 
+/// Splits a period into query windows: a day each, or a sixteenth of the period when that is
+/// longer. Long pulls stay under the client's page cap per query, and a 7-day hunt is 7 queries.
+pub fn query_windows(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let size = ((to - from) / 16).max(Duration::days(1));
+    let mut out = Vec::new();
+    let mut a = from;
+    while a < to {
+        let b = (a + size).min(to);
+        out.push((a, b));
+        a = b;
+    }
+    if out.is_empty() {
+        out.push((from, to));
+    }
+    out
+}
+
+/// Reads the action log over `[from, to]` window by window (see [`query_windows`]), keeping
+/// the rows `keep` accepts, each once (windows share their boundary instant).
 async fn collect_rows(
-    search: threatlocker_api::AuditSearch,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    search: impl Fn(DateTime<Utc>, DateTime<Utc>) -> threatlocker_api::AuditSearch,
     progress: &Progress,
     label: &str,
     mut keep: impl FnMut(&ActionLogRow) -> bool,
 ) -> Result<(Vec<ActionLogRow>, u64), InvestigateError> {
-    let mut stream = std::pin::pin!(search.stream());
     let mut rows = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut scanned = 0u64;
-    while let Some(row) = stream.next().await {
-        let row = row.map_err(api("searching the action log"))?;
-        scanned += 1;
-        progress.update(label, scanned);
-        if keep(&row) {
-            rows.push(row);
+    for (a, b) in query_windows(from, to) {
+        let mut stream = std::pin::pin!(search(a, b).stream());
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(api("searching the action log"))?;
+            if let Some(k) = row.dedupe_key() {
+                if !seen.insert(k) {
+                    continue;
+                }
+            }
+            scanned += 1;
+            progress.update(label, scanned);
+            if keep(&row) {
+                rows.push(row);
+            }
         }
     }
     Ok((rows, scanned))
@@ -192,7 +224,9 @@ impl Investigator {
         }
         let (from, to) = (at - window, at + window);
         let (rows, scanned) = collect_rows(
-            self.search(from, to).hostname(host),
+            from,
+            to,
+            |a, b| self.search(a, b).hostname(host),
             &self.progress,
             "action log rows",
             |_| true,
@@ -293,7 +327,7 @@ impl Investigator {
         now: DateTime<Utc>,
         max_history: usize,
     ) -> Result<FileReport, InvestigateError> {
-        let mut search = self.search(since, now);
+        let mut path_filter = None;
         let hash = match &query {
             FileQuery::Hash(h) => {
                 let h = h.trim();
@@ -308,13 +342,19 @@ impl Investigator {
                 if p.trim().is_empty() {
                     return Err(InvestigateError::Usage("--path must not be empty".into()));
                 }
-                search = search.full_path(p.trim());
+                path_filter = Some(p.trim().to_owned());
                 None
             }
         };
         // The API has no hash filter: scan the period, keep only matching rows (memory holds
         // matches, not the period).
+        let search = |a, b| match &path_filter {
+            Some(p) => self.search(a, b).full_path(p.clone()),
+            None => self.search(a, b),
+        };
         let (rows, scanned) = collect_rows(
+            since,
+            now,
             search,
             &self.progress,
             "action log rows scanned",
@@ -413,7 +453,9 @@ impl Investigator {
             ));
         }
         let (rows, _) = collect_rows(
-            self.search(since, now).enforcement(Enforcement::Enforced),
+            since,
+            now,
+            |a, b| self.search(a, b).enforcement(Enforcement::Enforced),
             &self.progress,
             "blocks",
             |_| true,
@@ -472,8 +514,9 @@ impl Investigator {
         now: DateTime<Utc>,
     ) -> Result<BypassReport, InvestigateError> {
         let (rows, _) = collect_rows(
-            self.search(since, now)
-                .enforcement(Enforcement::MonitorOnly),
+            since,
+            now,
+            |a, b| self.search(a, b).enforcement(Enforcement::MonitorOnly),
             &self.progress,
             "audit-only rows",
             |r| r.is_audit_only(),
@@ -1187,6 +1230,23 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(parent_chain(&row(v.clone())), *want, "{v}");
         }
+    }
+
+    #[test]
+    fn query_windows_cover_the_period_in_days_or_sixteenths() {
+        use chrono::TimeZone;
+        let t = Utc.with_ymd_and_hms(2026, 5, 14, 0, 0, 0).unwrap();
+        let w = query_windows(t, t + Duration::days(7));
+        assert_eq!(w.len(), 7);
+        assert_eq!(w[0], (t, t + Duration::days(1)));
+        assert_eq!(w[6].1, t + Duration::days(7));
+        assert!(w.windows(2).all(|p| p[0].1 == p[1].0));
+        assert_eq!(
+            query_windows(t, t + Duration::hours(2)),
+            vec![(t, t + Duration::hours(2))]
+        );
+        assert_eq!(query_windows(t, t + Duration::days(160)).len(), 16);
+        assert_eq!(query_windows(t, t), vec![(t, t)]);
     }
 
     #[test]

@@ -389,7 +389,7 @@ pub fn config_file(base_url: &str, extra: &str) -> (PathBuf, PathBuf) {
     std::fs::write(
         &file,
         format!(
-            "[threatlocker]\nbase_url = \"{base_url}\"\napi_key_env = \"{API_KEY_ENV}\"\n\n[org_variables]\nthreatlocker_block_alert_threshold = 3\n{extra}"
+            "[threatlocker]\nbase_url = \"{base_url}\"\napi_key_env = \"{API_KEY_ENV}\"\nmax_requests_per_second = 1000.0\n\n[org_variables]\nthreatlocker_block_alert_threshold = 3\n{extra}"
         ),
     )
     .expect("config");
