@@ -183,9 +183,7 @@ fn load(path: &Path) -> Result<Config, u8> {
 fn setup_error(e: &WorkflowError) -> u8 {
     eprintln!("error: {e}");
     match e {
-        WorkflowError::Config(_) | WorkflowError::Engine(_) | WorkflowError::Connector { .. } => {
-            EXIT_USAGE
-        }
+        WorkflowError::Config(_) | WorkflowError::Connector { .. } => EXIT_USAGE,
         _ => EXIT_RUN_FAILED,
     }
 }

@@ -239,9 +239,6 @@ pub enum WorkflowError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The engine refused its configuration.
-    #[error("policy engine configuration: {0}")]
-    Engine(String),
     /// A connector could not be built.
     #[error("{what}: {message}")]
     Connector {
@@ -666,17 +663,14 @@ impl Run<'_> {
 
         // 7. Apply policy changes.
         for (org, ids) in permitted {
-            self.deploy(&org, &ids).await?;
+            if self.dry_run {
+                self.plan_deploy(&org, &ids);
+            } else {
+                self.deploy(&org, &ids).await?;
+            }
         }
         if !self.dry_run {
             self.leftover_deploys().await?;
-        }
-        if self.dry_run {
-            self.outcomes.policy_changes_applied = decisions
-                .policy_changes
-                .iter()
-                .map(|c| c.request_id.clone())
-                .collect();
         }
         self.next("apply policy changes", "notify")?;
 
@@ -723,18 +717,22 @@ impl Run<'_> {
         }
         if self.dry_run {
             match client.approvals().plan_permit(&id, &opts).await {
-                Ok(plan) => self.planned.push(PlannedWrite {
-                    target: "threatlocker".into(),
-                    kind: IntentKind::Permit,
-                    key,
-                    description: format!(
-                        "permit {} ({}) for {}",
-                        change.application,
-                        id,
-                        change.scope.as_str()
-                    ),
-                    requests: plan.requests,
-                }),
+                Ok(plan) => {
+                    // Counted as applied (planned) and deployed below, as a real run would.
+                    self.permitted(change, permitted);
+                    self.planned.push(PlannedWrite {
+                        target: "threatlocker".into(),
+                        kind: IntentKind::Permit,
+                        key,
+                        description: format!(
+                            "permit {} ({}) for {}",
+                            change.application,
+                            id,
+                            change.scope.as_str()
+                        ),
+                        requests: plan.requests,
+                    });
+                }
                 Err(e) => {
                     warn!(request = %id, error = %e, "planning the permit failed");
                     self.outcomes
@@ -854,6 +852,29 @@ impl Run<'_> {
             self.outcomes
                 .policy_changes_applied
                 .insert(change.request_id.clone());
+        }
+    }
+
+    /// The dry-run view of [`Run::deploy`].
+    fn plan_deploy(&mut self, org: &OrganizationId, ids: &[String]) {
+        for id in ids {
+            self.outcomes
+                .policy_changes_applied
+                .insert(threatlocker_api::ApprovalRequestId::from(id.as_str()));
+        }
+        match threatlocker_api::prepare_policy_deploy(org) {
+            Ok(req) => self.planned.push(PlannedWrite {
+                target: "threatlocker".into(),
+                kind: IntentKind::PolicyDeploy,
+                key: format!("deploy:{org}"),
+                description: format!(
+                    "deploy policies to organization {org} ({} permit{})",
+                    ids.len(),
+                    if ids.len() == 1 { "" } else { "s" }
+                ),
+                requests: vec![req],
+            }),
+            Err(e) => self.error(format!("planning the deploy to {org}: {e}")),
         }
     }
 

@@ -71,6 +71,19 @@ async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
         );
         assert!(p.requests[1].body.as_ref().unwrap()["approvalRequest"]["json"].is_string());
     }
+    let deploys: Vec<_> = out
+        .planned_writes
+        .iter()
+        .filter(|w| w.kind == IntentKind::PolicyDeploy)
+        .collect();
+    assert_eq!(
+        deploys.len(),
+        2,
+        "one deploy per organization with a permit"
+    );
+    assert!(deploys
+        .iter()
+        .all(|d| d.requests[0].path == "/portalapi/DeployPolicyQueue/DeployPolicies"));
     let tickets = out
         .planned_writes
         .iter()
