@@ -1,0 +1,177 @@
+//! `siem-forward`: argument parsing and the pass loop. The binary only calls [`main`].
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use policy_engine::{Engine, EngineConfig};
+use psa_connectors::syslog::SyslogSink;
+
+use super::config::{load, SeverityMode, SourceKind};
+use super::forward::{Forwarder, SiemError};
+use super::store::SentStore;
+use crate::config::{Env, ProcessEnv};
+use crate::state::StateStore;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a pass failed (receiver or API unavailable after retries, state file error).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+const LONG_ABOUT: &str = "\
+Forwards ThreatLocker's action log (and, per [siem] sources, the portal's system audit and the \
+monitoring workflow's own decisions) to a syslog receiver over UDP, TCP (octet counting) or TLS, \
+as CEF or JSON. Each record is sent once: a checkpoint and the ids sent are kept in the state \
+file and move only after the receiver accepted a batch; overlapping windows are de-duplicated by \
+id; a receiver that goes away is retried with backoff.
+
+Configure it in the [siem] section of the threatlocker-monitor configuration file (see \
+examples/README.md): transport, address, format, sources, batch_size, overlap, tls.ca_file, \
+tls.server_name.
+
+Without --once it polls every --interval until Ctrl-C (the batch in flight is either recorded \
+or resent later, never lost). Exit codes: 0 success, 1 a pass failed, 2 bad usage or \
+configuration.";
+
+/// Command line of `siem-forward`.
+#[derive(Debug, Parser)]
+#[command(name = "siem-forward", version, about = "Forward ThreatLocker events to a SIEM over syslog, each once", long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// The configuration file (TOML, shared with threatlocker-monitor; needs a [siem] section).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// One pass, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Time between pass starts (e.g. 30s, 1m, 5m).
+    #[arg(long, default_value = "1m", value_parser = parse_interval)]
+    pub interval: Duration,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 1m)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping (Ctrl-C)");
+    };
+    ExitCode::from(runtime.block_on(run(&cli, &ProcessEnv, shutdown)))
+}
+
+/// Builds the forwarder from the configuration file (errors are usage errors, exit 2).
+pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
+    let (config, siem) = load(path).map_err(|e| e.to_string())?;
+    let siem = siem.ok_or_else(|| {
+        format!(
+            "{}: key `siem`: missing; add a [siem] section with at least transport and address",
+            path.display()
+        )
+    })?;
+    let sink = SyslogSink::new(siem.sink_config()).map_err(|e| format!("key `siem`: {e}"))?;
+    let state_path = config.state_path();
+    let store = SentStore::open(&state_path).map_err(|e| e.to_string())?;
+    let needs_client = siem
+        .sources
+        .iter()
+        .any(|s| matches!(s, SourceKind::ActionLog | SourceKind::SystemAudit));
+    let engine = if siem.severity == SeverityMode::Engine {
+        let ec: EngineConfig = config.engine_section().map_err(|e| e.to_string())?;
+        Some(Engine::new(ec).map_err(|e| format!("engine configuration: {e}"))?)
+    } else {
+        None
+    };
+    let decisions = siem.sources.contains(&SourceKind::Decisions);
+    let mut fwd = Forwarder::new(siem, Arc::new(sink), store);
+    if needs_client {
+        let client = config.threatlocker_client(env).map_err(|e| e.to_string())?;
+        fwd = fwd.with_client(client, config.threatlocker().include_child_organizations);
+    }
+    if decisions {
+        fwd = fwd.with_state(StateStore::open(&state_path).map_err(|e| e.to_string())?);
+    }
+    if let Some(engine) = engine {
+        fwd = fwd.with_engine(engine);
+    }
+    Ok(fwd)
+}
+
+/// Runs the command line until done or `shutdown`; returns the exit code.
+pub async fn run(cli: &Cli, env: &dyn Env, shutdown: impl std::future::Future<Output = ()>) -> u8 {
+    let fwd = match build(&cli.config, env) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if cli.once {
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => EXIT_OK,
+            r = fwd.run_once() => match r {
+                Ok(summary) => {
+                    match serde_json::to_string(&summary) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                    EXIT_OK
+                }
+                Err(e) => report(&e),
+            }
+        }
+    } else {
+        match fwd
+            .with_max_attempts(None)
+            .run(cli.interval, shutdown)
+            .await
+        {
+            Ok(()) => EXIT_OK,
+            Err(e) => report(&e),
+        }
+    }
+}
+
+fn report(e: &SiemError) -> u8 {
+    eprintln!("error: {e}");
+    EXIT_FAILED
+}
