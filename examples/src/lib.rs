@@ -1,1 +1,19 @@
-//! placeholder
+//! # examples — the application layer
+//!
+//! The monitoring workflow an MSP runs every 30–60 minutes, built from the three library
+//! crates: the `threatlocker-api` client reads the action log and approval requests across every
+//! child organization, the `policy-engine` decides, and `psa-connectors` opens tickets and sends
+//! notifications. This crate maps between them, keeps the state that makes side effects
+//! exactly-once (an embedded SQLite file), and hosts the simulators `demo`, the tests and the
+//! benchmark run against.
+//!
+//! What it is not: a library for other programs to build on (use the three crates directly), or
+//! a place for decisions (they live in the pure engine, so they can be tested by table).
+//!
+//! Shape: [`config`] parses the TOML file shared by every binary; [`state`] is the SQLite store;
+//! [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA. The
+//! binaries in `src/bin/` only parse arguments and call into this library.
+
+pub mod config;
+pub mod sim;
+pub mod state;
