@@ -15,5 +15,6 @@
 //! binaries in `src/bin/` only parse arguments and call into this library.
 
 pub mod config;
+pub mod report;
 pub mod sim;
 pub mod state;
