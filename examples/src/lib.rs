@@ -14,7 +14,15 @@
 //! [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA. The
 //! binaries in `src/bin/` only parse arguments and call into this library.
 
+pub mod cli;
 pub mod config;
-pub mod report;
+pub mod connect;
+pub mod demo;
+pub mod doctor;
+pub mod mapping;
 pub mod sim;
 pub mod state;
+pub mod workflow;
+
+// Daily report and event-driven runs (issue 8).
+pub mod report;

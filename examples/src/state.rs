@@ -15,8 +15,12 @@
 //! The store also keeps a generic checkpoint table (`name → value`) for feeds such as
 //! `siem-forward`.
 //!
-//! The database runs in WAL mode with `synchronous = FULL`, so a committed intent survives a
-//! killed process; several processes may share the file (a busy timeout serialises writers).
+//! The database runs in WAL mode with `synchronous = NORMAL`: a committed intent survives a
+//! killed process (the WAL is in the operating system's cache before the call returns). A power
+//! cut may lose the last few commits; that is safe too, because nothing relies on the store
+//! alone: a new or unfinished intent is always reconciled against the remote system (the PSA is
+//! searched by external reference before a ticket is created; a permit reads the request's
+//! status first). Several processes may share the file (a busy timeout serialises writers).
 //! The schema is versioned with `PRAGMA user_version` and migrated forward on open.
 
 use std::fmt;

@@ -92,6 +92,7 @@ struct Mutable {
     deploys: Vec<String>,
     faults: Vec<Fault>,
     counts: BTreeMap<String, u64>,
+    spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -113,6 +114,8 @@ pub struct PortalStats {
     pub total: u64,
     /// Seconds between the first and the last request.
     pub span_seconds: f64,
+    /// Seconds between the first and the last request, per route.
+    pub per_route_span_seconds: BTreeMap<String, f64>,
 }
 
 /// A running simulated Portal API.
@@ -221,6 +224,11 @@ impl PortalSim {
                 (Some(a), Some(b)) => (b - a).as_secs_f64(),
                 _ => 0.0,
             },
+            per_route_span_seconds: s
+                .spans
+                .iter()
+                .map(|(k, (a, b))| (k.clone(), (*b - *a).as_secs_f64()))
+                .collect(),
         }
     }
 
@@ -329,6 +337,10 @@ impl Portal {
             s.first.get_or_insert(now);
             s.last = Some(now);
             *s.counts.entry(route.clone()).or_default() += 1;
+            s.spans
+                .entry(route.clone())
+                .and_modify(|span| span.1 = now)
+                .or_insert((now, now));
             let page = body.get("pageNumber").and_then(Value::as_u64);
             let lower = route.to_ascii_lowercase();
             if let Some(f) = s.faults.iter_mut().find(|f| {

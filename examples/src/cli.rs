@@ -1,0 +1,352 @@
+//! `threatlocker-monitor`: argument parsing and the four commands. The binary only calls
+//! [`main`]; everything it does is here so tests can drive it.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Env, ProcessEnv};
+use crate::workflow::{RunOptions, RunOutput, Workflow, WorkflowError};
+
+/// Exit code: the run succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the run failed (the report is still printed, with `"success": false`).
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+const LONG_ABOUT: &str = "\
+Automates ThreatLocker approval-and-block triage for an MSP: every run reads the action log and \
+the pending approval requests of every client organization, auto-approves what your rules call \
+safe, finds repeat blocks and suspicious patterns, opens one PSA ticket per incident (never twice, \
+even across crashes), applies the approved policy changes, notifies your team and prints a JSON \
+report.
+
+Start with `threatlocker-monitor demo`: it needs no account and shows a full run against a \
+simulated ThreatLocker and ConnectWise PSA. Then write a configuration file (see \
+examples/config.example.toml), check it with `doctor`, try `run --dry-run`, and schedule `run` \
+every 30-60 minutes (or use `watch`).
+
+Exit codes: 0 success, 1 the run failed (the report is still printed with \"success\": false), \
+2 bad usage or configuration.";
+
+/// Command-line interface of `threatlocker-monitor`.
+#[derive(Debug, Parser)]
+#[command(name = "threatlocker-monitor", version, about = "ThreatLocker approval and block monitoring for MSPs", long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the real workflow twice against a simulated ThreatLocker Portal API and a simulated
+    /// ConnectWise PSA on loopback. Needs no account and no configuration.
+    ///
+    /// Shows what a run does (events, approvals auto-approved or sent to review, detections,
+    /// tickets), the JSON report, the tickets the PSA received, and that the second run (which
+    /// overlaps the first, as scheduled runs do) opens no ticket twice.
+    Demo {
+        /// Print only the first run's report JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the workflow once and print the JSON report.
+    ///
+    /// The report goes to stdout (or --output), logs to stderr (filter with RUST_LOG, e.g.
+    /// RUST_LOG=debug). Exit 0 on success, 1 when any step failed (the report is still printed,
+    /// with "success": false and the errors), 2 for bad usage or configuration.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Perform no write anywhere (ThreatLocker, PSA, notifications, state file); list the
+        /// writes that would be sent under "planned_writes".
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the report to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Run the workflow on a schedule until stopped.
+    ///
+    /// A failed run is logged and retried at the next tick. Ctrl-C finishes the step in
+    /// progress (no side effect is left half-recorded) and exits; a second Ctrl-C exits at once.
+    Watch {
+        /// The configuration file (TOML).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Time between run starts (e.g. 30m, 1h).
+        #[arg(long, default_value = "30m", value_parser = parse_interval)]
+        interval: Duration,
+        /// Dry runs only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the configuration, the ThreatLocker key and each permission the workflow needs,
+    /// the PSA and the notifiers; print a checklist with the fix for each failure.
+    Doctor {
+        /// The configuration file (TOML).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30m, 1h)"))?;
+    if d < Duration::from_secs(10) {
+        return Err("the interval must be at least 10s".into());
+    }
+    Ok(d)
+}
+
+/// Entry point of the binary: parses arguments (usage errors exit 2), sets up logging on
+/// stderr and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let default_level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command, &ProcessEnv));
+    ExitCode::from(code)
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs one command; returns the exit code.
+pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
+    match command {
+        Command::Demo { json } => crate::demo::run(json).await,
+        Command::Run {
+            config,
+            dry_run,
+            output,
+        } => run_once(&config, dry_run, output.as_deref(), env).await,
+        Command::Watch {
+            config,
+            interval,
+            dry_run,
+        } => watch(&config, interval, dry_run, env).await,
+        Command::Doctor { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::doctor::run(&config, env).await
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config, u8> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })
+}
+
+fn setup_error(e: &WorkflowError) -> u8 {
+    eprintln!("error: {e}");
+    match e {
+        WorkflowError::Config(_) | WorkflowError::Engine(_) | WorkflowError::Connector { .. } => {
+            EXIT_USAGE
+        }
+        _ => EXIT_RUN_FAILED,
+    }
+}
+
+async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn Env) -> u8 {
+    let mut config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if dry_run {
+        config.workflow_mut().dry_run = true;
+    }
+    let workflow = match build(&config, env) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let (json, code) = match workflow.run(RunOptions::new()).await {
+        Ok(out) => {
+            let code = if out.report.success {
+                EXIT_OK
+            } else {
+                EXIT_RUN_FAILED
+            };
+            (out.report_json(), code)
+        }
+        Err(e) => {
+            error!("run failed: {e}");
+            (failed_report(&e.to_string()), EXIT_RUN_FAILED)
+        }
+    };
+    let text = match serde_json::to_string_pretty(&json) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot serialize the report: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    match output {
+        Some(file) => {
+            if let Err(e) = std::fs::write(file, format!("{text}\n")) {
+                eprintln!("error: cannot write {}: {e}", file.display());
+                return EXIT_RUN_FAILED;
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        }
+    }
+    code
+}
+
+fn build(config: &Config, env: &dyn Env) -> Result<Workflow, u8> {
+    // With `dry_run` the state file is only read: a dry run writes nothing anywhere.
+    Workflow::from_config(config, env).map_err(|e| setup_error(&e))
+}
+
+/// The report shape with `success: false` and the error, for a run that could not produce one.
+pub fn failed_report(message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "success": false,
+        "monitoring_summary": {
+            "total_events": 0, "approval_requests": 0, "blocked_applications": 0,
+            "security_alerts": 0, "policy_changes": 0
+        },
+        "approval_requests": [],
+        "security_events": [],
+        "blocked_summary": {"unique_applications_blocked": 0, "repeat_blocks": 0, "tickets_created": 0},
+        "auto_approvals_processed": 0,
+        "manual_review_required": 0,
+        "errors": [message],
+    })
+}
+
+async fn watch(path: &Path, interval: Duration, dry_run: bool, env: &dyn Env) -> u8 {
+    let mut config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if dry_run {
+        config.workflow_mut().dry_run = true;
+    }
+    let workflow = match build(&config, env) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                warn!("stopping: finishing the step in progress (Ctrl-C again to exit now)");
+                stop.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+    info!(interval = %humantime::format_duration(interval), "watching");
+    loop {
+        let started = tokio::time::Instant::now();
+        match workflow
+            .run(RunOptions::new().stop_flag(Arc::clone(&stop)))
+            .await
+        {
+            Ok(out) => log_run(&out),
+            Err(WorkflowError::Interrupted { next_step }) => {
+                info!(next_step, "stopped cleanly");
+                return EXIT_OK;
+            }
+            Err(e) => error!("run failed, retrying at the next tick: {e}"),
+        }
+        if stop.load(Ordering::SeqCst) {
+            return EXIT_OK;
+        }
+        let deadline = started + interval;
+        while tokio::time::Instant::now() < deadline {
+            if stop.load(Ordering::SeqCst) {
+                return EXIT_OK;
+            }
+            tokio::time::sleep(
+                Duration::from_millis(250).min(deadline - tokio::time::Instant::now()),
+            )
+            .await;
+        }
+    }
+}
+
+fn log_run(out: &RunOutput) {
+    let s = &out.report.monitoring_summary;
+    if out.report.success {
+        info!(
+            events = s.total_events,
+            approvals = s.approval_requests,
+            blocks = s.blocked_applications,
+            alerts = s.security_alerts,
+            policy_changes = s.policy_changes,
+            tickets_created = out.report.blocked_summary.tickets_created,
+            "run succeeded"
+        );
+    } else {
+        error!(errors = ?out.report.errors, "run finished with errors; retrying at the next tick");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn intervals_parse_and_are_bounded() {
+        assert_eq!(parse_interval("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_interval("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_interval("1s").is_err());
+        assert!(parse_interval("soon").is_err());
+    }
+}

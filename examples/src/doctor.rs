@@ -1,0 +1,362 @@
+//! `threatlocker-monitor doctor`: checks the instance, the key, each permission the workflow
+//! needs (one cheap call per permission), the PSA, the notifiers and the state file, and prints
+//! a checklist with the fix for each failure.
+
+use std::fmt;
+
+use chrono::{Duration, Utc};
+use threatlocker_api::{ApplicationChoice, ApprovalStatus, Client, PermitOptions};
+
+use crate::config::{Config, Env};
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Passed, with a detail.
+    Ok(String),
+    /// Failed: what happened and how to fix it.
+    Failed {
+        /// What happened.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// Not checked, and why.
+    Skipped(String),
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// How it went.
+    pub status: Status,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.status {
+            Status::Ok(d) => write!(f, "[ ok ] {}: {d}", self.name),
+            Status::Skipped(d) => write!(f, "[skip] {}: {d}", self.name),
+            Status::Failed { problem, fix } => {
+                write!(f, "[FAIL] {}: {problem}\n       fix: {fix}", self.name)
+            }
+        }
+    }
+}
+
+fn ok(name: &str, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.to_owned(),
+        status: Status::Ok(detail.into()),
+    }
+}
+
+fn failed(name: &str, problem: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name: name.to_owned(),
+        status: Status::Failed {
+            problem: problem.into(),
+            fix: fix.into(),
+        },
+    }
+}
+
+fn permission_fix(permission: &str, e: &threatlocker_api::Error) -> String {
+    if let threatlocker_api::Error::Transport { .. } = e {
+        return "check the network path to the Portal API (proxy, firewall, DNS) and the base URL"
+            .into();
+    }
+    match e.status() {
+        Some(401) | Some(403) => format!(
+            "give the API user the \"{permission}\" permission (Portal > Administrators/API Users > the user's role), for every organization it must read"
+        ),
+        Some(440) => "the key belongs to another instance: set threatlocker.instance to the letter in the portal's Help menu".into(),
+        Some(s) if s >= 500 => "ThreatLocker answered with a server error; try again, and report the LoggerId to ThreatLocker support if it persists".into(),
+        Some(_) => format!("check that the API user has \"{permission}\""),
+        None => "see the error above; this is not a permission problem".into(),
+    }
+}
+
+/// Runs every check against a configuration.
+pub async fn checks(config: &Config, env: &dyn Env) -> Vec<Check> {
+    let mut out = vec![ok(
+        "configuration",
+        format!(
+            "valid; Portal API {}, PSA {}, state file {}",
+            config.threatlocker().endpoint,
+            config.psa().kind(),
+            config.state_path().display()
+        ),
+    )];
+
+    let client = match config.threatlocker_client(env) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(failed(
+                "API key",
+                e.to_string(),
+                format!(
+                    "export {}=<the API user's token> (Portal > API Users > Generate API Token)",
+                    config.threatlocker().api_key_env
+                ),
+            ));
+            return out;
+        }
+    };
+    out.push(ok(
+        "API key",
+        format!("read from ${}", config.threatlocker().api_key_env),
+    ));
+
+    // Instance and key: the cheapest authenticated call.
+    match client.approvals().count(true).await {
+        Ok(n) => out.push(ok(
+            "instance and key",
+            format!("accepted ({n} pending approval requests)"),
+        )),
+        Err(e) => {
+            let fix = match e.status() {
+                Some(401) => "the key is wrong or expired (keys expire after a period of inactivity): generate a new token for the API user".to_owned(),
+                Some(440) | Some(403) => "the key was refused: it belongs to another instance (set threatlocker.instance to the letter in the portal's Help menu) or was revoked".to_owned(),
+                _ => permission_fix("View Approvals", &e),
+            };
+            out.push(failed("instance and key", e.to_string(), fix));
+            // Nothing else can work.
+            return out;
+        }
+    }
+
+    out.extend(permission_checks(&client, config).await);
+    out.extend(connector_checks(config, env).await);
+
+    let state = config.state_path();
+    let dir = state
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    match std::fs::metadata(&dir) {
+        Ok(m) if !m.permissions().readonly() => out.push(ok(
+            "state file",
+            format!("{} (directory writable)", state.display()),
+        )),
+        Ok(_) => out.push(failed(
+            "state file",
+            format!("{} is read-only", dir.display()),
+            "set [state] path to a writable location",
+        )),
+        Err(e) => out.push(failed(
+            "state file",
+            format!("{}: {e}", dir.display()),
+            "create the directory or set [state] path",
+        )),
+    }
+    out
+}
+
+async fn permission_checks(client: &Client, config: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    let children = config.threatlocker().include_child_organizations;
+    let now = Utc::now();
+
+    match client
+        .organizations()
+        .children()
+        .include_all_children(true)
+        .page_size(1)
+        .send()
+        .await
+    {
+        Ok(p) => out.push(ok(
+            "View Organization",
+            format!(
+                "child organizations readable ({} on the first page)",
+                p.items.len()
+            ),
+        )),
+        Err(e) => out.push(failed(
+            "View Organization",
+            e.to_string(),
+            permission_fix("View Organizations", &e),
+        )),
+    }
+    match client
+        .computers()
+        .list()
+        .child_organizations(children)
+        .page_size(1)
+        .send()
+        .await
+    {
+        Ok(_) => out.push(ok("Computers", "computer list readable")),
+        Err(e) => out.push(failed(
+            "Computers",
+            e.to_string(),
+            permission_fix("View Computers", &e),
+        )),
+    }
+    match client
+        .approvals()
+        .search(ApprovalStatus::Pending)
+        .child_organizations(children)
+        .page_size(1)
+        .send()
+        .await
+    {
+        Ok(_) => out.push(ok("Approvals", "pending approval requests readable")),
+        Err(e) => out.push(failed(
+            "Approvals",
+            e.to_string(),
+            permission_fix("View Approvals", &e),
+        )),
+    }
+    match client
+        .audit()
+        .search(now - Duration::hours(1), now)
+        .child_organizations(children)
+        .page_size(1)
+        .send()
+        .await
+    {
+        Ok(_) => out.push(ok("Unified Audit", "action log readable")),
+        Err(e) => out.push(failed(
+            "Unified Audit",
+            e.to_string(),
+            permission_fix("View Unified Audit", &e),
+        )),
+    }
+    match client.policies().list().page_size(1).send().await {
+        Ok(_) => out.push(ok("Policies", "application control policies readable")),
+        Err(e) => out.push(failed(
+            "Policies",
+            e.to_string(),
+            permission_fix("View Application Control Policies", &e),
+        )),
+    }
+    match client
+        .system_audit()
+        .search(now - Duration::hours(1), now)
+        .child_organizations(children)
+        .page_size(1)
+        .send()
+        .await
+    {
+        Ok(_) => out.push(ok("System Audit", "system audit readable")),
+        Err(e) => out.push(failed(
+            "System Audit",
+            e.to_string(),
+            permission_fix("View System Audit", &e),
+        )),
+    }
+
+    if !config.workflow().process_approvals {
+        out.push(Check {
+            name: "Approve".into(),
+            status: Status::Skipped("workflow.process_approvals is false".into()),
+        });
+        return out;
+    }
+    // The approve permissions are checked by planning a permit of a pending request: the
+    // permit DTO and matching-list reads need them; nothing is written.
+    let first = client
+        .approvals()
+        .search(ApprovalStatus::Pending)
+        .child_organizations(children)
+        .page_size(1)
+        .send()
+        .await
+        .ok()
+        .and_then(|p| p.items.into_iter().next())
+        .and_then(|r| r.approval_request_id);
+    match first {
+        None => out.push(Check {
+            name: "Approve".into(),
+            status: Status::Skipped("no pending approval request to check the approve permissions with".into()),
+        }),
+        // A new application for the file: valid for any request, and nothing is written.
+        Some(id) => match client
+            .approvals()
+            .plan_permit(
+                &id,
+                &PermitOptions::new().application(ApplicationChoice::New(
+                    "threatlocker-monitor doctor check".into(),
+                )),
+            )
+            .await
+        {
+            Ok(_) => out.push(ok("Approve", "a permit can be prepared (permit DTO and matching list readable)")),
+            Err(e) => out.push(failed(
+                "Approve",
+                e.to_string(),
+                permission_fix("Approve for Single Computer / Approve for Group / Approve for Entire Organization", &e),
+            )),
+        },
+    }
+    out
+}
+
+async fn connector_checks(config: &Config, env: &dyn Env) -> Vec<Check> {
+    let mut out = Vec::new();
+    match crate::connect::ticket_sink(config, env) {
+        Ok(None) => out.push(Check {
+            name: "PSA".into(),
+            status: Status::Skipped("[psa] kind = \"none\": tickets are reported, not opened".into()),
+        }),
+        Ok(Some(sink)) => match sink.check().await {
+            Ok(()) => out.push(ok("PSA", format!("{} reachable, credentials accepted", sink.name()))),
+            Err(e) => out.push(failed(
+                "PSA",
+                e.to_string(),
+                "check [psa] base_url and the API member's keys and clientId (a 401 is the keys, a 403 the member's security role, a 404 on cloud often the codebase or the api- host prefix)",
+            )),
+        },
+        Err(e) => out.push(failed("PSA", e.to_string(), "fix the [psa] section or the environment variables it names")),
+    }
+    match crate::connect::notifiers(config, env) {
+        Ok(list) if list.is_empty() => out.push(Check {
+            name: "notifications".into(),
+            status: Status::Skipped("no [notify] channel configured".into()),
+        }),
+        Ok(list) => {
+            for n in list {
+                let name = format!("notify: {}", n.name());
+                match n.check().await {
+                    Ok(()) => out.push(ok(&name, "reachable")),
+                    Err(e) => out.push(failed(
+                        &name,
+                        e.to_string(),
+                        "check the [notify] section and the secret it names",
+                    )),
+                }
+            }
+        }
+        Err(e) => out.push(failed(
+            "notifications",
+            e.to_string(),
+            "fix the [notify] section or the environment variables it names",
+        )),
+    }
+    out
+}
+
+/// Runs the checks, prints the checklist, and returns the exit code (0 all passed, 1 any
+/// failed).
+pub async fn run(config: &Config, env: &dyn Env) -> u8 {
+    let list = checks(config, env).await;
+    for c in &list {
+        println!("{c}");
+    }
+    let failures = list
+        .iter()
+        .filter(|c| matches!(c.status, Status::Failed { .. }))
+        .count();
+    if failures == 0 {
+        println!("\nAll checks passed.");
+        crate::cli::EXIT_OK
+    } else {
+        println!("\n{failures} check(s) failed.");
+        crate::cli::EXIT_RUN_FAILED
+    }
+}

@@ -1,0 +1,1268 @@
+//! The monitoring workflow: the nine steps of the original low-code workflow, built from the
+//! client, the engine and the connectors, with every side effect exactly-once.
+//!
+//! 1. **Retrieve events** across every child organization (one action-log stream per
+//!    organization, `concurrency` at a time, paced by the client's shared rate limit), plus the
+//!    computers (for their modes) and the organizations (for their names).
+//! 2. **Process approvals**: the pending requests, each with its matching application and that
+//!    application's research categories.
+//! 3. **Analyse blocks**, 4. **detect patterns**: the pure engine ([`policy_engine::Engine`]).
+//! 5. **Auto-approve**: permit what the engine approved (the client's documented permit flow).
+//! 6. **Create or update tickets**: one PSA ticket per incident, found again by its dedupe key.
+//! 7. **Apply policy changes**: deploy policies to each organization that got a permit.
+//! 8. **Build the report** (the engine's [`MonitoringReport`], the original workflow's shape).
+//! 9. **Notify**.
+//!
+//! Each step is switched by its input (`process_approvals`, `monitor_blocks`, `create_tickets`);
+//! `dry_run` performs no write anywhere — not on ThreatLocker, the PSA, a notifier, nor the state
+//! file — and lists the writes it would send ([`PlannedWrite`]).
+//!
+//! # Exactly once
+//!
+//! Every side effect is recorded in the [`StateStore`] as an intent *before* it is performed and
+//! as done after. On a rerun a done intent is not repeated; an unfinished one is reconciled
+//! first: a ticket by searching the PSA for its external reference, a permit by re-reading the
+//! request's status. A run's window is marked processed only when all of its side effects are
+//! done. Notes and notifications have no remote record to search, so an interrupted one is sent
+//! again (at least once, never silently lost).
+
+mod fetch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use policy_engine::{
+    build_report, ApprovalOutcome, ApprovalScope, Decisions, Engine, EngineConfig, Input,
+    MonitoringReport, Outcomes, PlannedPolicyChange, PlannedTicket, TicketOutcome,
+};
+use psa_connectors::{Notifier, TicketRef, TicketSink};
+use serde::Serialize;
+use serde_json::json;
+use threatlocker_api::{
+    ApplicationChoice, ApprovalStatus, Client, OrganizationId, PermitOptions, PermitScope,
+    PreparedRequest,
+};
+use tracing::{info, warn};
+
+use crate::config::{CompanyMap, Config, ConfigError, Env, WorkflowConfig};
+use crate::mapping;
+use crate::state::{IntentKind, IntentState, IntentStatus, RunStatus, StateError, StateStore};
+
+/// Default number of organizations (or approval lookups) read at once.
+pub const DEFAULT_CONCURRENCY: usize = 6;
+
+/// How the workflow runs, besides its collaborators.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The original workflow's inputs.
+    pub workflow: WorkflowConfig,
+    /// Read every child organization (`include_child_organizations`).
+    pub include_child_organizations: bool,
+    /// ThreatLocker organization → PSA company.
+    pub companies: CompanyMap,
+    /// Organizations (or approval lookups) read at once.
+    pub concurrency: usize,
+}
+
+impl Settings {
+    /// Settings from the original workflow's inputs, reading child organizations.
+    pub fn new(workflow: WorkflowConfig) -> Self {
+        Self {
+            workflow,
+            include_child_organizations: true,
+            companies: CompanyMap::default(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// Sets the company mapping.
+    pub fn companies(mut self, companies: CompanyMap) -> Self {
+        self.companies = companies;
+        self
+    }
+
+    /// Sets the read concurrency.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets whether child organizations are read.
+    pub fn include_child_organizations(mut self, yes: bool) -> Self {
+        self.include_child_organizations = yes;
+        self
+    }
+}
+
+/// A test hook called right after a side effect's remote call returned and before its result
+/// is written to the state store. Returning `true` stops the run on the spot, as if the
+/// process had been killed between the remote system's answer and the state write.
+pub type AfterEffectHook = Arc<dyn Fn(IntentKind, &str) -> bool + Send + Sync>;
+
+/// Per-run options.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// The run's "now" (default the clock); the window ends here.
+    pub now: Option<DateTime<Utc>>,
+    /// Overrides `workflow.dry_run`.
+    pub dry_run: Option<bool>,
+    /// When set to `true` (Ctrl-C), the run finishes the step in progress and stops.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("now", &self.now)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOptions {
+    /// Default options (now, dry run from the configuration).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the run's "now".
+    pub fn now(mut self, now: DateTime<Utc>) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Forces a dry run (or a real one).
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = Some(yes);
+        self
+    }
+
+    /// Sets the stop flag.
+    pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+}
+
+/// A write a dry run would have sent.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PlannedWrite {
+    /// `threatlocker`, `psa` or `notify:<channel>`.
+    pub target: String,
+    /// What kind of side effect.
+    pub kind: IntentKind,
+    /// Its idempotency key.
+    pub key: String,
+    /// A one-line description.
+    pub description: String,
+    /// The exact HTTP requests, for ThreatLocker writes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<PreparedRequest>,
+}
+
+/// A ticket the run created or found.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct TicketLine {
+    /// Dedupe key (the PSA's external reference).
+    pub dedupe_key: String,
+    /// PSA ticket id.
+    pub ticket_id: String,
+    /// Opened by this run.
+    pub created: bool,
+    /// A note was added by this run.
+    pub noted: bool,
+    /// Summary.
+    pub summary: String,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RunOutput {
+    /// The monitoring report (`success` false when anything failed; the errors inside).
+    pub report: MonitoringReport,
+    /// The run's id in the state store (none for a dry run).
+    pub run_id: Option<i64>,
+    /// Writes a dry run would have sent (empty for a real run).
+    pub planned_writes: Vec<PlannedWrite>,
+    /// Tickets created or updated.
+    pub tickets: Vec<TicketLine>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Window start.
+    pub window_start: DateTime<Utc>,
+    /// Window end.
+    pub window_end: DateTime<Utc>,
+}
+
+impl RunOutput {
+    /// The report as JSON, with `planned_writes` added for a dry run.
+    pub fn report_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.report).unwrap_or_else(|_| json!({}));
+        if self.dry_run {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "planned_writes".into(),
+                    serde_json::to_value(&self.planned_writes).unwrap_or_default(),
+                );
+            }
+        }
+        v
+    }
+}
+
+/// Why a run could not start or was cut short. Failures of single steps or side effects do
+/// not end up here: they are in the report's `errors` with `success: false`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The engine refused its configuration.
+    #[error("policy engine configuration: {0}")]
+    Engine(String),
+    /// A connector could not be built.
+    #[error("{what}: {message}")]
+    Connector {
+        /// Which connector (`psa`, `notify.email`, ...).
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The state store failed; nothing more can be done safely.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The stop flag was raised; the step in progress was finished.
+    #[error("stopped before `{next_step}`; the step in progress was finished")]
+    Interrupted {
+        /// The step that was not started.
+        next_step: &'static str,
+    },
+    /// A test hook stopped the run between a side effect and its state write.
+    #[error("run killed after the {kind} side effect {key} (test hook)")]
+    Killed {
+        /// Kind of the side effect.
+        kind: IntentKind,
+        /// Its key.
+        key: String,
+    },
+}
+
+/// The workflow: the client, the engine, the state store and the connectors.
+pub struct Workflow {
+    client: Client,
+    engine: Arc<Engine>,
+    state: Arc<StateStore>,
+    settings: Settings,
+    sink: Option<Arc<dyn TicketSink>>,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    after_effect: Option<AfterEffectHook>,
+}
+
+impl fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workflow")
+            .field("client", &self.client)
+            .field("state", &self.state)
+            .field("settings", &self.settings)
+            .field("sink", &self.sink.as_ref().map(|s| s.name().to_owned()))
+            .field(
+                "notifiers",
+                &self
+                    .notifiers
+                    .iter()
+                    .map(|n| n.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Workflow {
+    /// A workflow with no ticket sink and no notifier.
+    pub fn new(client: Client, engine: Engine, state: Arc<StateStore>, settings: Settings) -> Self {
+        Self {
+            client,
+            engine: Arc::new(engine),
+            state,
+            settings,
+            sink: None,
+            notifiers: Vec::new(),
+            after_effect: None,
+        }
+    }
+
+    /// Everything from a configuration file: the client (key from `env`), the engine, the state
+    /// store at [`Config::state_path`], the PSA and the notifiers. With `workflow.dry_run` the
+    /// state file is only read (see [`Workflow::from_config_read_only`]).
+    pub fn from_config(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
+        if config.workflow().dry_run {
+            return Self::from_config_read_only(config, env);
+        }
+        let client = config.threatlocker_client(env)?;
+        let engine = engine_from_config(config)?;
+        let state = Arc::new(StateStore::open(&config.state_path())?);
+        let t = config.threatlocker();
+        let settings = Settings {
+            workflow: config.workflow().clone(),
+            include_child_organizations: t.include_child_organizations,
+            companies: config.companies().clone(),
+            concurrency: t.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        };
+        let mut wf = Self::new(client, engine, state, settings);
+        wf.sink = crate::connect::ticket_sink(config, env)?;
+        wf.notifiers = crate::connect::notifiers(config, env)?;
+        Ok(wf)
+    }
+
+    /// Like [`Workflow::from_config`], for a dry run: the state file is only read (or an empty
+    /// in-memory store is used when there is none), so nothing at all is written.
+    pub fn from_config_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
+        let client = config.threatlocker_client(env)?;
+        let engine = engine_from_config(config)?;
+        let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
+        let t = config.threatlocker();
+        let mut settings = Settings {
+            workflow: config.workflow().clone(),
+            include_child_organizations: t.include_child_organizations,
+            companies: config.companies().clone(),
+            concurrency: t.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        };
+        settings.workflow.dry_run = true;
+        let mut wf = Self::new(client, engine, state, settings);
+        wf.sink = crate::connect::ticket_sink(config, env)?;
+        wf.notifiers = crate::connect::notifiers(config, env)?;
+        Ok(wf)
+    }
+
+    /// Sets the PSA.
+    pub fn with_ticket_sink(mut self, sink: Arc<dyn TicketSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Adds a notifier.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifiers.push(notifier);
+        self
+    }
+
+    /// Installs a test hook (see [`AfterEffectHook`]).
+    pub fn with_after_effect_hook(mut self, hook: AfterEffectHook) -> Self {
+        self.after_effect = Some(hook);
+        self
+    }
+
+    /// The state store.
+    pub fn state(&self) -> &Arc<StateStore> {
+        &self.state
+    }
+
+    /// The ThreatLocker client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs the nine steps once.
+    pub async fn run(&self, opts: RunOptions) -> Result<RunOutput, WorkflowError> {
+        let now = opts.now.unwrap_or_else(Utc::now);
+        let dry_run = opts.dry_run.unwrap_or(self.settings.workflow.dry_run);
+        let hours = i64::from(self.settings.workflow.time_range_hours);
+        let (start, end) = (now - Duration::hours(hours), now);
+        let run_id = if dry_run {
+            None
+        } else {
+            Some(self.state.begin_run(start, end, false)?)
+        };
+        info!(%start, %end, dry_run, "run started");
+        let mut run = Run {
+            wf: self,
+            dry_run,
+            run_id,
+            stop: opts.stop.clone(),
+            outcomes: Outcomes::new(dry_run),
+            planned: Vec::new(),
+            tickets: Vec::new(),
+        };
+        let result = run.steps(now, start, end).await;
+        let (report, errors) = match result {
+            Ok(report) => {
+                let errors = report.errors.clone();
+                (report, errors)
+            }
+            Err(e) => {
+                if let (Some(id), false) = (run_id, matches!(e, WorkflowError::Killed { .. })) {
+                    let _ =
+                        self.state
+                            .finish_run(id, RunStatus::Failed, None, Some(&e.to_string()));
+                }
+                return Err(e);
+            }
+        };
+        if let Some(id) = run_id {
+            let summary = serde_json::to_string(&report.monitoring_summary).ok();
+            if errors.is_empty() && self.state.unfinished_intents_for_run(id)?.is_empty() {
+                self.state.mark_window_done(id, start, end)?;
+                self.state
+                    .finish_run(id, RunStatus::Succeeded, summary.as_deref(), None)?;
+            } else {
+                self.state.finish_run(
+                    id,
+                    RunStatus::Failed,
+                    summary.as_deref(),
+                    Some(&errors.join("; ")),
+                )?;
+            }
+        }
+        info!(success = report.success, "run finished");
+        Ok(RunOutput {
+            report,
+            run_id,
+            planned_writes: run.planned,
+            tickets: run.tickets,
+            dry_run,
+            window_start: start,
+            window_end: end,
+        })
+    }
+}
+
+/// Builds the engine from `[org_variables]`, `[org_overrides]` and `[rules]`.
+pub fn engine_from_config(config: &Config) -> Result<Engine, WorkflowError> {
+    let engine_config: EngineConfig = config.engine_section()?;
+    Engine::new(engine_config).map_err(|e| {
+        WorkflowError::Config(ConfigError::Invalid {
+            key: e.key.clone(),
+            message: e.to_string(),
+        })
+    })
+}
+
+struct Run<'a> {
+    wf: &'a Workflow,
+    dry_run: bool,
+    run_id: Option<i64>,
+    stop: Option<Arc<AtomicBool>>,
+    outcomes: Outcomes,
+    planned: Vec<PlannedWrite>,
+    tickets: Vec<TicketLine>,
+}
+
+impl Run<'_> {
+    fn check_stop(&self, next_step: &'static str) -> Result<(), WorkflowError> {
+        if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Err(WorkflowError::Interrupted { next_step });
+        }
+        Ok(())
+    }
+
+    fn killed(&self, kind: IntentKind, key: &str) -> Result<(), WorkflowError> {
+        match &self.wf.after_effect {
+            Some(hook) if hook(kind, key) => Err(WorkflowError::Killed {
+                kind,
+                key: key.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn error(&mut self, message: String) {
+        warn!("{message}");
+        self.outcomes.errors.push(message);
+    }
+
+    async fn steps(
+        &mut self,
+        now: DateTime<Utc>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<MonitoringReport, WorkflowError> {
+        let wf = self.wf;
+        let s = &wf.settings;
+        let client = &wf.client;
+
+        // 1. Retrieve events.
+        let organizations = match fetch::organizations(client).await {
+            Ok(o) => o,
+            Err(e) => {
+                self.error(format!("listing child organizations: {e}"));
+                Vec::new()
+            }
+        };
+        let in_scope = |org: Option<&OrganizationId>| match &s.workflow.company_id {
+            None => true,
+            Some(company) => org
+                .and_then(|o| s.companies.company_for(o.as_str()))
+                .is_some_and(|c| c == company),
+        };
+        let scope_orgs: Vec<OrganizationId> = if s.include_child_organizations {
+            organizations
+                .iter()
+                .filter_map(|o| o.organization_id.clone())
+                .filter(|o| in_scope(Some(o)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let scope = fetch::Scope {
+            include_children: s.include_child_organizations && organizations.is_empty(),
+            orgs: scope_orgs,
+        };
+        let mut events = Vec::new();
+        let mut computers = Vec::new();
+        if s.workflow.monitor_blocks {
+            let (rows, errors) = fetch::events(
+                client,
+                &scope,
+                start,
+                end,
+                &s.workflow.action_types(),
+                s.concurrency,
+            )
+            .await;
+            events = rows;
+            for e in errors {
+                self.error(e);
+            }
+            match fetch::computers(client, s.include_child_organizations).await {
+                Ok(c) => computers = c,
+                Err(e) => self.error(format!("listing computers: {e}")),
+            }
+        }
+        events.retain(|r| in_scope(r.organization_id.as_ref()));
+        computers.retain(|c| in_scope(c.organization_id.as_ref()));
+        info!(
+            events = events.len(),
+            computers = computers.len(),
+            "events retrieved"
+        );
+        self.check_stop("process approvals")?;
+
+        // 2. Process approvals.
+        let mut approvals = Vec::new();
+        if s.workflow.process_approvals {
+            let (found, errors) =
+                fetch::approvals(client, s.include_child_organizations, s.concurrency).await;
+            approvals = found;
+            for e in errors {
+                self.error(e);
+            }
+            approvals.retain(|a| in_scope(a.request.organization_id.as_ref()));
+        }
+        info!(pending = approvals.len(), "approval requests retrieved");
+        self.check_stop("analyse blocks")?;
+
+        // 3-4. Analyse blocks and detect patterns (pure).
+        let builtin_apps: BTreeSet<String> = approvals
+            .iter()
+            .filter(|a| {
+                a.application
+                    .as_ref()
+                    .is_some_and(|app| app.is_master_owned())
+            })
+            .filter_map(|a| {
+                a.request
+                    .approval_request_id
+                    .as_ref()
+                    .map(|id| id.to_string())
+            })
+            .collect();
+        let input = Input::new(now, start, end)
+            .with_events(events)
+            .with_approvals(approvals)
+            .with_computers(computers)
+            .with_organizations(organizations);
+        let mut decisions = wf.engine.evaluate(&input);
+        drop(input);
+        filter_detections(&mut decisions, &s.workflow.detection_types());
+        if !s.workflow.create_tickets {
+            decisions.tickets.clear();
+        }
+        self.check_stop("auto-approve")?;
+
+        // 5. Auto-approve.
+        let mut permitted: BTreeMap<OrganizationId, Vec<String>> = BTreeMap::new();
+        if s.workflow.process_approvals {
+            for change in decisions.policy_changes.clone() {
+                self.permit(&change, &builtin_apps, &mut permitted).await?;
+            }
+        }
+        if !self.dry_run {
+            self.leftover_permits(&mut permitted).await?;
+        }
+        self.check_stop("create tickets")?;
+
+        // 6. Create or update tickets.
+        if s.workflow.create_tickets {
+            if let Some(sink) = wf.sink.clone() {
+                for planned in decisions.tickets.clone() {
+                    let last_seen = decisions
+                        .detections
+                        .iter()
+                        .find(|d| d.key == planned.detection_key)
+                        .and_then(|d| d.last_seen);
+                    self.ticket(sink.as_ref(), &planned, last_seen).await?;
+                }
+            } else if !decisions.tickets.is_empty() {
+                info!(
+                    tickets = decisions.tickets.len(),
+                    "no PSA configured ([psa] kind = \"none\"): tickets are reported, not opened"
+                );
+            }
+        }
+        if !self.dry_run {
+            if let Some(sink) = wf.sink.clone() {
+                self.leftover_tickets(sink.as_ref()).await?;
+            }
+        }
+        self.check_stop("apply policy changes")?;
+
+        // 7. Apply policy changes.
+        for (org, ids) in permitted {
+            self.deploy(&org, &ids).await?;
+        }
+        if !self.dry_run {
+            self.leftover_deploys().await?;
+        }
+        if self.dry_run {
+            self.outcomes.policy_changes_applied = decisions
+                .policy_changes
+                .iter()
+                .map(|c| c.request_id.clone())
+                .collect();
+        }
+        self.check_stop("notify")?;
+
+        // 9. Notify (before the report so its failures are in it).
+        for n in decisions.notifications.clone() {
+            for notifier in wf.notifiers.clone() {
+                self.notify(notifier.as_ref(), &n).await?;
+            }
+        }
+        if !self.dry_run {
+            self.leftover_notifications().await?;
+        }
+
+        // 8. Build the report.
+        Ok(build_report(&decisions, &self.outcomes))
+    }
+
+    async fn permit(
+        &mut self,
+        change: &PlannedPolicyChange,
+        builtin: &BTreeSet<String>,
+        permitted: &mut BTreeMap<OrganizationId, Vec<String>>,
+    ) -> Result<(), WorkflowError> {
+        let client = &self.wf.client;
+        let id = change.request_id.clone();
+        let key = format!("permit:{id}");
+        let scope = match (change.scope, &change.computer_group_id) {
+            (ApprovalScope::Organization, _) => PermitScope::EntireOrganization,
+            (ApprovalScope::Group, Some(g)) => PermitScope::ComputerGroup(g.clone()),
+            _ => PermitScope::Computer,
+        };
+        let mut opts = PermitOptions::new().scope(scope.clone());
+        // A built-in application can only be permitted for a whole organization; for a
+        // narrower scope the file goes into a new application of the tenant's own.
+        if builtin.contains(id.as_str()) && scope != PermitScope::EntireOrganization {
+            opts = opts.application(ApplicationChoice::New(format!(
+                "{} (auto-approved)",
+                change.application
+            )));
+        }
+        if self.dry_run {
+            match client.approvals().plan_permit(&id, &opts).await {
+                Ok(plan) => self.planned.push(PlannedWrite {
+                    target: "threatlocker".into(),
+                    kind: IntentKind::Permit,
+                    key,
+                    description: format!(
+                        "permit {} ({}) for {}",
+                        change.application,
+                        id,
+                        change.scope.as_str()
+                    ),
+                    requests: plan.requests,
+                }),
+                Err(e) => {
+                    warn!(request = %id, error = %e, "planning the permit failed");
+                    self.outcomes
+                        .approvals
+                        .insert(id.clone(), ApprovalOutcome::failed(e.to_string()));
+                }
+            }
+            return Ok(());
+        }
+        let payload = json!({
+            "request_id": id,
+            "organization_id": change.organization_id,
+            "application": change.application,
+            "scope": change.scope.as_str(),
+            "rule": change.rule,
+        });
+        let status = self
+            .wf
+            .state
+            .begin_intent(IntentKind::Permit, &key, &payload, self.run_id)?;
+        match status {
+            IntentStatus::AlreadyDone(result) => {
+                self.outcomes.approvals.insert(
+                    id.clone(),
+                    ApprovalOutcome::failed(format!(
+                        "already handled by an earlier run ({}); ThreatLocker still lists it as pending",
+                        result.unwrap_or_default()
+                    )),
+                );
+                return Ok(());
+            }
+            IntentStatus::Unfinished { .. } => {
+                // Reconcile: did the interrupted attempt take effect?
+                match client.approvals().get(&id).await {
+                    Ok(r) if r.status_id == Some(ApprovalStatus::Approved) => {
+                        self.wf
+                            .state
+                            .complete_intent(&key, Some("approved (reconciled)"))?;
+                        self.permitted(change, permitted);
+                        return Ok(());
+                    }
+                    Ok(r) if r.status_id != Some(ApprovalStatus::Pending) => {
+                        let s = r
+                            .status_id
+                            .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                        self.wf
+                            .state
+                            .complete_intent(&key, Some(&format!("actioned elsewhere: {s}")))?;
+                        self.outcomes.approvals.insert(
+                            id.clone(),
+                            ApprovalOutcome::failed(format!("already actioned: {s}")),
+                        );
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The report lists the approval outcome's error.
+                        warn!(request = %id, error = %e, "re-reading the approval request failed");
+                        self.wf.state.fail_intent(&key, &e.to_string())?;
+                        self.outcomes.approvals.insert(
+                            id.clone(),
+                            ApprovalOutcome::failed(format!("re-reading its status: {e}")),
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+            IntentStatus::New => {}
+        }
+        match client.approvals().permit(&id, &opts).await {
+            Ok(outcome) => {
+                self.killed(IntentKind::Permit, &key)?;
+                let result = if outcome.verified {
+                    "approved"
+                } else {
+                    "sent; read-back not yet approved"
+                };
+                self.wf.state.complete_intent(&key, Some(result))?;
+                self.permitted(change, permitted);
+            }
+            Err(threatlocker_api::Error::AlreadyActioned { status, .. }) => {
+                self.killed(IntentKind::Permit, &key)?;
+                self.wf
+                    .state
+                    .complete_intent(&key, Some(&format!("actioned elsewhere: {status}")))?;
+                self.outcomes.approvals.insert(
+                    id.clone(),
+                    ApprovalOutcome::failed(format!("already actioned: {status}")),
+                );
+            }
+            Err(e) => {
+                // The report lists the approval outcome's error.
+                warn!(request = %id, error = %e, "permit failed");
+                self.wf.state.fail_intent(&key, &e.to_string())?;
+                self.outcomes
+                    .approvals
+                    .insert(id.clone(), ApprovalOutcome::failed(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn permitted(
+        &mut self,
+        change: &PlannedPolicyChange,
+        permitted: &mut BTreeMap<OrganizationId, Vec<String>>,
+    ) {
+        self.outcomes
+            .approvals
+            .insert(change.request_id.clone(), ApprovalOutcome::permitted());
+        if let Some(org) = &change.organization_id {
+            permitted
+                .entry(org.clone())
+                .or_default()
+                .push(change.request_id.to_string());
+        } else {
+            self.outcomes
+                .policy_changes_applied
+                .insert(change.request_id.clone());
+        }
+    }
+
+    async fn deploy(&mut self, org: &OrganizationId, ids: &[String]) -> Result<(), WorkflowError> {
+        let mut sorted = ids.to_vec();
+        sorted.sort();
+        let key = format!(
+            "deploy:{org}:{}",
+            mapping::digest(sorted.iter().map(String::as_str))
+        );
+        let applied = |run: &mut Self| {
+            for id in &sorted {
+                run.outcomes
+                    .policy_changes_applied
+                    .insert(threatlocker_api::ApprovalRequestId::from(id.as_str()));
+            }
+        };
+        let payload = json!({"organization_id": org, "requests": sorted});
+        match self
+            .wf
+            .state
+            .begin_intent(IntentKind::PolicyDeploy, &key, &payload, self.run_id)?
+        {
+            IntentStatus::AlreadyDone(_) => {
+                applied(self);
+                return Ok(());
+            }
+            // Deploying is idempotent (it pushes the current policies), so an unfinished
+            // deploy is simply sent again.
+            IntentStatus::New | IntentStatus::Unfinished { .. } => {}
+        }
+        match self.wf.client.policies().deploy(org).await {
+            Ok(()) => {
+                self.killed(IntentKind::PolicyDeploy, &key)?;
+                self.wf.state.complete_intent(&key, Some("deployed"))?;
+                applied(self);
+            }
+            Err(e) => {
+                self.wf.state.fail_intent(&key, &e.to_string())?;
+                self.error(format!("deploying policies to organization {org}: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ticket(
+        &mut self,
+        sink: &dyn TicketSink,
+        planned: &PlannedTicket,
+        last_seen: Option<DateTime<Utc>>,
+    ) -> Result<(), WorkflowError> {
+        let key = format!("ticket:{}", planned.dedupe_key);
+        let ticket = mapping::ticket(planned, &self.wf.settings.companies);
+        let last_seen_s = last_seen.map(|t| t.to_rfc3339()).unwrap_or_default();
+        if self.dry_run {
+            match self.wf.state.intent(&key)? {
+                Some(rec) if rec.state == IntentState::Done => {
+                    let id = rec.result.clone().unwrap_or_default();
+                    self.record_ticket(planned, &id, false, false);
+                }
+                _ => self.planned.push(PlannedWrite {
+                    target: format!("psa:{}", sink.name()),
+                    kind: IntentKind::Ticket,
+                    key,
+                    description: format!(
+                        "open a ticket (unless one with external reference {} is open): {}",
+                        planned.dedupe_key, planned.summary
+                    ),
+                    requests: Vec::new(),
+                }),
+            }
+            return Ok(());
+        }
+        // The whole ticket is recorded, so a rerun can finish it even once the incident has
+        // left the window.
+        let payload = json!({"ticket": ticket, "last_seen": last_seen_s});
+        let status = self
+            .wf
+            .state
+            .begin_intent(IntentKind::Ticket, &key, &payload, self.run_id)?;
+        match status {
+            IntentStatus::AlreadyDone(id) => {
+                let id = id.unwrap_or_default();
+                let created_last_seen = self
+                    .wf
+                    .state
+                    .intent(&key)?
+                    .and_then(|r| {
+                        r.payload
+                            .get("last_seen")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                let noted = if !last_seen_s.is_empty() && last_seen_s > created_last_seen {
+                    self.note(sink, planned, &id, &last_seen_s).await?
+                } else {
+                    false
+                };
+                self.record_ticket(planned, &id, false, noted);
+                return Ok(());
+            }
+            IntentStatus::New | IntentStatus::Unfinished { .. } => {}
+        }
+        // Search first: reconciles an interrupted create, and finds a ticket the PSA holds
+        // even when the state file was lost.
+        match sink.find_open(&planned.dedupe_key).await {
+            Ok(Some(existing)) => {
+                let created = matches!(status, IntentStatus::Unfinished { .. });
+                self.wf.state.complete_intent(&key, Some(&existing.id))?;
+                self.record_ticket(planned, &existing.id, created, false);
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.wf.state.fail_intent(&key, &e.to_string())?;
+                self.error(format!("searching the PSA for {}: {e}", planned.dedupe_key));
+                return Ok(());
+            }
+        }
+        match sink.create(&ticket).await {
+            Ok(created) => {
+                self.killed(IntentKind::Ticket, &key)?;
+                self.wf.state.complete_intent(&key, Some(&created.id))?;
+                self.record_ticket(planned, &created.id, true, false);
+            }
+            Err(e) => {
+                self.wf.state.fail_intent(&key, &e.to_string())?;
+                self.error(format!("opening a ticket for {}: {e}", planned.dedupe_key));
+            }
+        }
+        Ok(())
+    }
+
+    async fn note(
+        &mut self,
+        sink: &dyn TicketSink,
+        planned: &PlannedTicket,
+        ticket_id: &str,
+        last_seen: &str,
+    ) -> Result<bool, WorkflowError> {
+        let key = format!("note:{}:{last_seen}", planned.dedupe_key);
+        let note = mapping::update_note(planned);
+        let payload = json!({"ticket_id": ticket_id, "note": note});
+        match self
+            .wf
+            .state
+            .begin_intent(IntentKind::Note, &key, &payload, self.run_id)?
+        {
+            IntentStatus::AlreadyDone(_) => Ok(false),
+            IntentStatus::New | IntentStatus::Unfinished { .. } => {
+                match sink.add_note(&TicketRef::new(ticket_id), &note).await {
+                    Ok(()) => {
+                        self.killed(IntentKind::Note, &key)?;
+                        self.wf.state.complete_intent(&key, None)?;
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        self.wf.state.fail_intent(&key, &e.to_string())?;
+                        self.error(format!("adding a note to ticket {ticket_id}: {e}"));
+                        Ok(false)
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_ticket(&mut self, planned: &PlannedTicket, id: &str, created: bool, noted: bool) {
+        self.outcomes.tickets.insert(
+            planned.dedupe_key.clone(),
+            TicketOutcome::new(id.to_owned(), created),
+        );
+        self.tickets.push(TicketLine {
+            dedupe_key: planned.dedupe_key.clone(),
+            ticket_id: id.to_owned(),
+            created,
+            noted,
+            summary: planned.summary.clone(),
+        });
+    }
+
+    async fn notify(
+        &mut self,
+        notifier: &dyn Notifier,
+        planned: &policy_engine::PlannedNotification,
+    ) -> Result<(), WorkflowError> {
+        let mut parts: Vec<&str> = vec![planned.subject.as_str()];
+        parts.extend(planned.detection_keys.iter().map(String::as_str));
+        let ids: Vec<String> = planned
+            .approval_request_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        parts.extend(ids.iter().map(String::as_str));
+        parts.extend(planned.recipients.iter().map(String::as_str));
+        let key = format!("notify:{}:{}", notifier.name(), mapping::digest(parts));
+        if self.dry_run {
+            self.planned.push(PlannedWrite {
+                target: format!("notify:{}", notifier.name()),
+                kind: IntentKind::Notification,
+                key,
+                description: format!("send \"{}\"", planned.subject),
+                requests: Vec::new(),
+            });
+            return Ok(());
+        }
+        let notification = mapping::notification(planned);
+        let payload = json!({"channel": notifier.name(), "notification": notification});
+        match self
+            .wf
+            .state
+            .begin_intent(IntentKind::Notification, &key, &payload, self.run_id)?
+        {
+            IntentStatus::AlreadyDone(_) => Ok(()),
+            IntentStatus::New | IntentStatus::Unfinished { .. } => {
+                match notifier.send(&notification).await {
+                    Ok(()) => {
+                        self.killed(IntentKind::Notification, &key)?;
+                        self.wf.state.complete_intent(&key, Some("sent"))?;
+                    }
+                    Err(e) => {
+                        self.wf.state.fail_intent(&key, &e.to_string())?;
+                        self.error(format!("notifying through {}: {e}", notifier.name()));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Intents of `kind` left unfinished by an earlier (killed or failed) run and not touched
+    /// by this one.
+    fn leftovers(
+        &self,
+        kind: IntentKind,
+    ) -> Result<Vec<crate::state::IntentRecord>, WorkflowError> {
+        Ok(self
+            .wf
+            .state
+            .unfinished_intents()?
+            .into_iter()
+            .filter(|i| i.kind == kind && i.run_id != self.run_id)
+            .collect())
+    }
+
+    /// Permits an earlier run began but this run did not plan (the request is no longer
+    /// pending, typically because the permit did go through before a crash): re-read the
+    /// request's status and record what happened; an approved one still gets its policies
+    /// deployed.
+    async fn leftover_permits(
+        &mut self,
+        permitted: &mut BTreeMap<OrganizationId, Vec<String>>,
+    ) -> Result<(), WorkflowError> {
+        for intent in self.leftovers(IntentKind::Permit)? {
+            let Some(id) = intent.payload.get("request_id").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let id = threatlocker_api::ApprovalRequestId::from(id);
+            match self.wf.client.approvals().get(&id).await {
+                Ok(r) if r.status_id == Some(ApprovalStatus::Approved) => {
+                    self.wf
+                        .state
+                        .complete_intent(&intent.key, Some("approved (reconciled)"))?;
+                    info!(request = %id, "an interrupted permit had gone through");
+                    if let Some(org) = r.organization_id.clone().or_else(|| {
+                        intent
+                            .payload
+                            .get("organization_id")
+                            .and_then(|v| v.as_str())
+                            .map(OrganizationId::from)
+                    }) {
+                        permitted.entry(org).or_default().push(id.to_string());
+                    }
+                }
+                Ok(r) if r.status_id == Some(ApprovalStatus::Pending) => {
+                    // Still pending but no longer auto-approved by the rules: not permitted.
+                    self.wf.state.complete_intent(
+                        &intent.key,
+                        Some("not performed: no longer auto-approved"),
+                    )?;
+                }
+                Ok(r) => {
+                    let s = r
+                        .status_id
+                        .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                    self.wf
+                        .state
+                        .complete_intent(&intent.key, Some(&format!("actioned elsewhere: {s}")))?;
+                }
+                Err(e) => self.error(format!(
+                    "re-reading approval request {id} left unfinished by an earlier run: {e}"
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tickets an earlier run began for incidents this run did not see again: found by their
+    /// external reference, else created from the recorded ticket.
+    async fn leftover_tickets(&mut self, sink: &dyn TicketSink) -> Result<(), WorkflowError> {
+        for intent in self.leftovers(IntentKind::Ticket)? {
+            let Some(ticket) = intent
+                .payload
+                .get("ticket")
+                .and_then(|t| serde_json::from_value::<psa_connectors::Ticket>(t.clone()).ok())
+            else {
+                continue;
+            };
+            let found = match sink.find_open(&ticket.external_ref).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.error(format!(
+                        "searching the PSA for {}: {e}",
+                        ticket.external_ref
+                    ));
+                    continue;
+                }
+            };
+            let id = match found {
+                Some(existing) => existing.id,
+                None => match sink.create(&ticket).await {
+                    Ok(created) => {
+                        self.killed(IntentKind::Ticket, &intent.key)?;
+                        created.id
+                    }
+                    Err(e) => {
+                        self.wf.state.fail_intent(&intent.key, &e.to_string())?;
+                        self.error(format!("opening a ticket for {}: {e}", ticket.external_ref));
+                        continue;
+                    }
+                },
+            };
+            self.wf.state.complete_intent(&intent.key, Some(&id))?;
+        }
+        for intent in self.leftovers(IntentKind::Note)? {
+            let (Some(ticket_id), Some(note)) = (
+                intent.payload.get("ticket_id").and_then(|v| v.as_str()),
+                intent
+                    .payload
+                    .get("note")
+                    .and_then(|n| serde_json::from_value::<psa_connectors::Note>(n.clone()).ok()),
+            ) else {
+                continue;
+            };
+            match sink.add_note(&TicketRef::new(ticket_id), &note).await {
+                Ok(()) => {
+                    self.killed(IntentKind::Note, &intent.key)?;
+                    self.wf.state.complete_intent(&intent.key, None)?;
+                }
+                Err(e) => {
+                    self.wf.state.fail_intent(&intent.key, &e.to_string())?;
+                    self.error(format!("adding a note to ticket {ticket_id}: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deploys an earlier run began and did not confirm (deploying is idempotent).
+    async fn leftover_deploys(&mut self) -> Result<(), WorkflowError> {
+        for intent in self.leftovers(IntentKind::PolicyDeploy)? {
+            let Some(org) = intent
+                .payload
+                .get("organization_id")
+                .and_then(|v| v.as_str())
+            else {
+                continue;
+            };
+            let org = OrganizationId::from(org);
+            match self.wf.client.policies().deploy(&org).await {
+                Ok(()) => {
+                    self.killed(IntentKind::PolicyDeploy, &intent.key)?;
+                    self.wf
+                        .state
+                        .complete_intent(&intent.key, Some("deployed"))?;
+                }
+                Err(e) => {
+                    self.wf.state.fail_intent(&intent.key, &e.to_string())?;
+                    self.error(format!("deploying policies to organization {org}: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Notifications an earlier run began and did not confirm: sent again (a notifier has no
+    /// record to search, so an interrupted notification is delivered at least once).
+    async fn leftover_notifications(&mut self) -> Result<(), WorkflowError> {
+        for intent in self.leftovers(IntentKind::Notification)? {
+            let channel = intent.payload.get("channel").and_then(|v| v.as_str());
+            let Some(notifier) = self
+                .wf
+                .notifiers
+                .iter()
+                .find(|n| Some(n.name()) == channel)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(notification) = intent.payload.get("notification").and_then(|n| {
+                serde_json::from_value::<psa_connectors::Notification>(n.clone()).ok()
+            }) else {
+                continue;
+            };
+            match notifier.send(&notification).await {
+                Ok(()) => {
+                    self.killed(IntentKind::Notification, &intent.key)?;
+                    self.wf.state.complete_intent(&intent.key, Some("sent"))?;
+                }
+                Err(e) => {
+                    self.wf.state.fail_intent(&intent.key, &e.to_string())?;
+                    self.error(format!("notifying through {}: {e}", notifier.name()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keeps only detections of the given types (all when empty), and the tickets and
+/// notifications that refer to them.
+fn filter_detections(decisions: &mut Decisions, types: &[String]) {
+    if types.is_empty() {
+        return;
+    }
+    decisions
+        .detections
+        .retain(|d| types.iter().any(|t| t.eq_ignore_ascii_case(d.event_type)));
+    let index: BTreeMap<String, usize> = decisions
+        .detections
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.key.clone(), i))
+        .collect();
+    decisions
+        .tickets
+        .retain_mut(|t| match index.get(&t.detection_key) {
+            Some(i) => {
+                t.detection_index = *i;
+                true
+            }
+            None => false,
+        });
+    decisions.notifications.retain_mut(|n| {
+        n.detection_keys.retain(|k| index.contains_key(k));
+        !n.detection_keys.is_empty() || !n.approval_request_ids.is_empty()
+    });
+}

@@ -1,0 +1,376 @@
+//! The `threatlocker-monitor` binary: exit codes, the report on stdout, configuration errors
+//! naming the key, the example configuration, `demo`, `doctor` and `watch`.
+//!
+//! The simulators run inside the test process; the binary is a real child process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use examples::sim::{
+    ConnectWiseSim, CwCredentials, Dataset, Fault, PortalSim, SimConfig, DEMO_API_KEY,
+};
+use examples::state::scratch_path;
+
+const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
+
+struct Sims {
+    portal: PortalSim,
+    psa: ConnectWiseSim,
+    dir: PathBuf,
+}
+
+impl Drop for Sims {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn sims() -> Sims {
+    let dir = scratch_path("cli-test").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    Sims {
+        portal: PortalSim::start(
+            Dataset::generate(SimConfig::story_only(chrono::Utc::now())),
+            DEMO_API_KEY,
+        )
+        .await,
+        psa: ConnectWiseSim::start(CwCredentials::default()).await,
+        dir,
+    }
+}
+
+impl Sims {
+    fn config(&self, extra_workflow: &str) -> String {
+        format!(
+            r#"[threatlocker]
+base_url = "{}"
+max_requests_per_second = 500
+
+[workflow]
+{extra_workflow}
+
+[org_variables]
+threatlocker_auto_approve_categories = ["Web Browsers", "Video Conferencing"]
+
+[companies]
+"*" = "250"
+
+[psa]
+kind = "connectwise"
+base_url = "{}"
+company_id = "msp"
+public_key = "sim-public"
+private_key_env = "CW_PRIVATE_KEY"
+client_id_env = "CW_CLIENT_ID"
+"#,
+            self.portal.uri(),
+            self.psa.uri()
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        let creds = self.psa.credentials();
+        c.args(args)
+            .env("THREATLOCKER_API_KEY", DEMO_API_KEY)
+            .env("CW_PRIVATE_KEY", &creds.private_key)
+            .env("CW_CLIENT_ID", &creds.client_id)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+async fn output(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn bad_config(body: &str) -> (u8, String) {
+    let dir = scratch_path("cli-bad").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, body).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("THREATLOCKER_API_KEY", "k")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out.status.code().unwrap_or(-1) as u8, text(&out.stderr))
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let out = Command::new(BIN).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--config"));
+    let out = Command::new(BIN)
+        .args(["watch", "--config", "x.toml", "--interval", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).args(["--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for word in ["demo", "run", "watch", "doctor", "Exit codes"] {
+        assert!(help.contains(word), "help lacks {word}");
+    }
+    let out = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    assert!(text(&out.stdout).contains("--dry-run"));
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let cases = [
+        ("[threatlocker]\ninstance = \"g\"\n[workflow]\ndryrun = true\n", "workflow.dryrun"),
+        ("[threatlocker]\ninstance = \"g\"\n[workflow]\ntime_range_hours = \"24\"\n", "workflow.time_range_hours"),
+        ("[threatlocker]\ninstance = \"g\"\nmax_requests_per_second = -1.0\n", "threatlocker.max_requests_per_second"),
+        ("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"connectwise\"\nbase_url = \"https://x.example\"\n", "psa.company_id"),
+        ("[threatlocker]\ninstance = \"g\"\n[org_variables]\nthreatlocker_block_alert_threshold = \"three\"\n", "org_variables.threatlocker_block_alert_threshold"),
+        ("[threatlocker]\ninstance = \"g\"\n[rules]\nno_such_rule = 1\n", "rules.no_such_rule"),
+        ("[threatlocker]\n", "threatlocker.instance"),
+    ];
+    for (body, key) in cases {
+        let (code, stderr) = bad_config(body);
+        assert_eq!(code, 2, "{body}: {stderr}");
+        assert!(stderr.contains(key), "stderr should name {key}: {stderr}");
+    }
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/config.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/config.toml"));
+}
+
+#[test]
+fn a_missing_secret_exits_2_naming_the_variable() {
+    let dir = scratch_path("cli-env").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        "[threatlocker]\ninstance = \"g\"\napi_key_env = \"MY_TL_KEY\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("MY_TL_KEY")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("threatlocker.api_key_env") && err.contains("MY_TL_KEY"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_prints_the_report_on_stdout_and_logs_on_stderr() {
+    let s = sims().await;
+    let cfg = s.write("config.toml", &s.config(""));
+    let out = output({
+        let mut c = s.command(&["run", "--config"]);
+        c.arg(&cfg);
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is the report JSON");
+    assert_eq!(report["success"], true);
+    assert_eq!(report["monitoring_summary"]["total_events"], 13);
+    assert!(
+        text(&out.stderr).contains("run finished"),
+        "logs go to stderr"
+    );
+    assert!(
+        s.dir.join("threatlocker-monitor.db").exists(),
+        "state beside the config"
+    );
+
+    // --output writes the file instead; the rerun opens no ticket.
+    let file = s.dir.join("report.json");
+    let out = output({
+        let mut c = s.command(&["run", "--config"]);
+        c.arg(&cfg).arg("--output").arg(&file);
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(report["blocked_summary"]["tickets_created"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_exits_1_and_still_prints_the_report() {
+    let s = sims().await;
+    let mut f = Fault::rate_limit_storm(1000);
+    f.status = 500;
+    f.route = "service/tickets".into();
+    s.psa.inject(f);
+    let cfg = s.write("config.toml", &s.config(""));
+    let out = output({
+        let mut c = s.command(&["run", "--config"]);
+        c.arg(&cfg);
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["success"], false);
+    assert!(!report["errors"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_configuration_is_accepted_by_a_dry_run() {
+    let s = sims().await;
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+            .unwrap();
+    // Point it at the simulators; every other key stays as documented.
+    let text_cfg = example
+        .replace(
+            "instance = \"g\"",
+            &format!("base_url = \"{}\"", s.portal.uri()),
+        )
+        .replace(
+            "base_url = \"https://api-na.myconnectwise.net\"",
+            &format!("base_url = \"{}\"", s.psa.uri()),
+        )
+        .replace("company_id = \"mspcompany\"", "company_id = \"msp\"")
+        .replace(
+            "public_key = \"AbCdEf123456\"",
+            "public_key = \"sim-public\"",
+        );
+    let cfg = s.write("example.toml", &text_cfg);
+    let out = output({
+        let mut c = s.command(&["run", "--dry-run", "--config"]);
+        c.arg(&cfg)
+            .env("SMTP_PASSWORD", "x")
+            .env("TEAMS_WEBHOOK_URL", "https://example.invalid/teams")
+            .env("SLACK_WEBHOOK_URL", "https://example.invalid/slack");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["success"], true);
+    assert!(report["planned_writes"].is_array());
+    assert_eq!(s.portal.write_calls(), 0);
+    assert!(s.psa.tickets().is_empty());
+    assert!(
+        !s.dir.join("threatlocker-monitor.db").exists(),
+        "a dry run writes no state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_prints_a_checklist_with_fixes() {
+    let s = sims().await;
+    let cfg = s.write("config.toml", &s.config(""));
+    let out = output({
+        let mut c = s.command(&["doctor", "--config"]);
+        c.arg(&cfg);
+        c
+    })
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for check in [
+        "instance and key",
+        "View Organization",
+        "Computers",
+        "Approvals",
+        "Unified Audit",
+        "Policies",
+        "System Audit",
+        "Approve",
+        "PSA",
+    ] {
+        assert!(
+            stdout.contains(&format!("[ ok ] {check}")),
+            "{check} not ok:\n{stdout}"
+        );
+    }
+    assert_eq!(s.portal.write_calls(), 0, "doctor writes nothing");
+
+    // A wrong key: the check fails with the fix, exit 1.
+    let out = output({
+        let mut c = s.command(&["doctor", "--config"]);
+        c.arg(&cfg).env("THREATLOCKER_API_KEY", "0000");
+        c
+    })
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("[FAIL] instance and key") && stdout.contains("fix:"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("0000"), "the key is never printed");
+}
+
+#[test]
+fn demo_runs_twice_and_the_second_run_opens_no_ticket() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("Run 2"));
+    assert!(stdout.contains("0 tickets opened"), "{stdout}");
+    assert!(stdout.contains("\"success\": true"));
+    assert!(stdout.contains("externalXRef"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_runs_on_schedule_and_stops_cleanly_on_ctrl_c() {
+    let s = sims().await;
+    let cfg = s.write("config.toml", &s.config(""));
+    let mut c = s.command(&["watch", "--interval", "10s", "--config"]);
+    c.arg(&cfg).stderr(Stdio::piped()).stdout(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Wait for the first run to finish (its tickets appear in the PSA).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.psa.tickets().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!s.psa.tickets().is_empty(), "the first scheduled run ran");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "Ctrl-C stops the watch promptly"
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tickets = s.psa.tickets().len();
+    assert_eq!(tickets, 6);
+}

@@ -1,0 +1,130 @@
+//! A dry run sends no write anywhere and shows what it would do.
+
+use examples::state::IntentKind;
+use examples::workflow::RunOptions;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, ResponseTemplate};
+
+use super::common::{now, Harness};
+
+#[tokio::test]
+async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
+    let h = Harness::story().await;
+    // Any write reaching a server fails the test (these mocks take precedence over the
+    // simulators' catch-all and must see zero calls).
+    for route in [
+        "/portalapi/ApprovalRequest/ApprovalRequestPermitApplication",
+        "/portalapi/ApprovalRequest/ApprovalRequestUpdateForTakeOwnership",
+        "/portalapi/ApprovalRequest/ApprovalRequestUpdateForReject",
+        "/portalapi/DeployPolicyQueue/DeployPolicies",
+    ] {
+        Mock::given(method("POST"))
+            .and(path(route))
+            .respond_with(ResponseTemplate::new(500))
+            .with_priority(1)
+            .expect(0)
+            .named(route)
+            .mount(h.portal.server())
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path_regex(r"/service/tickets(/\d+/notes)?$"))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1)
+        .expect(0)
+        .named("PSA writes")
+        .mount(h.psa.server())
+        .await;
+
+    let out = h
+        .workflow("dry_run = true")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.dry_run && out.run_id.is_none());
+    assert!(out.report.success, "{:?}", out.report.errors);
+    // The numbers are those a real run would report, marked as not applied.
+    assert_eq!(out.report.monitoring_summary.approval_requests, 5);
+    assert_eq!(out.report.monitoring_summary.policy_changes, 2);
+    assert!(out
+        .report
+        .approval_requests
+        .iter()
+        .filter(|a| a.auto_approved)
+        .all(|a| a.reason.contains("dry run")));
+
+    let permits: Vec<_> = out
+        .planned_writes
+        .iter()
+        .filter(|w| w.kind == IntentKind::Permit)
+        .collect();
+    assert_eq!(permits.len(), 2);
+    for p in &permits {
+        // The exact requests: take ownership, then the permit POST with its full body.
+        let paths: Vec<&str> = p.requests.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/portalapi/ApprovalRequest/ApprovalRequestUpdateForTakeOwnership",
+                "/portalapi/ApprovalRequest/ApprovalRequestPermitApplication"
+            ]
+        );
+        assert!(p.requests[1].body.as_ref().unwrap()["approvalRequest"]["json"].is_string());
+    }
+    let tickets = out
+        .planned_writes
+        .iter()
+        .filter(|w| w.kind == IntentKind::Ticket)
+        .count();
+    assert_eq!(
+        tickets,
+        out.report.monitoring_summary.security_alerts as usize
+    );
+    let json = out.report_json();
+    assert_eq!(
+        json["planned_writes"].as_array().unwrap().len(),
+        out.planned_writes.len()
+    );
+
+    assert_eq!(h.portal.write_calls(), 0);
+    assert!(h.psa.tickets().is_empty());
+    assert!(
+        !h.state_path.exists(),
+        "a dry run does not even create the state file"
+    );
+    h.portal.server().verify().await;
+    h.psa.server().verify().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_after_a_real_run_plans_nothing_already_done() {
+    let h = Harness::story().await;
+    h.workflow("")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    let tickets = h.psa.tickets().len();
+    let out = h
+        .workflow("dry_run = true")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out
+        .planned_writes
+        .iter()
+        .all(|w| w.kind != IntentKind::Ticket));
+    assert!(out
+        .planned_writes
+        .iter()
+        .all(|w| w.kind != IntentKind::Permit));
+    // Existing tickets are still reported against their detections.
+    assert_eq!(
+        out.report
+            .security_events
+            .iter()
+            .filter(|e| e.ticket_id.is_some())
+            .count(),
+        tickets
+    );
+    assert_eq!(h.psa.tickets().len(), tickets);
+}

@@ -1,0 +1,110 @@
+//! Each step is switched by its input; the company and event-type filters narrow the run.
+
+use examples::workflow::RunOptions;
+
+use super::common::{now, Harness};
+
+fn route_count(h: &Harness, route: &str) -> u64 {
+    h.portal.stats().per_route.get(route).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn process_approvals_off_reads_and_actions_no_request() {
+    let h = Harness::story().await;
+    let out = h
+        .workflow("process_approvals = false")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success);
+    assert_eq!(out.report.monitoring_summary.approval_requests, 0);
+    assert_eq!(
+        route_count(&h, "ApprovalRequest/ApprovalRequestGetByParameters"),
+        0
+    );
+    assert!(h.portal.permits().is_empty());
+    assert!(h.portal.deploys().is_empty());
+    assert_eq!(out.report.monitoring_summary.total_events, 13);
+}
+
+#[tokio::test]
+async fn monitor_blocks_off_reads_no_event() {
+    let h = Harness::story().await;
+    let out = h
+        .workflow("monitor_blocks = false")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success);
+    assert_eq!(route_count(&h, "ActionLog/ActionLogGetByParametersV2"), 0);
+    assert_eq!(out.report.monitoring_summary.total_events, 0);
+    assert_eq!(out.report.monitoring_summary.approval_requests, 5);
+}
+
+#[tokio::test]
+async fn create_tickets_off_opens_none() {
+    let h = Harness::story().await;
+    let out = h
+        .workflow("create_tickets = false")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success);
+    assert!(out.report.monitoring_summary.security_alerts > 0);
+    assert!(out
+        .report
+        .security_events
+        .iter()
+        .all(|e| !e.ticket_created && e.ticket_id.is_none()));
+    assert_eq!(h.psa.create_calls() + h.psa.search_calls(), 0);
+}
+
+#[tokio::test]
+async fn company_id_limits_the_run_to_that_companys_organizations() {
+    let h = Harness::story().await;
+    let contoso = h.portal.dataset().orgs[0].id.clone();
+    let text = h.config_text("company_id = \"250\"").replace(
+        "\"*\" = \"250\"",
+        &format!("\"{contoso}\" = \"250\"\n\"*\" = \"999\""),
+    );
+    let out = h
+        .workflow_from_text(&text)
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    // Contoso Dental only: 4 AnyDesk blocks + 1 uTorrent; the Zoom and AnyDesk requests.
+    assert_eq!(out.report.monitoring_summary.total_events, 5);
+    assert_eq!(out.report.monitoring_summary.approval_requests, 2);
+    assert!(out
+        .report
+        .security_events
+        .iter()
+        .all(|e| e.company.as_deref() == Some("Contoso Dental")));
+}
+
+#[tokio::test]
+async fn event_types_narrow_the_detections_and_the_search() {
+    let h = Harness::story().await;
+    let out = h
+        .workflow("event_types = [\"suspicious_execution\"]")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success);
+    assert_eq!(out.report.security_events.len(), 1);
+    assert_eq!(
+        out.report.security_events[0].event_type,
+        "suspicious_execution"
+    );
+    assert_eq!(h.psa.tickets().len(), 1);
+
+    let h = Harness::story().await;
+    let out = h
+        .workflow("event_types = [\"network\"]")
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    // The story has only `execute` rows: an action-type filter on `network` finds none.
+    assert_eq!(out.report.monitoring_summary.total_events, 0);
+}
