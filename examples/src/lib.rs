@@ -24,5 +24,7 @@ pub mod sim;
 pub mod state;
 pub mod workflow;
 
-// Daily report and event-driven runs (issue 8).
+// The daily report and event-driven runs (issue 8).
+pub mod cli_report;
 pub mod report;
+pub mod triggers;

@@ -1,0 +1,616 @@
+//! Event-driven runs for `watch`: besides the interval, react to new approval requests and new
+//! High/Critical detections at once, and produce the daily report at a local time.
+//!
+//! # Shape
+//!
+//! The decisions are pure functions with table tests — [`should_trigger`] (did new approval
+//! requests appear?), [`new_detections`] (which High/Critical incidents are new?),
+//! [`next_daily_run`] (when is 07:00 in the configured zone next, across DST changes?) — and a
+//! thin loop, [`Watcher`], that asks a [`Probe`] (the cheap polls), a [`Runner`] (the
+//! workflow's own run function with steps switched off) and a [`Clock`] (injectable time and
+//! sleep, so tests run without waiting).
+//!
+//! # Nothing done twice
+//!
+//! A triggered run is the workflow's ordinary run ([`WorkflowRunner`] builds one [`Workflow`]
+//! per kind, all sharing one state store), so every side effect goes through the same intents
+//! as the scheduled runs: a request permitted by a triggered run is `AlreadyDone` for the next
+//! scheduled run, a ticket opened for a detection is found again by its dedupe key.
+//!
+//! - An **approval run** skips ticket creation but still reads the window's events: the
+//!   engine's approval risk rules (a detection on the same hash, fleet spread) need them, and a
+//!   request is never auto-approved blind.
+//! - A **detection run** skips approvals and reads a short window (one hour, the workflow's
+//!   minimum) so High/Critical incidents are ticketed without waiting for the next full run.
+//!
+//! # Polls
+//!
+//! - `ApprovalRequestGetCount` every `approval_poll` (default one minute): a rise triggers an
+//!   approval run. When the count stays the same but is not zero, every
+//!   [`ID_CHECK_EVERY`]th poll also reads the pending ids, since one request actioned and one
+//!   new one leave the count unchanged.
+//! - Optionally the action log over the last `detection_window` (default 15 minutes) every
+//!   `detection_poll`, evaluated by the engine: a High/Critical incident key not seen before
+//!   triggers a detection run.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, LocalResult, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use futures_util::TryStreamExt;
+use policy_engine::{Decisions, Engine, Input, RiskLevel};
+use threatlocker_api::{ApprovalStatus, Client};
+use tracing::{info, warn};
+
+use crate::workflow::{RunOptions, RunOutput, Workflow, WorkflowError};
+
+/// Default time between approval-count polls.
+pub const DEFAULT_APPROVAL_POLL: StdDuration = StdDuration::from_secs(60);
+/// Default action-log window the detection poll evaluates.
+pub const DEFAULT_DETECTION_WINDOW: StdDuration = StdDuration::from_secs(15 * 60);
+/// When the approval count is unchanged and not zero, read the pending ids every this many
+/// polls.
+pub const ID_CHECK_EVERY: u32 = 5;
+
+/// Whether new approval requests appeared.
+///
+/// - With the pending ids at hand (`pending_ids` is `Some`), they decide: any id not in
+///   `seen_ids` triggers, whatever the count did.
+/// - Otherwise the count decides: a rise over the previous poll triggers. The first poll
+///   (`prev_count` is `None`) only sets the baseline, since `watch` starts with a full run.
+pub fn should_trigger(
+    prev_count: Option<i64>,
+    count: i64,
+    seen_ids: &BTreeSet<String>,
+    pending_ids: Option<&[String]>,
+) -> bool {
+    match pending_ids {
+        Some(ids) => ids.iter().any(|id| !seen_ids.contains(id)),
+        None => prev_count.is_some_and(|p| count > p),
+    }
+}
+
+/// The keys of detections at or above `min_risk` that are not in `seen`, in the engine's order
+/// (most severe first).
+pub fn new_detections(
+    decisions: &Decisions,
+    seen: &BTreeSet<String>,
+    min_risk: RiskLevel,
+) -> Vec<String> {
+    decisions
+        .detections
+        .iter()
+        .filter(|d| d.risk_level >= min_risk && !seen.contains(&d.key))
+        .map(|d| d.key.clone())
+        .collect()
+}
+
+/// Parses a local time of day, `HH:MM` (24-hour), naming `key` in the error.
+pub fn parse_time_of_day(key: &str, s: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(s.trim(), "%H:%M")
+        .map_err(|_| format!("{key}: {s:?} is not a time of day; use HH:MM, e.g. 07:00"))
+}
+
+/// The first instant after `now_utc` at which the clock in `tz` shows `at`.
+///
+/// DST: on a spring-forward day when `at` does not exist (02:30 in a zone that jumps from 02:00
+/// to 03:00), the run happens at the end of the gap (03:00); on a fall-back day when `at`
+/// happens twice, it runs at the first. So the report runs exactly once every local day.
+pub fn next_daily_run(now_utc: DateTime<Utc>, at: NaiveTime, tz: Tz) -> DateTime<Utc> {
+    let today = now_utc.with_timezone(&tz).date_naive();
+    for offset in 0..=2 {
+        let Some(day) = today.checked_add_days(chrono::Days::new(offset)) else {
+            break;
+        };
+        let local = day.and_time(at);
+        let candidate = match tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => Some(t),
+            LocalResult::Ambiguous(first, _) => Some(first),
+            // In a gap: the first minute that exists after it.
+            LocalResult::None => (1..=24 * 60).find_map(|m| {
+                tz.from_local_datetime(&(local + Duration::minutes(m)))
+                    .earliest()
+            }),
+        };
+        if let Some(t) = candidate.map(|t| t.with_timezone(&Utc)) {
+            if t > now_utc {
+                return t;
+            }
+        }
+    }
+    // Unreachable for real zones; a day later keeps the loop going rather than spinning.
+    now_utc + Duration::days(1)
+}
+
+/// What a run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunKind {
+    /// The scheduled full run.
+    Scheduled,
+    /// New approval requests: the approval steps.
+    Approvals,
+    /// New High/Critical detections: the ticket steps on a short window.
+    Detections,
+    /// The daily report.
+    DailyReport,
+}
+
+/// What a run saw, so the watcher knows what is no longer new.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// Pending approval request ids the run decided on.
+    pub pending_request_ids: Vec<String>,
+    /// Incident keys of the detections the run handled.
+    pub detection_keys: Vec<String>,
+}
+
+impl RunSummary {
+    /// From a workflow run's report.
+    pub fn from_output(out: &RunOutput) -> Self {
+        Self {
+            pending_request_ids: out
+                .report
+                .approval_requests
+                .iter()
+                .filter_map(|a| a.request_id.clone())
+                .collect(),
+            detection_keys: out
+                .report
+                .security_events
+                .iter()
+                .map(|e| e.key.clone())
+                .collect(),
+        }
+    }
+}
+
+/// The cheap polls.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// The number of pending approval requests.
+    async fn approval_count(&self) -> Result<i64, String>;
+    /// The ids of the pending approval requests.
+    async fn pending_ids(&self) -> Result<Vec<String>, String>;
+    /// The evaluated action log of `[now - window, now)`.
+    async fn recent_decisions(
+        &self,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<Decisions, String>;
+}
+
+/// Performs runs.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// Runs `kind` at `now`.
+    async fn run(&self, kind: RunKind, now: DateTime<Utc>) -> Result<RunSummary, String>;
+}
+
+/// Time, injectable.
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+    /// Sleeps until `t` or for at most `max`, whichever is first.
+    async fn sleep_until(&self, t: DateTime<Utc>, max: StdDuration);
+}
+
+/// The system clock and tokio's sleep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    async fn sleep_until(&self, t: DateTime<Utc>, max: StdDuration) {
+        let wait = (t - Utc::now()).to_std().unwrap_or_default().min(max);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// When things happen in `watch`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TriggerSettings {
+    /// Time between full runs.
+    pub interval: StdDuration,
+    /// Time between approval-count polls; `None` turns the approval trigger off.
+    pub approval_poll: Option<StdDuration>,
+    /// Time between action-log polls for new High/Critical detections; `None` (the default)
+    /// turns the detection trigger off.
+    pub detection_poll: Option<StdDuration>,
+    /// The action-log window a detection poll evaluates.
+    pub detection_window: StdDuration,
+    /// The lowest risk a detection poll reacts to.
+    pub detection_min_risk: RiskLevel,
+    /// The daily report's local time and zone.
+    pub daily_report_at: Option<(NaiveTime, Tz)>,
+}
+
+impl TriggerSettings {
+    /// Full runs every `interval`, approval polls every minute, no detection poll, no daily
+    /// report.
+    pub fn new(interval: StdDuration) -> Self {
+        Self {
+            interval,
+            approval_poll: Some(DEFAULT_APPROVAL_POLL),
+            detection_poll: None,
+            detection_window: DEFAULT_DETECTION_WINDOW,
+            detection_min_risk: RiskLevel::High,
+            daily_report_at: None,
+        }
+    }
+}
+
+fn chrono_dur(d: StdDuration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::days(365))
+}
+
+/// The watch loop: full runs on the interval, triggered runs when the polls see something new,
+/// the daily report at its local time. One run at a time; a failed run or poll is logged and
+/// the loop goes on.
+pub struct Watcher<P, R, C> {
+    settings: TriggerSettings,
+    probe: P,
+    runner: R,
+    clock: C,
+    next_full: Option<DateTime<Utc>>,
+    next_approval_poll: Option<DateTime<Utc>>,
+    next_detection_poll: Option<DateTime<Utc>>,
+    next_daily: Option<DateTime<Utc>>,
+    last_count: Option<i64>,
+    polls_unchanged: u32,
+    seen_ids: BTreeSet<String>,
+    seen_detections: BTreeSet<String>,
+    /// Every run started, in order (for logs and tests).
+    pub history: Vec<(RunKind, DateTime<Utc>, bool)>,
+}
+
+impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
+    /// A watcher whose first full run is due at once.
+    pub fn new(settings: TriggerSettings, probe: P, runner: R, clock: C) -> Self {
+        let now = clock.now();
+        let next_daily = settings
+            .daily_report_at
+            .map(|(at, tz)| next_daily_run(now, at, tz));
+        Self {
+            next_full: Some(now),
+            next_approval_poll: settings.approval_poll.map(|_| now),
+            next_detection_poll: settings.detection_poll.map(|_| now),
+            next_daily,
+            settings,
+            probe,
+            runner,
+            clock,
+            last_count: None,
+            polls_unchanged: 0,
+            seen_ids: BTreeSet::new(),
+            seen_detections: BTreeSet::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
+    /// When the loop next has something to do.
+    pub fn next_wake(&self) -> DateTime<Utc> {
+        [
+            self.next_full,
+            self.next_approval_poll,
+            self.next_detection_poll,
+            self.next_daily,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| self.clock.now() + Duration::minutes(1))
+    }
+
+    async fn run(&mut self, kind: RunKind) -> bool {
+        let now = self.clock.now();
+        let result = self.runner.run(kind, now).await;
+        let ok = result.is_ok();
+        self.history.push((kind, now, ok));
+        match result {
+            Ok(summary) => {
+                self.seen_ids.extend(summary.pending_request_ids);
+                self.seen_detections.extend(summary.detection_keys);
+            }
+            Err(e) => warn!(?kind, error = %e, "run failed; the next tick retries"),
+        }
+        ok
+    }
+
+    /// Does everything due at the clock's now: the full run, then the approval poll, the
+    /// detection poll and the daily report.
+    pub async fn tick(&mut self) {
+        let now = self.clock.now();
+        if self.next_full.is_some_and(|t| t <= now) {
+            self.run(RunKind::Scheduled).await;
+            self.next_full = Some(now + chrono_dur(self.settings.interval));
+        }
+        if let (Some(t), Some(every)) = (self.next_approval_poll, self.settings.approval_poll) {
+            if t <= now {
+                self.poll_approvals().await;
+                self.next_approval_poll = Some(self.clock.now() + chrono_dur(every));
+            }
+        }
+        if let (Some(t), Some(every)) = (self.next_detection_poll, self.settings.detection_poll) {
+            if t <= now {
+                self.poll_detections().await;
+                self.next_detection_poll = Some(self.clock.now() + chrono_dur(every));
+            }
+        }
+        if let (Some(t), Some((at, tz))) = (self.next_daily, self.settings.daily_report_at) {
+            if t <= now {
+                self.run(RunKind::DailyReport).await;
+                self.next_daily = Some(next_daily_run(t.max(self.clock.now()), at, tz));
+            }
+        }
+    }
+
+    async fn poll_approvals(&mut self) {
+        let count = match self.probe.approval_count().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "approval-count poll failed");
+                return;
+            }
+        };
+        let unchanged = self.last_count == Some(count);
+        self.polls_unchanged = if unchanged {
+            self.polls_unchanged + 1
+        } else {
+            0
+        };
+        let ids = if unchanged && count > 0 && self.polls_unchanged % ID_CHECK_EVERY == 0 {
+            match self.probe.pending_ids().await {
+                Ok(ids) => Some(ids),
+                Err(e) => {
+                    warn!(error = %e, "reading pending approval ids failed");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let trigger = should_trigger(self.last_count, count, &self.seen_ids, ids.as_deref());
+        self.last_count = Some(count);
+        if trigger {
+            info!(
+                count,
+                "new approval requests: running the approval steps now"
+            );
+            self.run(RunKind::Approvals).await;
+        }
+    }
+
+    async fn poll_detections(&mut self) {
+        let now = self.clock.now();
+        let window = chrono_dur(self.settings.detection_window);
+        match self.probe.recent_decisions(now, window).await {
+            Ok(decisions) => {
+                let new = new_detections(
+                    &decisions,
+                    &self.seen_detections,
+                    self.settings.detection_min_risk,
+                );
+                if !new.is_empty() {
+                    info!(
+                        detections = new.len(),
+                        "new High/Critical detections: ticketing them now"
+                    );
+                    // Seen even if the run fails: the next full run covers them anyway.
+                    self.seen_detections.extend(new);
+                    self.run(RunKind::Detections).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "action-log poll failed"),
+        }
+    }
+
+    /// Loops until `stop` is set (checked at least every `check_every`), or after `max_ticks`
+    /// ticks when given (tests).
+    pub async fn run_until(
+        &mut self,
+        stop: &AtomicBool,
+        check_every: StdDuration,
+        max_ticks: Option<usize>,
+    ) {
+        let mut ticks = 0usize;
+        while !stop.load(Ordering::SeqCst) {
+            if max_ticks.is_some_and(|m| ticks >= m) {
+                break;
+            }
+            if self.next_wake() <= self.clock.now() {
+                self.tick().await;
+                ticks += 1;
+            } else {
+                self.clock.sleep_until(self.next_wake(), check_every).await;
+            }
+        }
+    }
+}
+
+/// The real [`Probe`]: the ThreatLocker client and the engine.
+pub struct ClientProbe {
+    client: Client,
+    engine: Arc<Engine>,
+    include_children: bool,
+}
+
+impl ClientProbe {
+    /// A probe reading through `client` (children included as configured).
+    pub fn new(client: Client, engine: Arc<Engine>, include_children: bool) -> Self {
+        Self {
+            client,
+            engine,
+            include_children,
+        }
+    }
+}
+
+#[async_trait]
+impl Probe for ClientProbe {
+    async fn approval_count(&self) -> Result<i64, String> {
+        self.client
+            .approvals()
+            .count(self.include_children)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn pending_ids(&self) -> Result<Vec<String>, String> {
+        let rows: Vec<_> = self
+            .client
+            .approvals()
+            .search(ApprovalStatus::Pending)
+            .child_organizations(self.include_children)
+            .stream()
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.approval_request_id.map(|i| i.to_string()))
+            .collect())
+    }
+
+    async fn recent_decisions(
+        &self,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<Decisions, String> {
+        let start = now - window;
+        let rows: Vec<_> = self
+            .client
+            .audit()
+            .search(start, now)
+            .child_organizations(self.include_children)
+            .stream()
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self
+            .engine
+            .evaluate(&Input::new(now, start, now).with_events(rows)))
+    }
+}
+
+/// A callback producing (and writing or sending) the daily report.
+pub type DailyReportFn = Arc<
+    dyn Fn(DateTime<Utc>) -> futures_util::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+
+/// The real [`Runner`]: the workflow's own run function, one [`Workflow`] per kind with steps
+/// switched off, all sharing one state store (build them with [`WorkflowRunner::from_config`]).
+pub struct WorkflowRunner {
+    full: Workflow,
+    approvals: Workflow,
+    detections: Workflow,
+    daily: Option<DailyReportFn>,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl WorkflowRunner {
+    /// From three workflows that share a state store: `full` as configured, `approvals` with
+    /// `create_tickets = false`, `detections` with `process_approvals = false` and a short
+    /// window.
+    pub fn new(full: Workflow, approvals: Workflow, detections: Workflow) -> Self {
+        Self {
+            full,
+            approvals,
+            detections,
+            daily: None,
+            stop: None,
+        }
+    }
+
+    /// Builds the three workflows from a configuration, sharing one state store, the client,
+    /// the PSA and the notifiers.
+    pub fn from_config(
+        config: &crate::config::Config,
+        env: &dyn crate::config::Env,
+    ) -> Result<Self, WorkflowError> {
+        let full = Workflow::from_config(config, env)?;
+        let state = Arc::clone(full.state());
+        let client = full.client().clone();
+        let with = |f: &dyn Fn(&mut crate::workflow::Settings)| -> Result<Workflow, WorkflowError> {
+            let mut settings = full.settings().clone();
+            f(&mut settings);
+            let mut wf = Workflow::new(
+                client.clone(),
+                crate::workflow::engine_from_config(config)?,
+                Arc::clone(&state),
+                settings,
+            );
+            if let Some(sink) = crate::connect::ticket_sink(config, env)? {
+                wf = wf.with_ticket_sink(sink);
+            }
+            for n in crate::connect::notifiers(config, env)? {
+                wf = wf.with_notifier(n);
+            }
+            Ok(wf)
+        };
+        let approvals = with(&|s| {
+            s.workflow.create_tickets = false;
+        })?;
+        let detections = with(&|s| {
+            s.workflow.process_approvals = false;
+            s.workflow.time_range_hours = 1;
+        })?;
+        Ok(Self::new(full, approvals, detections))
+    }
+
+    /// Sets the daily report callback.
+    pub fn with_daily_report(mut self, f: DailyReportFn) -> Self {
+        self.daily = Some(f);
+        self
+    }
+
+    /// Sets the stop flag passed to every run (Ctrl-C finishes the step in progress).
+    pub fn with_stop_flag(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+}
+
+#[async_trait]
+impl Runner for WorkflowRunner {
+    async fn run(&self, kind: RunKind, now: DateTime<Utc>) -> Result<RunSummary, String> {
+        let wf = match kind {
+            RunKind::Scheduled => &self.full,
+            RunKind::Approvals => &self.approvals,
+            RunKind::Detections => &self.detections,
+            RunKind::DailyReport => {
+                return match &self.daily {
+                    Some(f) => f(now).await.map(|()| RunSummary::default()),
+                    None => Ok(RunSummary::default()),
+                }
+            }
+        };
+        let mut opts = RunOptions::new().now(now);
+        if let Some(stop) = &self.stop {
+            opts = opts.stop_flag(Arc::clone(stop));
+        }
+        let out = wf.run(opts).await.map_err(|e| e.to_string())?;
+        if !out.report.success {
+            warn!(?kind, errors = ?out.report.errors, "run finished with errors");
+        }
+        Ok(RunSummary::from_output(&out))
+    }
+}
