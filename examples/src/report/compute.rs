@@ -127,11 +127,18 @@ impl Activity {
                     });
                 }
                 IntentKind::Note => {
-                    // note:<dedupe key>:<last seen>
-                    let dedupe = i
-                        .key
-                        .strip_prefix("note:")
-                        .and_then(|rest| rest.split_once(':').map(|(k, _)| k.to_owned()));
+                    // note:<dedupe key>:<last seen>; both parts may contain ':', so the key
+                    // is recognised among the tickets the store knows.
+                    let dedupe = i.key.strip_prefix("note:").and_then(|rest| {
+                        out.known_tickets
+                            .keys()
+                            .chain(summaries.keys())
+                            .find(|k| {
+                                rest.strip_prefix(k.as_str())
+                                    .is_some_and(|tail| tail.is_empty() || tail.starts_with(':'))
+                            })
+                            .cloned()
+                    });
                     out.tickets.push(TicketActivity {
                         ticket_id: payload_str(&i.payload, "ticket_id").unwrap_or_default(),
                         action: "updated".to_owned(),

@@ -1,0 +1,1 @@
+//! The trigger decisions (tables) and the watch loop with an injected clock.
