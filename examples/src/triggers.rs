@@ -375,7 +375,7 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
         } else {
             0
         };
-        let ids = if unchanged && count > 0 && self.polls_unchanged % ID_CHECK_EVERY == 0 {
+        let ids = if unchanged && count > 0 && self.polls_unchanged.is_multiple_of(ID_CHECK_EVERY) {
             match self.probe.pending_ids().await {
                 Ok(ids) => Some(ids),
                 Err(e) => {

@@ -41,7 +41,7 @@ pub fn blocks_per_hour_svg(buckets: &[HourBucket], tz: Tz) -> Option<String> {
             .x_labels(buckets.len().min(13))
             .x_label_formatter(&|i| {
                 let i = *i as usize;
-                if i % step == 0 {
+                if i.is_multiple_of(step) {
                     labels.get(i).cloned().unwrap_or_default()
                 } else {
                     String::new()

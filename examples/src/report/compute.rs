@@ -240,7 +240,7 @@ fn application_name(row: &ActionLogRow) -> String {
 /// The period's events with the engine's definition: `dateTime` in `[start, end)`,
 /// de-duplicated by `actionLogId` (else `eActionLogId`), the first kept; rows with neither id
 /// count each.
-pub fn period_events<'a>(input: &'a Input) -> Vec<&'a ActionLogRow> {
+pub fn period_events(input: &Input) -> Vec<&ActionLogRow> {
     let mut seen = HashSet::new();
     input
         .events

@@ -23,11 +23,23 @@ fn ids(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// (name, previous count, count, seen ids, pending ids read, expected)
+type TriggerCase<'a> = (
+    &'a str,
+    Option<i64>,
+    i64,
+    &'a [&'a str],
+    Option<&'a [&'a str]>,
+    bool,
+);
+/// (name, now, local time, zone, expected next run)
+type DailyCase<'a> = (&'a str, DateTime<Utc>, &'a str, Tz, DateTime<Utc>);
+
 #[test]
 fn should_trigger_table() {
     let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     #[rustfmt::skip]
-    let cases: &[(&str, Option<i64>, i64, &[&str], Option<&[&str]>, bool)] = &[
+    let cases: &[TriggerCase] = &[
         ("first poll only sets the baseline",        None,    3, &[],          None,                    false),
         ("count rose",                               Some(2), 3, &[],          None,                    true),
         ("count unchanged",                          Some(3), 3, &[],          None,                    false),
@@ -59,7 +71,7 @@ fn next_daily_run_table_with_dst_changes() {
     let kathmandu: Tz = "Asia/Kathmandu".parse().unwrap();
     let at = |s: &str| parse_time_of_day("--daily-report-at", s).unwrap();
     #[rustfmt::skip]
-    let cases: &[(&str, DateTime<Utc>, &str, Tz, DateTime<Utc>)] = &[
+    let cases: &[DailyCase] = &[
         ("later today (CEST)",                     utc(2026, 5, 14, 4, 0),   "07:00", berlin, utc(2026, 5, 14, 5, 0)),
         ("exactly now: tomorrow",                  utc(2026, 5, 14, 5, 0),   "07:00", berlin, utc(2026, 5, 15, 5, 0)),
         ("already past: tomorrow",                 utc(2026, 5, 14, 6, 0),   "07:00", berlin, utc(2026, 5, 15, 5, 0)),
