@@ -607,10 +607,194 @@ impl Runner for WorkflowRunner {
         if let Some(stop) = &self.stop {
             opts = opts.stop_flag(Arc::clone(stop));
         }
-        let out = wf.run(opts).await.map_err(|e| e.to_string())?;
-        if !out.report.success {
+        let out = match wf.run(opts).await {
+            Ok(out) => out,
+            Err(WorkflowError::Interrupted { next_step }) => {
+                info!(?kind, next_step, "stopped cleanly");
+                return Ok(RunSummary::default());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let s = &out.report.monitoring_summary;
+        if out.report.success {
+            info!(
+                ?kind,
+                events = s.total_events,
+                approvals = s.approval_requests,
+                blocks = s.blocked_applications,
+                alerts = s.security_alerts,
+                policy_changes = s.policy_changes,
+                tickets_created = out.report.blocked_summary.tickets_created,
+                "run succeeded"
+            );
+        } else {
             warn!(?kind, errors = ?out.report.errors, "run finished with errors");
         }
         Ok(RunSummary::from_output(&out))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `watch` with triggers: the options and the driver the binary calls.
+
+/// `watch`'s trigger options (flattened into the `watch` subcommand).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchTriggerArgs {
+    /// How often to poll the pending approval count; new requests run the approval steps at
+    /// once (e.g. 1m, 30s).
+    #[arg(long, default_value = "1m", value_parser = parse_poll)]
+    pub approval_poll: StdDuration,
+    /// Do not poll the approval count (approvals wait for the next scheduled run).
+    #[arg(long)]
+    pub no_approval_poll: bool,
+    /// Also poll the action log this often (e.g. 5m) for new High/Critical detections and
+    /// ticket them at once. Off by default.
+    #[arg(long, value_parser = parse_poll)]
+    pub detection_poll: Option<StdDuration>,
+    /// Produce the daily report at this local time (HH:MM, in --timezone).
+    #[arg(long, value_name = "HH:MM", value_parser = parse_at)]
+    pub daily_report_at: Option<NaiveTime>,
+    /// The IANA time zone of --daily-report-at and of the report's times (default UTC).
+    #[arg(long, value_name = "ZONE", env = "THREATLOCKER_REPORT_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// Where daily reports are written (default: `reports/` beside the configuration file).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<std::path::PathBuf>,
+    /// Also e-mail the daily report to threatlocker_notification_recipients through
+    /// [notify.email] (not in a dry run).
+    #[arg(long)]
+    pub send_daily_report: bool,
+}
+
+fn parse_poll(s: &str) -> Result<StdDuration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 1m, 30s)"))?;
+    if d < StdDuration::from_secs(10) {
+        return Err("a poll interval must be at least 10s".into());
+    }
+    Ok(d)
+}
+
+fn parse_at(s: &str) -> Result<NaiveTime, String> {
+    parse_time_of_day("--daily-report-at", s)
+}
+
+/// Runs `watch` with its triggers until `stop` is set: full runs every `interval`, approval and
+/// detection polls, the daily report. Returns the exit code (2 for a configuration problem).
+pub async fn watch(
+    config: &crate::config::Config,
+    env: &dyn crate::config::Env,
+    interval: StdDuration,
+    args: &WatchTriggerArgs,
+    stop: Arc<AtomicBool>,
+) -> u8 {
+    use crate::cli::{EXIT_OK, EXIT_USAGE};
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    };
+    let tz = match &args.timezone {
+        None => Tz::UTC,
+        Some(name) => match crate::report::parse_timezone("--timezone", name) {
+            Ok(tz) => tz,
+            Err(e) => return fail(&e),
+        },
+    };
+    let runner = match WorkflowRunner::from_config(config, env) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let engine = match crate::workflow::engine_from_config(config) {
+        Ok(e) => Arc::new(e),
+        Err(e) => return fail(&e),
+    };
+    let client = runner.full.client().clone();
+    let include_children = config.threatlocker().include_child_organizations;
+    let probe = ClientProbe::new(client.clone(), Arc::clone(&engine), include_children);
+
+    let dry_run = config.workflow().dry_run;
+    let mut runner = runner.with_stop_flag(Arc::clone(&stop));
+    if args.daily_report_at.is_some() {
+        let notifier = if args.send_daily_report && !dry_run {
+            match crate::connect::notifiers(config, env) {
+                Ok(n) => match n.into_iter().find(|n| n.name() == "email") {
+                    Some(n) => Some(n),
+                    None => {
+                        return fail(
+                            &"--send-daily-report needs [notify.email] in the configuration",
+                        )
+                    }
+                },
+                Err(e) => return fail(&e),
+            }
+        } else {
+            None
+        };
+        let recipients = crate::cli_report::recipients(config);
+        let dir = args
+            .report_dir
+            .clone()
+            .unwrap_or_else(|| config.base_dir().join("reports"));
+        let state = Arc::clone(runner.full.state());
+        let scope = crate::report::Scope::from_config(config);
+        let hours = config.workflow().time_range_hours;
+        let daily: DailyReportFn = Arc::new(move |now| {
+            let (client, engine, state, scope) = (
+                client.clone(),
+                Arc::clone(&engine),
+                Arc::clone(&state),
+                scope.clone(),
+            );
+            let (notifier, recipients, dir) = (notifier.clone(), recipients.clone(), dir.clone());
+            Box::pin(async move {
+                let options = crate::report::ComputeOptions {
+                    top_n: crate::report::DEFAULT_TOP_N,
+                    timezone: tz.name().to_owned(),
+                };
+                let report = crate::report::daily_report(
+                    &client,
+                    &engine,
+                    &state,
+                    &scope,
+                    now,
+                    Duration::hours(i64::from(hours.max(24))),
+                    &options,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let html = crate::report::render::to_html(&report).map_err(|e| e.to_string())?;
+                let path = dir.join(format!(
+                    "threatlocker-daily-report-{}.html",
+                    now.with_timezone(&tz).format("%Y-%m-%d")
+                ));
+                crate::report::write_file(&path, &html).map_err(|e| e.to_string())?;
+                info!(path = %path.display(), "daily report written");
+                if let Some(n) = notifier {
+                    crate::report::send_report(n.as_ref(), &report, &recipients)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    info!("daily report sent");
+                }
+                Ok(())
+            })
+        });
+        runner = runner.with_daily_report(daily);
+    }
+    let mut settings = TriggerSettings::new(interval);
+    settings.approval_poll = (!args.no_approval_poll).then_some(args.approval_poll);
+    settings.detection_poll = args.detection_poll;
+    settings.daily_report_at = args.daily_report_at.map(|at| (at, tz));
+    info!(
+        interval = %humantime::format_duration(interval),
+        approval_poll = ?settings.approval_poll.map(humantime::format_duration).map(|d| d.to_string()),
+        detection_poll = ?settings.detection_poll.map(humantime::format_duration).map(|d| d.to_string()),
+        daily_report_at = ?args.daily_report_at,
+        timezone = tz.name(),
+        "watching"
+    );
+    let mut watcher = Watcher::new(settings, probe, runner, SystemClock);
+    watcher
+        .run_until(&stop, StdDuration::from_millis(250), None)
+        .await;
+    info!("stopped cleanly");
+    EXIT_OK
 }

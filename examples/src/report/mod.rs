@@ -19,9 +19,9 @@
 //! # Shape
 //!
 //! - [`model`]: the [`DailyReport`] data, serialised as the JSON format.
-//! - [`compute()`]: pure, from an engine [`Input`](policy_engine::Input), its
+//! - [`compute()`]: pure, from an engine [`Input`], its
 //!   [`Decisions`](policy_engine::Decisions) and the [`Activity`].
-//! - [`render`]: `minijinja` templates (escaping on for every value), `plotters` SVG charts.
+//! - [`mod@render`]: `minijinja` templates (escaping on for every value), `plotters` SVG charts.
 //! - [`gather`] and [`daily_report`]: the I/O edge — reads ThreatLocker and the state store.
 //! - [`send_report`]: e-mails the HTML with a plain-text (Markdown) alternative.
 
