@@ -130,6 +130,7 @@ path = "{}"
                 "alerts": r.monitoring_summary.security_alerts,
                 "tickets": r.blocked_summary.tickets_created,
                 "success": r.success,
+                "steps": out.timings.iter().map(|t| (t.step, (t.seconds * 100.0).round() / 100.0)).collect::<Vec<_>>(),
             })
         );
     });

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::{
     build_report, ApprovalOutcome, ApprovalScope, Decisions, Engine, EngineConfig, Input,
     MonitoringReport, Outcomes, PlannedPolicyChange, PlannedTicket, TicketOutcome,
@@ -45,7 +46,7 @@ use threatlocker_api::{
     ApplicationChoice, ApprovalStatus, Client, OrganizationId, PermitOptions, PermitScope,
     PreparedRequest,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{CompanyMap, Config, ConfigError, Env, WorkflowConfig};
 use crate::mapping;
@@ -200,6 +201,18 @@ pub struct RunOutput {
     pub window_start: DateTime<Utc>,
     /// Window end.
     pub window_end: DateTime<Utc>,
+    /// How long each step took, in order.
+    pub timings: Vec<StepTiming>,
+}
+
+/// How long one step of a run took.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct StepTiming {
+    /// The step.
+    pub step: &'static str,
+    /// Seconds.
+    pub seconds: f64,
 }
 
 impl RunOutput {
@@ -390,6 +403,8 @@ impl Workflow {
         info!(%start, %end, dry_run, "run started");
         let mut run = Run {
             wf: self,
+            step_started: std::time::Instant::now(),
+            timings: Vec::new(),
             dry_run,
             run_id,
             stop: opts.stop.clone(),
@@ -436,6 +451,7 @@ impl Workflow {
             dry_run,
             window_start: start,
             window_end: end,
+            timings: run.timings,
         })
     }
 }
@@ -453,6 +469,8 @@ pub fn engine_from_config(config: &Config) -> Result<Engine, WorkflowError> {
 
 struct Run<'a> {
     wf: &'a Workflow,
+    step_started: std::time::Instant,
+    timings: Vec<StepTiming>,
     dry_run: bool,
     run_id: Option<i64>,
     stop: Option<Arc<AtomicBool>>,
@@ -462,21 +480,25 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn check_stop(&self, next_step: &'static str) -> Result<(), WorkflowError> {
+    /// Records that `step` finished, then stops if asked to before `next_step`.
+    fn next(&mut self, step: &'static str, next_step: &'static str) -> Result<(), WorkflowError> {
+        self.mark(step);
         if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
             return Err(WorkflowError::Interrupted { next_step });
         }
         Ok(())
     }
 
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        let seconds = (now - self.step_started).as_secs_f64();
+        self.step_started = now;
+        debug!(step, seconds, "step finished");
+        self.timings.push(StepTiming { step, seconds });
+    }
+
     fn killed(&self, kind: IntentKind, key: &str) -> Result<(), WorkflowError> {
-        match &self.wf.after_effect {
-            Some(hook) if hook(kind, key) => Err(WorkflowError::Killed {
-                kind,
-                key: key.to_owned(),
-            }),
-            _ => Ok(()),
-        }
+        self.ctx().killed(kind, key)
     }
 
     fn error(&mut self, message: String) {
@@ -549,7 +571,7 @@ impl Run<'_> {
             computers = computers.len(),
             "events retrieved"
         );
-        self.check_stop("process approvals")?;
+        self.next("retrieve events", "process approvals")?;
 
         // 2. Process approvals.
         let mut approvals = Vec::new();
@@ -563,7 +585,7 @@ impl Run<'_> {
             approvals.retain(|a| in_scope(a.request.organization_id.as_ref()));
         }
         info!(pending = approvals.len(), "approval requests retrieved");
-        self.check_stop("analyse blocks")?;
+        self.next("process approvals", "analyse blocks")?;
 
         // 3-4. Analyse blocks and detect patterns (pure).
         let builtin_apps: BTreeSet<String> = approvals
@@ -591,7 +613,7 @@ impl Run<'_> {
         if !s.workflow.create_tickets {
             decisions.tickets.clear();
         }
-        self.check_stop("auto-approve")?;
+        self.next("analyse blocks and detect patterns", "auto-approve")?;
 
         // 5. Auto-approve.
         let mut permitted: BTreeMap<OrganizationId, Vec<String>> = BTreeMap::new();
@@ -603,18 +625,30 @@ impl Run<'_> {
         if !self.dry_run {
             self.leftover_permits(&mut permitted).await?;
         }
-        self.check_stop("create tickets")?;
+        self.next("auto-approve", "create tickets")?;
 
         // 6. Create or update tickets.
         if s.workflow.create_tickets {
             if let Some(sink) = wf.sink.clone() {
-                for planned in decisions.tickets.clone() {
-                    let last_seen = decisions
-                        .detections
-                        .iter()
-                        .find(|d| d.key == planned.detection_key)
-                        .and_then(|d| d.last_seen);
-                    self.ticket(sink.as_ref(), &planned, last_seen).await?;
+                // A few tickets at a time (PSAs throttle; each ticket is independent). Results
+                // come back in plan order.
+                let ctx = self.ctx();
+                // The first hard failure (the state store, a test kill) stops the others where
+                // they are, as a crash would.
+                let done: Vec<TicketDone> = stream::iter(decisions.tickets.iter())
+                    .map(|planned| {
+                        let last_seen = decisions
+                            .detections
+                            .get(planned.detection_index)
+                            .filter(|d| d.key == planned.detection_key)
+                            .and_then(|d| d.last_seen);
+                        ctx.ticket(sink.as_ref(), planned, last_seen)
+                    })
+                    .buffered(TICKET_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                for (planned, done) in decisions.tickets.iter().zip(done) {
+                    self.apply_ticket(planned, done);
                 }
             } else if !decisions.tickets.is_empty() {
                 info!(
@@ -628,7 +662,7 @@ impl Run<'_> {
                 self.leftover_tickets(sink.as_ref()).await?;
             }
         }
-        self.check_stop("apply policy changes")?;
+        self.next("create or update tickets", "apply policy changes")?;
 
         // 7. Apply policy changes.
         for (org, ids) in permitted {
@@ -644,7 +678,7 @@ impl Run<'_> {
                 .map(|c| c.request_id.clone())
                 .collect();
         }
-        self.check_stop("notify")?;
+        self.next("apply policy changes", "notify")?;
 
         // 9. Notify (before the report so its failures are in it).
         for n in decisions.notifications.clone() {
@@ -656,8 +690,12 @@ impl Run<'_> {
             self.leftover_notifications().await?;
         }
 
+        self.mark("notify");
+
         // 8. Build the report.
-        Ok(build_report(&decisions, &self.outcomes))
+        let report = build_report(&decisions, &self.outcomes);
+        self.mark("build the report");
+        Ok(report)
     }
 
     async fn permit(
@@ -861,125 +899,23 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn ticket(
-        &mut self,
-        sink: &dyn TicketSink,
-        planned: &PlannedTicket,
-        last_seen: Option<DateTime<Utc>>,
-    ) -> Result<(), WorkflowError> {
-        let key = format!("ticket:{}", planned.dedupe_key);
-        let ticket = mapping::ticket(planned, &self.wf.settings.companies);
-        let last_seen_s = last_seen.map(|t| t.to_rfc3339()).unwrap_or_default();
-        if self.dry_run {
-            match self.wf.state.intent(&key)? {
-                Some(rec) if rec.state == IntentState::Done => {
-                    let id = rec.result.clone().unwrap_or_default();
-                    self.record_ticket(planned, &id, false, false);
-                }
-                _ => self.planned.push(PlannedWrite {
-                    target: format!("psa:{}", sink.name()),
-                    kind: IntentKind::Ticket,
-                    key,
-                    description: format!(
-                        "open a ticket (unless one with external reference {} is open): {}",
-                        planned.dedupe_key, planned.summary
-                    ),
-                    requests: Vec::new(),
-                }),
-            }
-            return Ok(());
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            wf: self.wf,
+            dry_run: self.dry_run,
+            run_id: self.run_id,
         }
-        // The whole ticket is recorded, so a rerun can finish it even once the incident has
-        // left the window.
-        let payload = json!({"ticket": ticket, "last_seen": last_seen_s});
-        let status = self
-            .wf
-            .state
-            .begin_intent(IntentKind::Ticket, &key, &payload, self.run_id)?;
-        match status {
-            IntentStatus::AlreadyDone(id) => {
-                let id = id.unwrap_or_default();
-                let created_last_seen = self
-                    .wf
-                    .state
-                    .intent(&key)?
-                    .and_then(|r| {
-                        r.payload
-                            .get("last_seen")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_default();
-                let noted = if !last_seen_s.is_empty() && last_seen_s > created_last_seen {
-                    self.note(sink, planned, &id, &last_seen_s).await?
-                } else {
-                    false
-                };
-                self.record_ticket(planned, &id, false, noted);
-                return Ok(());
-            }
-            IntentStatus::New | IntentStatus::Unfinished { .. } => {}
-        }
-        // Search first: reconciles an interrupted create, and finds a ticket the PSA holds
-        // even when the state file was lost.
-        match sink.find_open(&planned.dedupe_key).await {
-            Ok(Some(existing)) => {
-                let created = matches!(status, IntentStatus::Unfinished { .. });
-                self.wf.state.complete_intent(&key, Some(&existing.id))?;
-                self.record_ticket(planned, &existing.id, created, false);
-                return Ok(());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.wf.state.fail_intent(&key, &e.to_string())?;
-                self.error(format!("searching the PSA for {}: {e}", planned.dedupe_key));
-                return Ok(());
-            }
-        }
-        match sink.create(&ticket).await {
-            Ok(created) => {
-                self.killed(IntentKind::Ticket, &key)?;
-                self.wf.state.complete_intent(&key, Some(&created.id))?;
-                self.record_ticket(planned, &created.id, true, false);
-            }
-            Err(e) => {
-                self.wf.state.fail_intent(&key, &e.to_string())?;
-                self.error(format!("opening a ticket for {}: {e}", planned.dedupe_key));
-            }
-        }
-        Ok(())
     }
 
-    async fn note(
-        &mut self,
-        sink: &dyn TicketSink,
-        planned: &PlannedTicket,
-        ticket_id: &str,
-        last_seen: &str,
-    ) -> Result<bool, WorkflowError> {
-        let key = format!("note:{}:{last_seen}", planned.dedupe_key);
-        let note = mapping::update_note(planned);
-        let payload = json!({"ticket_id": ticket_id, "note": note});
-        match self
-            .wf
-            .state
-            .begin_intent(IntentKind::Note, &key, &payload, self.run_id)?
-        {
-            IntentStatus::AlreadyDone(_) => Ok(false),
-            IntentStatus::New | IntentStatus::Unfinished { .. } => {
-                match sink.add_note(&TicketRef::new(ticket_id), &note).await {
-                    Ok(()) => {
-                        self.killed(IntentKind::Note, &key)?;
-                        self.wf.state.complete_intent(&key, None)?;
-                        Ok(true)
-                    }
-                    Err(e) => {
-                        self.wf.state.fail_intent(&key, &e.to_string())?;
-                        self.error(format!("adding a note to ticket {ticket_id}: {e}"));
-                        Ok(false)
-                    }
-                }
-            }
+    fn apply_ticket(&mut self, planned: &PlannedTicket, done: TicketDone) {
+        if let Some(w) = done.planned {
+            self.planned.push(w);
+        }
+        if let Some((id, created, noted)) = done.ticket {
+            self.record_ticket(planned, &id, created, noted);
+        }
+        for e in done.errors {
+            self.error(e);
         }
     }
 
@@ -1042,6 +978,158 @@ impl Run<'_> {
                     }
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+/// PSA calls in flight at once while opening tickets.
+const TICKET_CONCURRENCY: usize = 4;
+
+/// What handling one planned ticket produced.
+#[derive(Default)]
+struct TicketDone {
+    /// `(ticket id, created this run, noted this run)`.
+    ticket: Option<(String, bool, bool)>,
+    planned: Option<PlannedWrite>,
+    errors: Vec<String>,
+}
+
+/// The read-only part of a run, shared by side effects performed concurrently.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    wf: &'a Workflow,
+    dry_run: bool,
+    run_id: Option<i64>,
+}
+
+impl Ctx<'_> {
+    fn killed(&self, kind: IntentKind, key: &str) -> Result<(), WorkflowError> {
+        match &self.wf.after_effect {
+            Some(hook) if hook(kind, key) => Err(WorkflowError::Killed {
+                kind,
+                key: key.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the ticket for one incident, or finds it, exactly once.
+    async fn ticket(
+        self,
+        sink: &dyn TicketSink,
+        planned: &PlannedTicket,
+        last_seen: Option<DateTime<Utc>>,
+    ) -> Result<TicketDone, WorkflowError> {
+        let state = &self.wf.state;
+        let mut done = TicketDone::default();
+        let key = format!("ticket:{}", planned.dedupe_key);
+        let ticket = mapping::ticket(planned, &self.wf.settings.companies);
+        let last_seen_s = last_seen.map(|t| t.to_rfc3339()).unwrap_or_default();
+        if self.dry_run {
+            match state.intent(&key)? {
+                Some(rec) if rec.state == IntentState::Done => {
+                    done.ticket = Some((rec.result.clone().unwrap_or_default(), false, false));
+                }
+                _ => {
+                    done.planned = Some(PlannedWrite {
+                        target: format!("psa:{}", sink.name()),
+                        kind: IntentKind::Ticket,
+                        key,
+                        description: format!(
+                            "open a ticket (unless one with external reference {} is open): {}",
+                            planned.dedupe_key, planned.summary
+                        ),
+                        requests: Vec::new(),
+                    })
+                }
+            }
+            return Ok(done);
+        }
+        // The whole ticket is recorded, so a rerun can finish it even once the incident has
+        // left the window.
+        let payload = json!({"ticket": ticket, "last_seen": last_seen_s});
+        let status = state.begin_intent(IntentKind::Ticket, &key, &payload, self.run_id)?;
+        if let IntentStatus::AlreadyDone(id) = &status {
+            let id = id.clone().unwrap_or_default();
+            let created_last_seen = state
+                .intent(&key)?
+                .and_then(|r| {
+                    r.payload
+                        .get("last_seen")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            let noted = if !last_seen_s.is_empty() && last_seen_s > created_last_seen {
+                self.note(sink, planned, &id, &last_seen_s, &mut done.errors)
+                    .await?
+            } else {
+                false
+            };
+            done.ticket = Some((id, false, noted));
+            return Ok(done);
+        }
+        // Search first: reconciles an interrupted create, and finds a ticket the PSA holds
+        // even when the state file was lost.
+        match sink.find_open(&planned.dedupe_key).await {
+            Ok(Some(existing)) => {
+                let created = matches!(status, IntentStatus::Unfinished { .. });
+                state.complete_intent(&key, Some(&existing.id))?;
+                done.ticket = Some((existing.id, created, false));
+                return Ok(done);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                state.fail_intent(&key, &e.to_string())?;
+                done.errors
+                    .push(format!("searching the PSA for {}: {e}", planned.dedupe_key));
+                return Ok(done);
+            }
+        }
+        match sink.create(&ticket).await {
+            Ok(created) => {
+                self.killed(IntentKind::Ticket, &key)?;
+                state.complete_intent(&key, Some(&created.id))?;
+                done.ticket = Some((created.id, true, false));
+            }
+            Err(e) => {
+                state.fail_intent(&key, &e.to_string())?;
+                done.errors
+                    .push(format!("opening a ticket for {}: {e}", planned.dedupe_key));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Adds one note per newer sighting of an incident that already has its ticket.
+    async fn note(
+        self,
+        sink: &dyn TicketSink,
+        planned: &PlannedTicket,
+        ticket_id: &str,
+        last_seen: &str,
+        errors: &mut Vec<String>,
+    ) -> Result<bool, WorkflowError> {
+        let state = &self.wf.state;
+        let key = format!("note:{}:{last_seen}", planned.dedupe_key);
+        let note = mapping::update_note(planned);
+        let payload = json!({"ticket_id": ticket_id, "note": note});
+        match state.begin_intent(IntentKind::Note, &key, &payload, self.run_id)? {
+            IntentStatus::AlreadyDone(_) => Ok(false),
+            IntentStatus::New | IntentStatus::Unfinished { .. } => {
+                match sink.add_note(&TicketRef::new(ticket_id), &note).await {
+                    Ok(()) => {
+                        self.killed(IntentKind::Note, &key)?;
+                        state.complete_intent(&key, None)?;
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        state.fail_intent(&key, &e.to_string())?;
+                        errors.push(format!("adding a note to ticket {ticket_id}: {e}"));
+                        Ok(false)
+                    }
+                }
             }
         }
     }
