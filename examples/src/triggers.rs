@@ -185,9 +185,10 @@ pub trait Probe: Send + Sync {
     ) -> Result<Decisions, String>;
 }
 
-/// Performs runs.
-#[async_trait]
-pub trait Runner: Send + Sync {
+/// Performs runs. The futures need not be `Send`: the watch loop runs on the caller's task
+/// (the workflow's run future is not `Send` as of this writing).
+#[async_trait(?Send)]
+pub trait Runner {
     /// Runs `kind` at `now`.
     async fn run(&self, kind: RunKind, now: DateTime<Utc>) -> Result<RunSummary, String>;
 }
@@ -589,7 +590,7 @@ impl WorkflowRunner {
     }
 }
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Runner for WorkflowRunner {
     async fn run(&self, kind: RunKind, now: DateTime<Utc>) -> Result<RunSummary, String> {
         let wf = match kind {

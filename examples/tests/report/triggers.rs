@@ -175,7 +175,7 @@ impl Probe for ScriptedProbe {
 #[derive(Default)]
 struct RecordingRunner(Mutex<Vec<(RunKind, DateTime<Utc>)>>);
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Runner for RecordingRunner {
     async fn run(&self, kind: RunKind, now: DateTime<Utc>) -> Result<RunSummary, String> {
         self.0.lock().unwrap().push((kind, now));
