@@ -7,6 +7,8 @@
 #[path = "report/support.rs"]
 mod support;
 
+#[path = "report/agree.rs"]
+mod agree;
 #[path = "report/hostile.rs"]
 mod hostile;
 #[path = "report/numbers.rs"]
