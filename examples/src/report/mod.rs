@@ -98,6 +98,80 @@ pub fn parse_timezone(key: &str, name: &str) -> Result<Tz, ReportError> {
     })
 }
 
+/// The `[report]` section of the configuration file:
+///
+/// ```toml
+/// [report]
+/// timezone = "Europe/Berlin"    # IANA zone of the report's times and of daily_report_at (default UTC)
+/// daily_report_at = "07:00"     # watch: produce the daily report at this local time
+/// directory = "reports"         # watch: where daily reports are written (relative to the file)
+/// top = 10                      # entries in the top lists
+/// ```
+///
+/// Command-line flags (`--timezone`, `--daily-report-at`, `--report-dir`, `--top`) override it.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ReportSettings {
+    /// `timezone`.
+    pub timezone: Option<Tz>,
+    /// `daily_report_at`.
+    pub daily_report_at: Option<chrono::NaiveTime>,
+    /// `directory` (as written; anchor relative paths at the configuration file's directory).
+    pub directory: Option<PathBuf>,
+    /// `top`.
+    pub top: Option<usize>,
+}
+
+impl ReportSettings {
+    /// Reads `[report]`; unknown keys and bad values are errors naming `report.<key>`.
+    pub fn from_table(table: &toml::Table) -> Result<Self, ReportError> {
+        let err = |key: &str, message: String| ReportError::Config {
+            key: format!("report.{key}"),
+            message,
+        };
+        let string = |key: &str, v: &toml::Value| -> Result<String, ReportError> {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| err(key, format!("expected a string, found {}", v.type_str())))
+        };
+        let mut out = Self::default();
+        for (key, value) in table {
+            match key.as_str() {
+                "timezone" => {
+                    out.timezone = Some(parse_timezone("report.timezone", &string(key, value)?)?)
+                }
+                "daily_report_at" => {
+                    let s = string(key, value)?;
+                    out.daily_report_at = Some(
+                        crate::triggers::parse_time_of_day("report.daily_report_at", &s)
+                            .map_err(|m| err(key, m))?,
+                    );
+                }
+                "directory" => out.directory = Some(PathBuf::from(string(key, value)?)),
+                "top" => {
+                    let n = value
+                        .as_integer()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| {
+                            err(
+                                key,
+                                format!("expected a number from 1 to 1000, found {value:?}"),
+                            )
+                        })?;
+                    out.top = usize::try_from(n).ok();
+                }
+                other => {
+                    return Err(err(
+                        other,
+                        "unknown key (known: timezone, daily_report_at, directory, top)".to_owned(),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Which organizations the report covers (the workflow's scope rules).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

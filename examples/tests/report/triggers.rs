@@ -339,3 +339,27 @@ path = "{}"
     assert_eq!(portal.permits().len(), after_full + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn report_settings_name_the_key_of_a_bad_value() {
+    use examples::report::ReportSettings;
+    let ok: toml::Table = toml::from_str(
+        "timezone = \"Europe/Berlin\"\ndaily_report_at = \"07:00\"\ndirectory = \"reports\"\ntop = 5",
+    )
+    .unwrap();
+    let s = ReportSettings::from_table(&ok).unwrap();
+    assert_eq!(s.timezone.unwrap().name(), "Europe/Berlin");
+    assert_eq!(s.daily_report_at.unwrap().to_string(), "07:00:00");
+    assert_eq!(s.top, Some(5));
+    for (text, key) in [
+        ("timezone = \"Nowhere/Land\"", "report.timezone"),
+        ("timezone = 3", "report.timezone"),
+        ("daily_report_at = \"7 o'clock\"", "report.daily_report_at"),
+        ("top = 0", "report.top"),
+        ("colour = \"red\"", "report.colour"),
+    ] {
+        let t: toml::Table = toml::from_str(text).unwrap();
+        let e = ReportSettings::from_table(&t).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}
