@@ -49,6 +49,7 @@ pub fn blocks_per_hour_svg(buckets: &[HourBucket], tz: Tz) -> Option<String> {
             })
             .y_desc("blocks")
             .y_labels(5)
+            .label_style(("sans-serif", 13))
             .draw()
             .ok()?;
         chart
@@ -93,6 +94,7 @@ pub fn detections_by_risk_svg(counts: &RiskCounts) -> Option<String> {
                     .unwrap_or_default()
             })
             .x_labels(5)
+            .label_style(("sans-serif", 13))
             .draw()
             .ok()?;
         chart

@@ -243,6 +243,20 @@ fn html_is_one_self_contained_document_with_the_same_numbers() {
         select(&doc, "svg rect").len() >= 10,
         "one bar per hour at least"
     );
+    let labels: Vec<String> = select(&doc, "figure.chart svg text")
+        .iter()
+        .map(|t| t.text().collect::<String>().trim().to_owned())
+        .collect();
+    let first_hour = k.report.blocks_per_hour[0]
+        .hour
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%H:%M")
+        .to_string();
+    assert!(
+        labels.contains(&first_hour),
+        "hour axis in local time: {labels:?}"
+    );
+    assert!(labels.iter().any(|l| l == "Critical") && labels.iter().any(|l| l == "Low"));
     assert_eq!(select(&doc, "style").len(), 1);
     assert!(select(&doc, "script, link, iframe, object, embed, img").is_empty());
     for el in select(&doc, "*") {
