@@ -18,9 +18,29 @@ fn local_hour(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%H:%M").to_string()
 }
 
-/// A bar chart of blocks per hour, hours labelled in `tz`. `None` when drawing failed (the
-/// report then shows the table only).
-pub fn blocks_per_hour_svg(buckets: &[HourBucket], tz: Tz) -> Option<String> {
+/// Most bars drawn; longer periods merge consecutive hours into one bar.
+const MAX_BARS: usize = 96;
+
+/// A bar chart of blocks per hour, hours labelled in `tz`; over [`MAX_BARS`] hours, each bar
+/// holds several consecutive hours (labelled with its first). `None` when drawing failed (the
+/// report then shows the numbers only).
+pub fn blocks_per_hour_svg(hours: &[HourBucket], tz: Tz) -> Option<String> {
+    let group = hours.len().div_ceil(MAX_BARS).max(1);
+    let buckets: Vec<HourBucket> = hours
+        .chunks(group)
+        .map(|c| HourBucket {
+            hour: c[0].hour,
+            blocks: c.iter().map(|b| b.blocks).sum(),
+        })
+        .collect();
+    let label = |t: DateTime<Utc>| {
+        if group > 1 || hours.len() > 24 {
+            t.with_timezone(&tz).format("%d %H:%M").to_string()
+        } else {
+            local_hour(t, tz)
+        }
+    };
+    let buckets = &buckets[..];
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
@@ -33,7 +53,7 @@ pub fn blocks_per_hour_svg(buckets: &[HourBucket], tz: Tz) -> Option<String> {
             .y_label_area_size(40)
             .build_cartesian_2d(0u32..n, 0u64..max + max.div_ceil(10))
             .ok()?;
-        let labels: Vec<String> = buckets.iter().map(|b| local_hour(b.hour, tz)).collect();
+        let labels: Vec<String> = buckets.iter().map(|b| label(b.hour)).collect();
         let step = (buckets.len() / 12).max(1);
         chart
             .configure_mesh()

@@ -299,3 +299,42 @@ async fn send_mails_the_html_with_a_plain_text_alternative() {
     assert!(n.text.contains("| Blocks | 5 |"));
     assert_eq!(n.severity, psa_connectors::Severity::High);
 }
+
+#[test]
+fn markdown_lists_only_the_hours_with_blocks() {
+    let k = known();
+    let md = render(&k.report, Format::Markdown).unwrap();
+    let tz = chrono_tz::Europe::Berlin;
+    let row = |i: usize| {
+        let b = &k.report.blocks_per_hour[i];
+        format!(
+            "| {} | {} |",
+            b.hour.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            b.blocks
+        )
+    };
+    for i in 0..3 {
+        assert!(md.contains(&row(i)), "missing {:?}:\n{md}", row(i));
+    }
+    assert!(!md.contains(&row(3)), "an hour without blocks is left out");
+}
+
+#[test]
+fn a_week_is_drawn_in_at_most_96_bars() {
+    let start = crate::support::t(0);
+    let hours: Vec<examples::report::model::HourBucket> = (0..168)
+        .map(|h| {
+            serde_json::from_value(serde_json::json!({
+                "hour": start + chrono::Duration::hours(h),
+                "blocks": 1
+            }))
+            .unwrap()
+        })
+        .collect();
+    let svg = examples::report::chart::blocks_per_hour_svg(&hours, chrono_tz::UTC).unwrap();
+    let doc = Html::parse_fragment(&svg);
+    let bars = doc
+        .select(&Selector::parse("rect[fill='#2B6CB0']").unwrap())
+        .count();
+    assert_eq!(bars, 84, "two hours per bar");
+}
