@@ -19,7 +19,7 @@ fn local_hour(t: DateTime<Utc>, tz: Tz) -> String {
 }
 
 /// Most bars drawn; longer periods merge consecutive hours into one bar.
-const MAX_BARS: usize = 96;
+pub const MAX_BARS: usize = 96;
 
 /// A bar chart of blocks per hour, hours labelled in `tz`; over [`MAX_BARS`] hours, each bar
 /// holds several consecutive hours (labelled with its first). `None` when drawing failed (the
