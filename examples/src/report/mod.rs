@@ -454,30 +454,35 @@ pub fn write_file(path: &Path, contents: &str) -> Result<(), ReportError> {
     std::fs::write(path, contents).map_err(err)
 }
 
-/// For `demo`: produces the day's report against the simulated tenant (the same client, engine
-/// and state store the demo's runs used) and writes it as HTML into `dir`
-/// (`threatlocker-daily-report-YYYY-MM-DD.html`). Returns the file's path, for the demo to say
-/// where it is.
+/// For `demo`: produces the day's report against the simulated tenant — the same client,
+/// engine configuration and state store the demo's runs used — and writes it as HTML into `dir`
+/// (`threatlocker-daily-report-YYYY-MM-DD.html`). The period is the 24 hours ending at `now`
+/// or at the current time, whichever is later (so the runs' side effects, recorded as they
+/// happened, are inside it). Returns the file's path, for the demo to say where it is.
 pub async fn write_demo_report(
-    client: &Client,
-    engine: &Engine,
-    state: &StateStore,
+    workflow: &crate::workflow::Workflow,
+    config: &crate::config::Config,
     now: DateTime<Utc>,
     dir: &Path,
 ) -> Result<PathBuf, ReportError> {
+    let engine = crate::workflow::engine_from_config(config).map_err(|e| ReportError::Config {
+        key: "org_variables".to_owned(),
+        message: e.to_string(),
+    })?;
+    let end = now.max(Utc::now());
     let report = daily_report(
-        client,
-        engine,
-        state,
-        &Scope::all(),
-        now,
+        workflow.client(),
+        &engine,
+        workflow.state(),
+        &Scope::from_config(config),
+        end,
         Duration::hours(24),
         &ComputeOptions::default(),
     )
     .await?;
     let path = dir.join(format!(
         "threatlocker-daily-report-{}.html",
-        now.format("%Y-%m-%d")
+        end.format("%Y-%m-%d")
     ));
     write_file(&path, &render::to_html(&report)?)?;
     Ok(path)

@@ -165,3 +165,49 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.email"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_demo_report_shows_what_the_runs_did() {
+    use examples::sim::{ConnectWiseSim, CwCredentials};
+    let now = Utc::now();
+    let portal =
+        PortalSim::start(Dataset::generate(SimConfig::story_only(now)), DEMO_API_KEY).await;
+    let creds = CwCredentials::default();
+    let psa = ConnectWiseSim::start(creds.clone()).await;
+    let dir = scratch_path("report-demo").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = config_text(&portal.uri(), &dir.join("s.db")).replace(
+        "[psa]\nkind = \"none\"\n",
+        &format!(
+            "[companies]\n\"*\" = \"250\"\n\n[psa]\nkind = \"connectwise\"\nbase_url = \"{}\"\ncompany_id = \"msp\"\npublic_key = \"sim-public\"\nprivate_key_env = \"CW_PRIVATE_KEY\"\nclient_id_env = \"CW_CLIENT_ID\"\n",
+            psa.uri()
+        ),
+    );
+    let config = Config::from_toml_str(&text, &dir).unwrap();
+    let mut env = env();
+    env.insert("CW_PRIVATE_KEY".into(), creds.private_key.clone());
+    env.insert("CW_CLIENT_ID".into(), creds.client_id.clone());
+    let workflow = Workflow::from_config(&config, &env).unwrap();
+    let run = workflow.run(RunOptions::new().now(now)).await.unwrap();
+    assert!(run.report.success, "{:?}", run.report.errors);
+    let created = run.report.blocked_summary.tickets_created;
+    assert!(created > 0 && run.report.auto_approvals_processed > 0);
+
+    let path = examples::report::write_demo_report(&workflow, &config, now, &dir)
+        .await
+        .unwrap();
+    assert!(path.starts_with(&dir));
+    let html = std::fs::read_to_string(&path).unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let field = |name: &str| {
+        let sel = scraper::Selector::parse(&format!("[data-field={name}]")).unwrap();
+        doc.select(&sel).next().unwrap().text().collect::<String>()
+    };
+    assert_eq!(field("tickets_opened"), created.to_string());
+    assert_eq!(
+        field("auto_approved"),
+        run.report.auto_approvals_processed.to_string()
+    );
+    assert_eq!(psa.tickets().len() as u64, created);
+    let _ = std::fs::remove_dir_all(&dir);
+}
