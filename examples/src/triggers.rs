@@ -635,6 +635,112 @@ impl Runner for WorkflowRunner {
     }
 }
 
+/// The daily report as `watch` produces it: the last 24 hours, written as HTML into a
+/// directory (`threatlocker-daily-report-YYYY-MM-DD.html`, the date in the zone), and
+/// optionally e-mailed.
+#[derive(Clone)]
+pub struct DailyJob {
+    client: Client,
+    engine: Arc<Engine>,
+    state: Arc<crate::state::StateStore>,
+    scope: crate::report::Scope,
+    tz: Tz,
+    dir: std::path::PathBuf,
+    notifier: Option<Arc<dyn psa_connectors::Notifier>>,
+    recipients: Vec<String>,
+}
+
+impl std::fmt::Debug for DailyJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DailyJob")
+            .field("tz", &self.tz)
+            .field("dir", &self.dir)
+            .field(
+                "notifier",
+                &self.notifier.as_ref().map(|n| n.name().to_owned()),
+            )
+            .field("recipients", &self.recipients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DailyJob {
+    /// A job writing into `dir`, times in `tz`.
+    pub fn new(
+        client: Client,
+        engine: Arc<Engine>,
+        state: Arc<crate::state::StateStore>,
+        scope: crate::report::Scope,
+        tz: Tz,
+        dir: std::path::PathBuf,
+    ) -> Self {
+        Self {
+            client,
+            engine,
+            state,
+            scope,
+            tz,
+            dir,
+            notifier: None,
+            recipients: Vec::new(),
+        }
+    }
+
+    /// Also sends the report through `notifier` to `recipients`.
+    pub fn send_with(
+        mut self,
+        notifier: Arc<dyn psa_connectors::Notifier>,
+        recipients: Vec<String>,
+    ) -> Self {
+        self.notifier = Some(notifier);
+        self.recipients = recipients;
+        self
+    }
+
+    /// Produces, writes (and sends) the report for the 24 hours ending at `now`; returns the
+    /// file written.
+    pub async fn run(&self, now: DateTime<Utc>) -> Result<std::path::PathBuf, String> {
+        let options = crate::report::ComputeOptions {
+            timezone: self.tz.name().to_owned(),
+            ..Default::default()
+        };
+        let report = crate::report::daily_report(
+            &self.client,
+            &self.engine,
+            &self.state,
+            &self.scope,
+            now,
+            Duration::hours(24),
+            &options,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let html = crate::report::render::to_html(&report).map_err(|e| e.to_string())?;
+        let path = self.dir.join(format!(
+            "threatlocker-daily-report-{}.html",
+            now.with_timezone(&self.tz).format("%Y-%m-%d")
+        ));
+        crate::report::write_file(&path, &html).map_err(|e| e.to_string())?;
+        info!(path = %path.display(), "daily report written");
+        if let Some(n) = &self.notifier {
+            crate::report::send_report(n.as_ref(), &report, &self.recipients)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!("daily report sent");
+        }
+        Ok(path)
+    }
+
+    /// The job as the [`WorkflowRunner`]'s daily-report callback.
+    pub fn into_fn(self) -> DailyReportFn {
+        let job = Arc::new(self);
+        Arc::new(move |now| {
+            let job = Arc::clone(&job);
+            Box::pin(async move { job.run(now).await.map(|_| ()) })
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // `watch` with triggers: the options and the driver the binary calls.
 
@@ -730,54 +836,22 @@ pub async fn watch(
         } else {
             None
         };
-        let recipients = crate::cli_report::recipients(config);
         let dir = args
             .report_dir
             .clone()
             .unwrap_or_else(|| config.base_dir().join("reports"));
-        let state = Arc::clone(runner.full.state());
-        let scope = crate::report::Scope::from_config(config);
-        let hours = config.workflow().time_range_hours;
-        let daily: DailyReportFn = Arc::new(move |now| {
-            let (client, engine, state, scope) = (
-                client.clone(),
-                Arc::clone(&engine),
-                Arc::clone(&state),
-                scope.clone(),
-            );
-            let (notifier, recipients, dir) = (notifier.clone(), recipients.clone(), dir.clone());
-            Box::pin(async move {
-                let options = crate::report::ComputeOptions {
-                    top_n: crate::report::DEFAULT_TOP_N,
-                    timezone: tz.name().to_owned(),
-                };
-                let report = crate::report::daily_report(
-                    &client,
-                    &engine,
-                    &state,
-                    &scope,
-                    now,
-                    Duration::hours(i64::from(hours.max(24))),
-                    &options,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                let html = crate::report::render::to_html(&report).map_err(|e| e.to_string())?;
-                let path = dir.join(format!(
-                    "threatlocker-daily-report-{}.html",
-                    now.with_timezone(&tz).format("%Y-%m-%d")
-                ));
-                crate::report::write_file(&path, &html).map_err(|e| e.to_string())?;
-                info!(path = %path.display(), "daily report written");
-                if let Some(n) = notifier {
-                    crate::report::send_report(n.as_ref(), &report, &recipients)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    info!("daily report sent");
-                }
-                Ok(())
-            })
-        });
+        let mut job = DailyJob::new(
+            client.clone(),
+            Arc::clone(&engine),
+            Arc::clone(runner.full.state()),
+            crate::report::Scope::from_config(config),
+            tz,
+            dir,
+        );
+        if let Some(n) = notifier {
+            job = job.send_with(n, crate::cli_report::recipients(config));
+        }
+        let daily = job.into_fn();
         runner = runner.with_daily_report(daily);
     }
     let mut settings = TriggerSettings::new(interval);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use examples::config::Config;
@@ -209,5 +210,42 @@ async fn the_demo_report_shows_what_the_runs_did() {
         run.report.auto_approvals_processed.to_string()
     );
     assert_eq!(psa.tickets().len() as u64, created);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_watch_daily_job_writes_the_days_file_in_its_zone_and_sends_it() {
+    use examples::triggers::DailyJob;
+    use psa_connectors::recording::RecordingNotifier;
+    let now = Utc::now();
+    let portal =
+        PortalSim::start(Dataset::generate(SimConfig::story_only(now)), DEMO_API_KEY).await;
+    let dir = scratch_path("report-daily").with_extension("d");
+    let config =
+        Config::from_toml_str(&config_text(&portal.uri(), &dir.join("s.db")), &dir).unwrap();
+    let notifier = Arc::new(RecordingNotifier::new());
+    let tz: chrono_tz::Tz = "Pacific/Auckland".parse().unwrap();
+    let job = DailyJob::new(
+        config.threatlocker_client(&env()).unwrap(),
+        Arc::new(engine_from_config(&config).unwrap()),
+        Arc::new(StateStore::open_in_memory().unwrap()),
+        Scope::from_config(&config),
+        tz,
+        dir.join("reports"),
+    )
+    .send_with(notifier.clone(), vec!["soc@msp.example".into()]);
+    let path = job.run(now).await.unwrap();
+    let day = now.with_timezone(&tz).format("%Y-%m-%d").to_string();
+    assert_eq!(
+        path,
+        dir.join("reports")
+            .join(format!("threatlocker-daily-report-{day}.html"))
+    );
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.contains("Auckland") && (html.contains("NZDT") || html.contains("NZST")));
+    let sent = notifier.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].recipients, vec!["soc@msp.example"]);
+    assert_eq!(sent[0].html.as_deref(), Some(html.as_str()));
     let _ = std::fs::remove_dir_all(&dir);
 }
