@@ -995,6 +995,27 @@ impl Dataset {
         }
     }
 
+    /// The file hashes `(sha256, legacy hash)` of an approval request. A request for an
+    /// application that is blocked in the data (AnyDesk, the unknown binaries) is for that very
+    /// file; a request for an application that runs permitted everywhere (Chrome, Zoom, ...) is
+    /// for a new version of it, with its own hash — nobody requests a file already allowed.
+    pub fn approval_hashes(&self, a: &SimApproval) -> (String, String) {
+        let app = &self.apps[a.app];
+        let blocked = matches!(
+            a.app,
+            app::ANYDESK | app::UTORRENT | app::PDFSETUP | app::INVOICE
+        );
+        if blocked {
+            (app.sha256.clone(), app.hash.clone())
+        } else {
+            let label = format!("{} update for {}", app.name, a.id);
+            (
+                fake_sha256(&label),
+                fake_sha256(&format!("md5:{label}"))[..32].to_owned(),
+            )
+        }
+    }
+
     /// Index of the organization with this id (case-insensitive).
     pub fn org_index(&self, id: &str) -> Option<usize> {
         self.orgs.iter().position(|o| o.id.eq_ignore_ascii_case(id))

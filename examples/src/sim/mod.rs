@@ -221,7 +221,7 @@ mod tests {
             &http,
             &sim,
             "Application/ApplicationGetMatchingList",
-            &json!({"sha256": dto["fileDetails"]["sha256"], "approvalRequestId": id}),
+            &json!({"sha256": dto["fileDetails"]["sha256"], "path": dto["fileDetails"]["fullPath"], "approvalRequestId": id}),
             false,
         )
         .await
@@ -332,7 +332,7 @@ mod tests {
             &http,
             &sim,
             "Application/ApplicationGetMatchingList",
-            &json!({"sha256": dto["fileDetails"]["sha256"]}),
+            &json!({"sha256": dto["fileDetails"]["sha256"], "path": dto["fileDetails"]["fullPath"]}),
             false,
         )
         .await

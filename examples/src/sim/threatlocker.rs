@@ -657,13 +657,14 @@ impl Portal {
 
     fn action_json(&self, a: &SimApproval) -> String {
         let app = &self.ds.apps[a.app];
+        let (sha256, legacy) = self.ds.approval_hashes(a);
         let comp = &self.ds.computers[a.computer];
         let user_short = a.user.rsplit('\\').next().unwrap_or(&a.user);
         json!({
             "fullPath": app.path.replace("{user}", user_short),
             "username": a.user,
-            "hash": app.hash,
-            "sha256": app.sha256,
+            "hash": legacy,
+            "sha256": sha256,
             "certs": app.cert.map(|c| vec![json!({"sha": super::data::fake_sha256(c)[..40].to_owned(), "subject": c})]).unwrap_or_default(),
             "serialNumber": null,
             "deviceType": "Workstation",
@@ -690,7 +691,7 @@ impl Portal {
             "requestor": a.user,
             "requestorEmailAddress": format!("{user_short}@{}.example", org.name),
             "path": app.path.replace("{user}", user_short),
-            "hash": app.sha256,
+            "hash": self.ds.approval_hashes(a).0,
             "actionType": a.action_type,
             "statusId": status,
             "requestTypeId": 1,
@@ -711,6 +712,7 @@ impl Portal {
 
     fn permit_dto(&self, a: &SimApproval) -> Value {
         let app = &self.ds.apps[a.app];
+        let (sha256, legacy) = self.ds.approval_hashes(a);
         let comp = &self.ds.computers[a.computer];
         let org = &self.ds.orgs[a.org];
         let user_short = a.user.rsplit('\\').next().unwrap_or(&a.user);
@@ -732,8 +734,8 @@ impl Portal {
             "fileDetails": {
                 "fullPath": full_path,
                 "processPath": "c:\\windows\\explorer.exe",
-                "hash": app.hash,
-                "sha256": app.sha256,
+                "hash": legacy,
+                "sha256": sha256,
                 "certificates": app.cert.map(|c| vec![json!({"sha": null, "subject": c, "validCert": true})]).unwrap_or_default(),
                 "createdByProcesses": [],
                 "filename": app.file,
@@ -960,6 +962,10 @@ impl Portal {
                 .filter(|v| !v.is_empty())
         };
         let (sha, hash) = (s("sha256"), s("hash"));
+        // Besides exact hashes, the portal matches a file to an application by its name (and
+        // signer): a new version of a known application still matches it.
+        let file = s("filename")
+            .or_else(|| s("path").and_then(|p| p.rsplit(['\\', '/']).next().map(str::to_owned)));
         let org = body
             .get("approvalRequestId")
             .and_then(Value::as_str)
@@ -974,6 +980,7 @@ impl Portal {
                 sha.as_deref() == Some(a.sha256.as_str())
                     || hash.as_deref() == Some(a.sha256.as_str())
                     || hash.as_deref() == Some(a.hash.as_str())
+                    || file.as_deref() == Some(a.file)
             })
             .map(|a| {
                 let (oid, oname) = if a.built_in {
