@@ -15,10 +15,10 @@ use threatlocker_api::{
 pub const ORG: &str = "org-contoso";
 pub const ORG2: &str = "org-widget";
 
-/// The period's start: nine whole hours before the current hour, so the state store's real
-/// timestamps (written now) fall inside `[start, start + 10h)`.
+/// The period's start: eight whole hours before the current hour, so the state store's real
+/// timestamps (written now, or in the next hour) fall inside `[start, start + 10h)`.
 pub fn base() -> DateTime<Utc> {
-    Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(9)
+    Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(8)
 }
 
 pub fn t(minutes: i64) -> DateTime<Utc> {
