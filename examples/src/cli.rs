@@ -1,4 +1,4 @@
-//! `threatlocker-monitor`: argument parsing and the four commands. The binary only calls
+//! `threatlocker-monitor`: argument parsing and the commands. The binary only calls
 //! [`main`]; everything it does is here so tests can drive it.
 
 use std::io::{IsTerminal, Write};
@@ -31,7 +31,8 @@ report.
 Start with `threatlocker-monitor demo`: it needs no account and shows a full run against a \
 simulated ThreatLocker and ConnectWise PSA. Then write a configuration file (see \
 examples/config.example.toml), check it with `doctor`, try `run --dry-run`, and schedule `run` \
-every 30-60 minutes (or use `watch`).
+every 30-60 minutes (or use `watch`, which also reacts to new approval requests at once and can \
+produce the daily `report` at a local time).
 
 Exit codes: 0 success, 1 the run failed (the report is still printed with \"success\": false), \
 2 bad usage or configuration.";
