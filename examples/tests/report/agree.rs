@@ -164,6 +164,40 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
     let out = run(vec!["--send".into()]).await;
     assert_eq!(out.status.code(), Some(2), "--send without [notify.email]");
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.email"));
+
+    // watch's trigger flags are checked before anything runs.
+    let watch = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("watch")
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("THREATLOCKER_API_KEY", DEMO_API_KEY)
+            .env_remove("THREATLOCKER_REPORT_TIMEZONE")
+            .stdin(Stdio::null());
+        async move {
+            tokio::task::spawn_blocking(move || c.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    for (args, named) in [
+        (&["--daily-report-at", "25:00"][..], "--daily-report-at"),
+        (
+            &["--daily-report-at", "07:00", "--timezone", "Mars/Olympus"][..],
+            "--timezone",
+        ),
+        (&["--approval-poll", "1s"][..], "--approval-poll"),
+        (
+            &["--daily-report-at", "07:00", "--send-daily-report"][..],
+            "notify.email",
+        ),
+    ] {
+        let out = watch(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
