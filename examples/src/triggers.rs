@@ -23,6 +23,11 @@
 //! - A **detection run** skips approvals and reads a short window (one hour, the workflow's
 //!   minimum) so High/Critical incidents are ticketed without waiting for the next full run.
 //!
+//! Notifications follow the workflow's rules in every run: a triggered run sends what its
+//! decisions plan (an immediate alert for a new High/Critical detection, a summary naming the
+//! requests left for review), keyed by content, so the same notification is never sent twice;
+//! the next scheduled run's summary covers the whole window and is a different message.
+//!
 //! # Polls
 //!
 //! - `ApprovalRequestGetCount` every `approval_poll` (default one minute): a rise triggers an
