@@ -774,7 +774,7 @@ pub struct WatchTriggerArgs {
     pub report_dir: Option<std::path::PathBuf>,
     /// Also e-mail the daily report to threatlocker_notification_recipients through
     /// [notify.email] (not in a dry run).
-    #[arg(long)]
+    #[arg(long, requires = "daily_report_at")]
     pub send_daily_report: bool,
 }
 
