@@ -1,4 +1,4 @@
-//! `threatlocker-monitor`: argument parsing and the four commands. The binary only calls
+//! `threatlocker-monitor`: argument parsing and the commands. The binary only calls
 //! [`main`]; everything it does is here so tests can drive it.
 
 use std::io::{IsTerminal, Write};
@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 use crate::config::{Config, Env, ProcessEnv};
-use crate::workflow::{RunOptions, RunOutput, Workflow, WorkflowError};
+use crate::workflow::{RunOptions, Workflow, WorkflowError};
 
 /// Exit code: the run succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -31,7 +31,8 @@ report.
 Start with `threatlocker-monitor demo`: it needs no account and shows a full run against a \
 simulated ThreatLocker and ConnectWise PSA. Then write a configuration file (see \
 examples/config.example.toml), check it with `doctor`, try `run --dry-run`, and schedule `run` \
-every 30-60 minutes (or use `watch`).
+every 30-60 minutes (or use `watch`, which also reacts to new approval requests at once and can \
+produce the daily `report` at a local time).
 
 Exit codes: 0 success, 1 the run failed (the report is still printed with \"success\": false), \
 2 bad usage or configuration.";
@@ -90,7 +91,18 @@ pub enum Command {
         /// Dry runs only.
         #[arg(long)]
         dry_run: bool,
+        /// Event-driven runs and the daily report (issue 8).
+        #[command(flatten)]
+        triggers: crate::triggers::WatchTriggerArgs,
     },
+    /// Produce the daily security report across every organization: totals and trend, top
+    /// blocked applications and users, detections with evidence, approvals, tickets, policy
+    /// changes, per-organization table, computers not in Secure mode.
+    ///
+    /// HTML (one self-contained file), Markdown or JSON, with the same numbers as the runs.
+    /// Exit 0 on success, 1 when the report is incomplete (still written) or could not be sent,
+    /// 2 for bad usage or configuration.
+    Report(crate::cli_report::ReportArgs),
     /// Check the configuration, the ThreatLocker key and each permission the workflow needs,
     /// the PSA and the notifiers; print a checklist with the fix for each failure.
     Doctor {
@@ -162,7 +174,9 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             config,
             interval,
             dry_run,
-        } => watch(&config, interval, dry_run, env).await,
+            triggers,
+        } => watch(&config, interval, dry_run, &triggers, env).await,
+        Command::Report(args) => crate::cli_report::run_report(&args, env).await,
         Command::Doctor { config } => {
             let config = match load(&config) {
                 Ok(c) => c,
@@ -285,7 +299,13 @@ pub fn failed_report_text(message: &str) -> String {
     .unwrap_or_default()
 }
 
-async fn watch(path: &Path, interval: Duration, dry_run: bool, env: &dyn Env) -> u8 {
+async fn watch(
+    path: &Path,
+    interval: Duration,
+    dry_run: bool,
+    triggers: &crate::triggers::WatchTriggerArgs,
+    env: &dyn Env,
+) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -293,10 +313,6 @@ async fn watch(path: &Path, interval: Duration, dry_run: bool, env: &dyn Env) ->
     if dry_run {
         config.workflow_mut().dry_run = true;
     }
-    let workflow = match build(&config, env) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -310,51 +326,8 @@ async fn watch(path: &Path, interval: Duration, dry_run: bool, env: &dyn Env) ->
             }
         });
     }
-    info!(interval = %humantime::format_duration(interval), "watching");
-    loop {
-        let started = tokio::time::Instant::now();
-        match workflow
-            .run(RunOptions::new().stop_flag(Arc::clone(&stop)))
-            .await
-        {
-            Ok(out) => log_run(&out),
-            Err(WorkflowError::Interrupted { next_step }) => {
-                info!(next_step, "stopped cleanly");
-                return EXIT_OK;
-            }
-            Err(e) => error!("run failed, retrying at the next tick: {e}"),
-        }
-        if stop.load(Ordering::SeqCst) {
-            return EXIT_OK;
-        }
-        let deadline = started + interval;
-        while tokio::time::Instant::now() < deadline {
-            if stop.load(Ordering::SeqCst) {
-                return EXIT_OK;
-            }
-            tokio::time::sleep(
-                Duration::from_millis(250).min(deadline - tokio::time::Instant::now()),
-            )
-            .await;
-        }
-    }
-}
-
-fn log_run(out: &RunOutput) {
-    let s = &out.report.monitoring_summary;
-    if out.report.success {
-        info!(
-            events = s.total_events,
-            approvals = s.approval_requests,
-            blocks = s.blocked_applications,
-            alerts = s.security_alerts,
-            policy_changes = s.policy_changes,
-            tickets_created = out.report.blocked_summary.tickets_created,
-            "run succeeded"
-        );
-    } else {
-        error!(errors = ?out.report.errors, "run finished with errors; retrying at the next tick");
-    }
+    // Scheduled runs, approval-count and action-log polls, the daily report (issue 8).
+    crate::triggers::watch(&config, env, interval, triggers, stop).await
 }
 
 #[cfg(test)]

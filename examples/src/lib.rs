@@ -34,3 +34,8 @@ pub mod siem;
 pub mod sim;
 pub mod state;
 pub mod workflow;
+
+// The daily report and event-driven runs (issue 8).
+pub mod cli_report;
+pub mod report;
+pub mod triggers;
