@@ -1,4 +1,21 @@
 //! Acting on approval requests: permit (approve), reject, ignore, take ownership.
+//!
+//! # Permit order
+//!
+//! A permit reads before it writes, so that every refusal leaves the request untouched:
+//!
+//! | step | call | kind |
+//! |---|---|---|
+//! | 1 | `GET ApprovalRequestGetById` (already actioned → refused) | read |
+//! | 2 | `GET ApprovalRequestGetPermitApplicationById` (the DTO) | read |
+//! | 3 | `POST Application/ApplicationGetMatchingList` (from the DTO's `fileDetails`, falling back to the request's path/hash/sha256) | read |
+//! | 4 | choose the application; built-in without entire-organization scope → refused | pure |
+//! | 5 | `POST ApprovalRequestUpdateForTakeOwnership` | first write |
+//! | 6 | `POST ApprovalRequestPermitApplication`, once | write |
+//! | 7 | `GET ApprovalRequestGetById` (verify) | read |
+//!
+//! `Approvals::plan_permit` runs steps 1–4 and
+//! returns the writes of steps 5–6 unsent.
 
 use serde_json::{json, Value};
 
@@ -262,21 +279,25 @@ impl Approvals {
         })
     }
 
-    /// Approves (permits) an approval request through the documented flow:
+    /// Approves (permits) an approval request. Every check that can refuse the permit runs on
+    /// reads, before the first write:
     ///
     /// 1. read the request (`ApprovalRequestGetById`): an already actioned request is refused
-    ///    with [`Error::AlreadyActioned`] and nothing is written;
-    /// 2. take ownership (`ApprovalRequestUpdateForTakeOwnership`);
-    /// 3. fetch the permit DTO (`ApprovalRequestGetPermitApplicationById`) and the matching
-    ///    applications (`Application/ApplicationGetMatchingList`);
-    /// 4. build the body with [`build_permit_body`] (which refuses options that cannot succeed,
-    ///    such as a built-in application without entire-organization scope) and post it once
-    ///    (`ApprovalRequestPermitApplication`);
-    /// 5. read the request back: `verified` when it is Approved.
+    ///    with [`Error::AlreadyActioned`];
+    /// 2. fetch the permit DTO (`ApprovalRequestGetPermitApplicationById`; a read, needed first
+    ///    because the matching lookup describes the file from its `fileDetails`) and the
+    ///    matching applications (`Application/ApplicationGetMatchingList`);
+    /// 3. choose the application and build the body with [`build_permit_body`], which refuses
+    ///    options that cannot succeed, such as a built-in (`master`) application without
+    ///    entire-organization scope;
+    /// 4. only then take ownership (`ApprovalRequestUpdateForTakeOwnership`), the first write;
+    /// 5. post the permit once (`ApprovalRequestPermitApplication`);
+    /// 6. read the request back: `verified` when it is Approved.
     ///
-    /// The order is the one verified against a live tenant. A refusal at step 4 comes after
-    /// ownership was taken (the request stays pending, assigned to the API user); call
-    /// [`Approvals::plan_permit`] first to check a permit without any write at all.
+    /// A refusal at steps 1–3 therefore leaves the request untouched (not assigned to the API
+    /// user). The live-verified order of the reference fetched the DTO after taking ownership;
+    /// fetching it before is a read of the same request and needs no ownership.
+    /// [`Approvals::plan_permit`] performs exactly steps 1–3 and shows the writes of 4–5.
     ///
     /// If the permit POST's outcome is unknown (timeout, reset, 5xx) it is **never** posted
     /// again: the request's status is re-read; Approved → success with
@@ -311,22 +332,17 @@ impl Approvals {
         id: &ApprovalRequestId,
         opts: &PermitOptions,
     ) -> Result<PermitOutcome> {
-        opts.validate()?;
+        let checked = self.permit_reads(id, opts).await?;
         let client = &self.client;
-        let request = fetch_status_for_write(client, id, None).await?;
-        ensure_pending(id, &request)?;
-        let org = request_scope(&request);
-        let org = org.as_ref();
+        let org = checked.org.as_ref();
 
+        // First write: only after every refusal above had its chance.
         let own = scoped(prepare_take_ownership(id), org);
         client.execute(&own).await.map_err(|e| {
             already_actioned_or(id, e, || format!("take ownership of approval request {id}"))
         })?;
 
-        let dto = fetch_permit_dto_for_write(client, id, org).await?;
-        let matching = fetch_matching_for_write(client, &dto, &request, org).await?;
-        let body = build_permit_body(&dto, &request, &matching, opts)?;
-        let post = scoped(prepare_permit(body), org);
+        let post = scoped(prepare_permit(checked.body), org);
 
         match client.execute(&post).await {
             Ok(raw) => {
@@ -381,14 +397,34 @@ impl Approvals {
         }
     }
 
-    /// The dry run of [`Approvals::permit`]: performs only the reads (request status, permit
-    /// DTO, matching list), applies the same checks, and returns the exact writes `permit`
-    /// would send (take ownership, then the permit POST) without sending any of them.
+    /// The dry run of [`Approvals::permit`]: performs only its reads (request status, permit
+    /// DTO, matching list), applies the same checks in the same order, and returns the exact
+    /// writes `permit` would send (take ownership, then the permit POST) without sending any.
     pub async fn plan_permit(
         &self,
         id: &ApprovalRequestId,
         opts: &PermitOptions,
     ) -> Result<PermitPlan> {
+        let checked = self.permit_reads(id, opts).await?;
+        let org = checked.org.as_ref();
+        let requests = vec![
+            scoped(prepare_take_ownership(id), org),
+            scoped(prepare_permit(checked.body), org),
+        ];
+        Ok(PermitPlan {
+            request: checked.request,
+            matching: checked.matching,
+            requests,
+        })
+    }
+
+    /// The read-only half of a permit, shared by [`Approvals::permit`] and
+    /// [`Approvals::plan_permit`]: every read and every check that can refuse, no write.
+    async fn permit_reads(
+        &self,
+        id: &ApprovalRequestId,
+        opts: &PermitOptions,
+    ) -> Result<CheckedPermit> {
         opts.validate()?;
         let client = &self.client;
         let request = fetch_status_for_write(client, id, None).await?;
@@ -397,14 +433,11 @@ impl Approvals {
         let dto = fetch_permit_dto_for_write(client, id, org.as_ref()).await?;
         let matching = fetch_matching_for_write(client, &dto, &request, org.as_ref()).await?;
         let body = build_permit_body(&dto, &request, &matching, opts)?;
-        let requests = vec![
-            scoped(prepare_take_ownership(id), org.as_ref()),
-            scoped(prepare_permit(body), org.as_ref()),
-        ];
-        Ok(PermitPlan {
+        Ok(CheckedPermit {
             request,
+            org,
             matching,
-            requests,
+            body,
         })
     }
 
@@ -464,6 +497,16 @@ impl Approvals {
             source: Box::new(err),
         })
     }
+}
+
+/// What the reads of a permit established: the pending request, its organization, the
+/// matching list and the body that passed every check.
+#[cfg(feature = "client")]
+struct CheckedPermit {
+    request: ApprovalRequest,
+    org: Option<OrganizationId>,
+    matching: MatchingList,
+    body: Value,
 }
 
 #[cfg(feature = "client")]

@@ -8,7 +8,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use super::common::*;
 
 #[tokio::test]
-async fn permit_follows_the_documented_flow_and_posts_the_a4_body_once() {
+async fn permit_reads_everything_before_taking_ownership_and_posts_the_a4_body_once() {
     let server = MockServer::start().await;
     mount_status(&server, 1, 4).await;
     Mock::given(method("POST"))
@@ -44,9 +44,9 @@ async fn permit_follows_the_documented_flow_and_posts_the_a4_body_once() {
         paths_seen(&server).await,
         vec![
             format!("GET {GET_BY_ID}"),
-            format!("POST {TAKE_OWNERSHIP}"),
             format!("GET {GET_DTO}"),
             format!("POST {MATCHING}"),
+            format!("POST {TAKE_OWNERSHIP}"),
             format!("POST {PERMIT}"),
             format!("GET {GET_BY_ID}"),
         ]

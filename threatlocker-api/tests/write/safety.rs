@@ -191,10 +191,10 @@ async fn server_saying_already_actioned_becomes_already_actioned() {
 }
 
 #[tokio::test]
-async fn built_in_application_without_org_scope_is_refused_before_the_permit_is_sent() {
+async fn built_in_application_without_org_scope_is_refused_before_any_write() {
     let server = MockServer::start().await;
     mount_status(&server, 1, 1).await;
-    mount_take_ownership(&server, 1).await;
+    mount_take_ownership(&server, 0).await;
     mount_permit_reads(&server, "matching_master_only.json").await;
     Mock::given(method("POST"))
         .and(path(PERMIT))
@@ -215,6 +215,41 @@ async fn built_in_application_without_org_scope_is_refused_before_the_permit_is_
         err.to_string().contains("Missing the '' permission"),
         "{err}"
     );
+    // Only reads were sent: the request is not even assigned to the API user.
+    assert_eq!(
+        paths_seen(&server).await,
+        vec![
+            format!("GET {GET_BY_ID}"),
+            format!("GET {GET_DTO}"),
+            format!("POST {MATCHING}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_body_refusal_for_a_group_scope_on_a_built_in_also_sends_no_write() {
+    let server = MockServer::start().await;
+    mount_status(&server, 1, 1).await;
+    mount_take_ownership(&server, 0).await;
+    mount_permit_reads(&server, "matching_master_only.json").await;
+    Mock::given(method("POST"))
+        .and(path(PERMIT))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .approvals()
+        .permit(
+            &request_id(),
+            &PermitOptions::default().scope(PermitScope::ComputerGroup(
+                threatlocker_api::ComputerGroupId::from("9a8b7c6d-0000-4e5f-8a9b-0c1d2e3f4a5b"),
+            )),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    assert!(err.to_string().contains("built-in"), "{err}");
 }
 
 #[tokio::test]
