@@ -1,18 +1,16 @@
 //! Applications: search, get, matching list, research details (reference §3.5).
 
-use futures_util::Stream;
 use serde_json::json;
 
-use super::{not_found, paging_setters, require_id, Paging};
+use super::{not_found, paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::OsType;
 use crate::decode::{decode_list, decode_optional, decode_unwrapped};
 use crate::error::{Error, Result};
 use crate::handles::Applications;
 use crate::ids::ApplicationId;
-use crate::models::{Application, MatchQuery, MatchingList, Page, ResearchDetails};
+use crate::models::{Application, MatchQuery, MatchingList, ResearchDetails};
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const SEARCH_PATH: &str = "/portalapi/Application/ApplicationGetByParameters";
 const GET_PATH: &str = "/portalapi/Application/ApplicationGetById";
@@ -180,13 +178,6 @@ impl ApplicationSearch {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         let text = if self.text.trim().is_empty() {
             " ".to_owned()
@@ -212,24 +203,9 @@ impl ApplicationSearch {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Application>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    ApplicationSearch => Application, decode: decode_list;
     /// Streams every match across pages, de-duplicated by `applicationId`.
-    pub fn stream(self) -> impl Stream<Item = Result<Application>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

@@ -1,18 +1,16 @@
 //! Approval requests: search, count, get, the permit-application DTO (reference §3.2).
 
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{not_found, paging_setters, require_id, Paging};
+use super::{not_found, paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::{ApprovalStatus, RequestType};
 use crate::decode::{decode_count, decode_list, decode_optional, decode_value};
 use crate::error::Result;
 use crate::handles::Approvals;
 use crate::ids::ApprovalRequestId;
-use crate::models::{ApprovalRequest, Page};
+use crate::models::ApprovalRequest;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const SEARCH_PATH: &str = "/portalapi/ApprovalRequest/ApprovalRequestGetByParameters";
 const COUNT_PATH: &str = "/portalapi/ApprovalRequest/ApprovalRequestGetCount";
@@ -124,13 +122,6 @@ impl ApprovalSearch {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         PreparedRequest::search(
             SEARCH_PATH,
@@ -147,24 +138,9 @@ impl ApprovalSearch {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<ApprovalRequest>> {
-        fetch_page(&self.client, &self.prepare(), decode_requests).await
-    }
-
+paged! {
+    ApprovalSearch => ApprovalRequest, decode: decode_requests;
     /// Streams every matching request across pages, de-duplicated by `approvalRequestId`.
-    pub fn stream(self) -> impl Stream<Item = Result<ApprovalRequest>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_requests,
-            None,
-        )
-    }
 }

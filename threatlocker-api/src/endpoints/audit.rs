@@ -1,19 +1,17 @@
 //! Action log (Unified Audit): search, get one event, file history (reference §3.1).
 
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{paging_setters, require_id, Paging};
+use super::{paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::{ActionOutcome, SourceTable};
 use crate::decode::{decode_list, decode_optional};
 use crate::error::{Error, Result};
 use crate::handles::Audit;
 use crate::ids::{ComputerId, EActionLogId, PolicyId};
-use crate::models::{ActionLogRow, Page};
+use crate::models::ActionLogRow;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 use crate::time::format_request_date;
 
 const SEARCH_PATH: &str = "/portalapi/ActionLog/ActionLogGetByParametersV2";
@@ -209,13 +207,6 @@ impl AuditSearch {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         let action_id = self
             .outcome
@@ -263,26 +254,11 @@ impl AuditSearch {
         }
         PreparedRequest::search(SEARCH_PATH, body).with_header("usenewsearch", "true")
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<ActionLogRow>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    AuditSearch => ActionLogRow, decode: decode_list;
     /// Streams every matching row across pages, de-duplicated.
-    pub fn stream(self) -> impl Stream<Item = Result<ActionLogRow>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }
 
 /// Builder for `GET ActionLog/ActionLogGetByIdV2`. Made by [`Audit::get`].
@@ -417,13 +393,6 @@ impl FileHistory {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         let mut req =
             PreparedRequest::get(FILE_HISTORY_PATH).with_query("fullPath", &self.full_path);
@@ -460,26 +429,9 @@ impl FileHistory {
         }
         Ok(())
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<ActionLogRow>> {
-        self.validate()?;
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    FileHistory => ActionLogRow, decode: decode_list, check: Self::validate;
     /// Streams every row across pages.
-    pub fn stream(self) -> impl Stream<Item = Result<ActionLogRow>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        let invalid = self.validate().err();
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            invalid,
-        )
-    }
 }

@@ -1,18 +1,17 @@
 //! Computers: list with every documented filter, get one (reference §3.3).
 
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{paging_setters, require_id, Paging, ZERO_GUID};
+use super::{paged, require_id, Paging, ZERO_GUID};
 use crate::client::Client;
 use crate::codes::ComputerMode;
 use crate::decode::decode_list;
 use crate::error::{Error, Result};
 use crate::handles::Computers;
 use crate::ids::{ComputerGroupId, ComputerId};
-use crate::models::{Computer, Page};
+use crate::models::Computer;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
+use crate::stream::fetch_page;
 
 const LIST_PATH: &str = "/portalapi/Computer/ComputerGetByAllParameters";
 
@@ -202,13 +201,6 @@ impl ComputerList {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         let mut body = json!({
             "pageNumber": page,
@@ -237,24 +229,9 @@ impl ComputerList {
         }
         PreparedRequest::search(LIST_PATH, body)
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Computer>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    ComputerList => Computer, decode: decode_list;
     /// Streams every computer across pages, de-duplicated by `computerId`.
-    pub fn stream(self) -> impl Stream<Item = Result<Computer>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

@@ -1,16 +1,14 @@
 //! Organizations: child organizations, the accessible-organization list (reference §3.4).
 
-use futures_util::Stream;
 use serde_json::json;
 
-use super::{paging_setters, Paging};
+use super::{paged, Paging};
 use crate::client::Client;
 use crate::decode::decode_list;
 use crate::error::Result;
 use crate::handles::Organizations;
-use crate::models::{DropdownOption, Organization, Page};
+use crate::models::{DropdownOption, Organization};
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const CHILDREN_PATH: &str = "/portalapi/Organization/OrganizationGetChildOrganizationsByParameters";
 const ACCESSIBLE_PATH: &str = "/portalapi/Organization/OrganizationGetForMoveComputers";
@@ -44,6 +42,9 @@ impl Organizations {
 
 /// Builder for `POST Organization/OrganizationGetChildOrganizationsByParameters`. Made by
 /// [`Organizations::children`].
+///
+/// Its requests send `childOrganizations: true` besides the documented fields: one
+/// live-tested client found the list empty without it.
 #[derive(Debug, Clone)]
 #[must_use = "a request builder does nothing until `.send()` or `.stream()`"]
 pub struct ChildOrganizations {
@@ -81,15 +82,6 @@ impl ChildOrganizations {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it. Sends `childOrganizations:
-    /// true` besides the documented fields: one live-tested client found the list empty
-    /// without it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         PreparedRequest::search(
             CHILDREN_PATH,
@@ -104,25 +96,10 @@ impl ChildOrganizations {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Organization>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    ChildOrganizations => Organization, decode: decode_list;
     /// Streams every child organization across pages, de-duplicated by `organizationId`.
     /// Nested children stay inside their parent ([`Organization::flatten`] walks them).
-    pub fn stream(self) -> impl Stream<Item = Result<Organization>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

@@ -5,19 +5,17 @@
 //! policy"). Scope the call with `client.with_organization(policy_owner).policies().get(..)`;
 //! the list rows carry `organizationId` for exactly this.
 
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{not_found, paging_setters, require_id, Paging};
+use super::{not_found, paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::OsType;
 use crate::decode::{decode_list, decode_unwrapped};
 use crate::error::Result;
 use crate::handles::Policies;
 use crate::ids::{ComputerGroupId, PolicyId};
-use crate::models::{Page, Policy};
+use crate::models::Policy;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const LIST_PATH: &str = "/portalapi/Policy/PolicyGetByParameters";
 const GET_PATH: &str = "/portalapi/Policy/PolicyGetById";
@@ -109,13 +107,6 @@ impl PolicyList {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         let mut body = json!({
             "filter": self.filter,
@@ -138,24 +129,9 @@ impl PolicyList {
         }
         PreparedRequest::search(LIST_PATH, body)
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Policy>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    PolicyList => Policy, decode: decode_list;
     /// Streams every policy across pages, de-duplicated by `policyId`.
-    pub fn stream(self) -> impl Stream<Item = Result<Policy>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

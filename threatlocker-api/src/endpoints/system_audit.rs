@@ -1,17 +1,14 @@
 //! The portal's own (administrator) audit log (reference §3.7).
 
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use serde_json::json;
 
-use super::{paging_setters, Paging, ZERO_GUID};
+use super::{paged, Paging, ZERO_GUID};
 use crate::client::Client;
 use crate::decode::decode_list;
-use crate::error::Result;
 use crate::handles::SystemAudit;
-use crate::models::{Page, SystemAuditEntry};
+use crate::models::SystemAuditEntry;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 use crate::time::format_request_date;
 
 const SEARCH_PATH: &str = "/portalapi/SystemAudit/SystemAuditGetByParameters";
@@ -87,13 +84,6 @@ impl SystemAuditSearch {
         self
     }
 
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
-    }
-
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
         PreparedRequest::search(
             SEARCH_PATH,
@@ -112,24 +102,9 @@ impl SystemAuditSearch {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<SystemAuditEntry>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    SystemAuditSearch => SystemAuditEntry, decode: decode_list;
     /// Streams every entry across pages (entries with a `systemAuditId` de-duplicated).
-    pub fn stream(self) -> impl Stream<Item = Result<SystemAuditEntry>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }
