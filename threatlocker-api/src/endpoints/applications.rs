@@ -135,47 +135,28 @@ pub struct ApplicationSearch {
 }
 
 impl ApplicationSearch {
-    /// Sort field: `name` (default), `date-created`, `review-rating`, `computer-count`,
-    /// `policy`.
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+    setters! {
+        /// Sort field: `name` (default), `date-created`, `review-rating`, `computer-count`,
+        /// `policy`.
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Ascending (default true).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
-    }
+        /// Ascending (default true).
+        ascending(yes: bool) = yes;
 
-    /// Application category: 0 all (default), 1 custom ("My Applications"), 2 built-in.
-    pub fn category(mut self, category: i32) -> Self {
-        self.category = category;
-        self
-    }
+        /// Application category: 0 all (default), 1 custom ("My Applications"), 2 built-in.
+        category(category: i32) = category;
 
-    /// Only this operating system (default all: `osType` 0).
-    pub fn os_type(mut self, os: OsType) -> Self {
-        self.os_type = Some(os);
-        self
-    }
+        /// Only this operating system (default all: `osType` 0).
+        os_type(os: OsType) = Some(os);
 
-    /// Include child organizations' applications.
-    pub fn include_child_organizations(mut self, yes: bool) -> Self {
-        self.include_child_organizations = yes;
-        self
-    }
+        /// Include child organizations' applications.
+        include_child_organizations(yes: bool) = yes;
 
-    /// Include hidden applications (`isHidden`).
-    pub fn include_hidden(mut self, yes: bool) -> Self {
-        self.include_hidden = yes;
-        self
-    }
+        /// Include hidden applications (`isHidden`).
+        include_hidden(yes: bool) = yes;
 
-    /// Only applications with an active permit (`permittedApplications`).
-    pub fn permitted_only(mut self, yes: bool) -> Self {
-        self.permitted_only = yes;
-        self
+        /// Only applications with an active permit (`permittedApplications`).
+        permitted_only(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {

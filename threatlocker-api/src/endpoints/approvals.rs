@@ -91,35 +91,22 @@ pub struct ApprovalSearch {
 }
 
 impl ApprovalSearch {
-    /// Free text over user name, path and computer (`*` wildcards allowed).
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+    setters! {
+        /// Free text over user name, path and computer (`*` wildcards allowed).
+        search_text(text: impl Into<String>) = text.into();
 
-    /// Sort field: `username`, `devicetype`, `actiontype`, `path`, `actiondate`, `datetime`
-    /// (default).
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+        /// Sort field: `username`, `devicetype`, `actiontype`, `path`, `actiondate`, `datetime`
+        /// (default).
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Oldest first when true (default false: newest first).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
-    }
+        /// Oldest first when true (default false: newest first).
+        ascending(yes: bool) = yes;
 
-    /// Include child organizations (`showChildOrganizations`).
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = yes;
-        self
-    }
+        /// Include child organizations (`showChildOrganizations`).
+        child_organizations(yes: bool) = yes;
 
-    /// Only this kind of request (default all).
-    pub fn request_type(mut self, kind: RequestType) -> Self {
-        self.request_type = kind;
-        self
+        /// Only this kind of request (default all).
+        request_type(kind: RequestType) = kind;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {

@@ -57,29 +57,19 @@ pub struct ChildOrganizations {
 }
 
 impl ChildOrganizations {
-    /// Include nested descendants, not only direct children (default true).
-    pub fn include_all_children(mut self, yes: bool) -> Self {
-        self.include_all_children = yes;
-        self
-    }
+    setters! {
+        /// Include nested descendants, not only direct children (default true).
+        include_all_children(yes: bool) = yes;
 
-    /// Free-text filter.
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+        /// Free-text filter.
+        search_text(text: impl Into<String>) = text.into();
 
-    /// Sort field: `name` (default), `dateAdded`, `billingMethod`,
-    /// `businessClassificationName`.
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+        /// Sort field: `name` (default), `dateAdded`, `billingMethod`,
+        /// `businessClassificationName`.
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Ascending (default true).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
+        /// Ascending (default true).
+        ascending(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {

@@ -63,48 +63,29 @@ pub struct PolicyList {
 }
 
 impl PolicyList {
-    /// The `filter`: `""` all (default), `nomatch`, `match`, `over6weeks`, `ringfence`,
-    /// `noringfence`, `elevation`, `permitonly`.
-    pub fn filter(mut self, filter: impl Into<String>) -> Self {
-        self.filter = filter.into();
-        self
-    }
+    setters! {
+        /// The `filter`: `""` all (default), `nomatch`, `match`, `over6weeks`, `ringfence`,
+        /// `noringfence`, `elevation`, `permitonly`.
+        filter(filter: impl Into<String>) = filter.into();
 
-    /// Where the policies apply: a computer group, computer or organization id
-    /// (`computerGroupId`).
-    pub fn applies_to(mut self, id: impl Into<ComputerGroupId>) -> Self {
-        self.applies_to = Some(id.into());
-        self
-    }
+        /// Where the policies apply: a computer group, computer or organization id
+        /// (`computerGroupId`).
+        applies_to(id: impl Into<ComputerGroupId>) = Some(id.into());
 
-    /// Only this operating system.
-    pub fn os_type(mut self, os: OsType) -> Self {
-        self.os_type = Some(os);
-        self
-    }
+        /// Only this operating system.
+        os_type(os: OsType) = Some(os);
 
-    /// Free-text filter.
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+        /// Free-text filter.
+        search_text(text: impl Into<String>) = text.into();
 
-    /// Only active policies.
-    pub fn active_only(mut self, yes: bool) -> Self {
-        self.active_only = yes;
-        self
-    }
+        /// Only active policies.
+        active_only(yes: bool) = yes;
 
-    /// Include inherited / higher-level policies (`showAllPolicies`).
-    pub fn show_all(mut self, yes: bool) -> Self {
-        self.show_all = yes;
-        self
-    }
+        /// Include inherited / higher-level policies (`showAllPolicies`).
+        show_all(yes: bool) = yes;
 
-    /// Include child organizations (`childOrganizations`, not sent unless set).
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = Some(yes);
-        self
+        /// Include child organizations (`childOrganizations`, not sent unless set).
+        child_organizations(yes: bool) = Some(yes);
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {

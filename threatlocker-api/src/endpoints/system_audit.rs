@@ -48,40 +48,24 @@ pub struct SystemAuditSearch {
 }
 
 impl SystemAuditSearch {
-    /// The administrator (`emailAddress`; a `username` filter is silently ignored by the API).
-    pub fn email_address(mut self, email: impl Into<String>) -> Self {
-        self.email_address = email.into();
-        self
-    }
+    setters! {
+        /// The administrator (`emailAddress`; a `username` filter is silently ignored by the API).
+        email_address(email: impl Into<String>) = email.into();
 
-    /// `Create`, `Delete`, `Logon`, `Logoff`, `Modify` or `Read`.
-    pub fn action(mut self, action: impl Into<String>) -> Self {
-        self.action = action.into();
-        self
-    }
+        /// `Create`, `Delete`, `Logon`, `Logoff`, `Modify` or `Read`.
+        action(action: impl Into<String>) = action.into();
 
-    /// `Denied` or `Permitted`.
-    pub fn effective_action(mut self, action: impl Into<String>) -> Self {
-        self.effective_action = action.into();
-        self
-    }
+        /// `Denied` or `Permitted`.
+        effective_action(action: impl Into<String>) = action.into();
 
-    /// Client IP (`*` wildcards allowed).
-    pub fn ip_address(mut self, ip: impl Into<String>) -> Self {
-        self.ip_address = ip.into();
-        self
-    }
+        /// Client IP (`*` wildcards allowed).
+        ip_address(ip: impl Into<String>) = ip.into();
 
-    /// Details text (`*` wildcards; without one, a contains-match).
-    pub fn details(mut self, text: impl Into<String>) -> Self {
-        self.details = text.into();
-        self
-    }
+        /// Details text (`*` wildcards; without one, a contains-match).
+        details(text: impl Into<String>) = text.into();
 
-    /// Include child organizations (`viewChildOrganizations`).
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = yes;
-        self
+        /// Include child organizations (`viewChildOrganizations`).
+        child_organizations(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {

@@ -72,10 +72,9 @@ impl RejectOptions {
         self.notify = true;
         self
     }
-    /// Sets whether the requester is notified.
-    pub fn notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
-        self
+    setters! {
+        /// Sets whether the requester is notified.
+        notify(notify: bool) = notify;
     }
 }
 
@@ -100,15 +99,12 @@ impl IgnoreOptions {
             ..Self::default()
         }
     }
-    /// Sets the subject.
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
-        self
-    }
-    /// Sets whether the requester is notified.
-    pub fn notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
-        self
+    setters! {
+        /// Sets the subject.
+        subject(subject: impl Into<String>) = Some(subject.into());
+
+        /// Sets whether the requester is notified.
+        notify(notify: bool) = notify;
     }
 }
 
