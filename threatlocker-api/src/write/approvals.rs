@@ -35,7 +35,7 @@ use crate::{
     handles::Approvals,
     ids::OrganizationId,
     models::{ApprovalRequest, MatchingList},
-    Client,
+    Client, RawResponse,
 };
 
 /// Path of the reject endpoint.
@@ -170,18 +170,35 @@ fn scoped(req: PreparedRequest, org: Option<&OrganizationId>) -> PreparedRequest
     }
 }
 
+/// `GET path?approvalRequestId=id`, scoped to `org`: the request sent and its answer.
+#[cfg(feature = "client")]
+async fn get_for_request(
+    client: &Client,
+    path: &str,
+    id: &ApprovalRequestId,
+    org: Option<&OrganizationId>,
+) -> Result<(PreparedRequest, RawResponse)> {
+    let req = scoped(
+        PreparedRequest::get(path).with_query("approvalRequestId", id),
+        org,
+    );
+    let raw = client.execute(&req).await?;
+    Ok((req, raw))
+}
+
 #[cfg(feature = "client")]
 async fn fetch_status_for_write(
     client: &Client,
     id: &ApprovalRequestId,
     org: Option<&OrganizationId>,
 ) -> Result<ApprovalRequest> {
-    let req = scoped(
-        PreparedRequest::get("/portalapi/ApprovalRequest/ApprovalRequestGetById")
-            .with_query("approvalRequestId", id),
+    let (req, raw) = get_for_request(
+        client,
+        "/portalapi/ApprovalRequest/ApprovalRequestGetById",
+        id,
         org,
-    );
-    let raw = client.execute(&req).await?;
+    )
+    .await?;
     let mut request: ApprovalRequest = decode_one(&req.endpoint(), &raw.body)?;
     request.decode_fields();
     if request.approval_request_id.is_none() {
@@ -196,12 +213,13 @@ async fn fetch_permit_dto_for_write(
     id: &ApprovalRequestId,
     org: Option<&OrganizationId>,
 ) -> Result<Value> {
-    let req = scoped(
-        PreparedRequest::get("/portalapi/ApprovalRequest/ApprovalRequestGetPermitApplicationById")
-            .with_query("approvalRequestId", id),
+    let (req, raw) = get_for_request(
+        client,
+        "/portalapi/ApprovalRequest/ApprovalRequestGetPermitApplicationById",
+        id,
         org,
-    );
-    let raw = client.execute(&req).await?;
+    )
+    .await?;
     let dto = decode_value(&req.endpoint(), trim_or_null(&raw.body))?;
     if !dto.is_object() {
         return Err(Error::Decode {
