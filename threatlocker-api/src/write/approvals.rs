@@ -346,15 +346,31 @@ impl Approvals {
         id: &ApprovalRequestId,
         opts: &PermitOptions,
     ) -> Result<PermitOutcome> {
-        let checked = self.permit_reads(id, opts).await?;
+        let (checked, owned) = match self.permit_reads(id, opts).await {
+            Ok(checked) => (checked, false),
+            // The live-verified flow takes ownership before reading the DTO. If this tenant
+            // refuses the DTO to a non-owner, fall back to that order: take ownership, then
+            // read again (every other refusal has already had its chance on the request).
+            Err(e) if refused_before_ownership(&e) => {
+                let org = self
+                    .client
+                    .approvals()
+                    .get(id)
+                    .await
+                    .ok()
+                    .and_then(|r| r.organization_id.clone());
+                self.take_ownership_scoped(id, org.as_ref()).await?;
+                (self.permit_reads(id, opts).await?, true)
+            }
+            Err(e) => return Err(e),
+        };
         let client = &self.client;
         let org = checked.org.as_ref();
 
         // First write: only after every refusal above had its chance.
-        let own = scoped(prepare_take_ownership(id), org);
-        client.execute(&own).await.map_err(|e| {
-            already_actioned_or(id, e, || format!("take ownership of approval request {id}"))
-        })?;
+        if !owned {
+            self.take_ownership_scoped(id, org).await?;
+        }
 
         let post = scoped(prepare_permit(checked.body), org);
 
@@ -434,6 +450,17 @@ impl Approvals {
 
     /// The read-only half of a permit, shared by [`Approvals::permit`] and
     /// [`Approvals::plan_permit`]: every read and every check that can refuse, no write.
+    async fn take_ownership_scoped(
+        &self,
+        id: &ApprovalRequestId,
+        org: Option<&OrganizationId>,
+    ) -> Result<()> {
+        let own = scoped(prepare_take_ownership(id), org);
+        self.client.execute(&own).await.map(|_| ()).map_err(|e| {
+            already_actioned_or(id, e, || format!("take ownership of approval request {id}"))
+        })
+    }
+
     async fn permit_reads(
         &self,
         id: &ApprovalRequestId,
@@ -521,6 +548,13 @@ struct CheckedPermit {
     org: Option<OrganizationId>,
     matching: MatchingList,
     body: Value,
+}
+
+/// Whether a read of the permit flow was refused in a way taking ownership could cure: the
+/// server answered the permit DTO (or matching list) read with 401/403 before ownership.
+#[cfg(feature = "client")]
+fn refused_before_ownership(e: &Error) -> bool {
+    matches!(e, Error::Api { status: 401 | 403, endpoint, .. } if endpoint.contains("GetPermitApplicationById"))
 }
 
 #[cfg(feature = "client")]

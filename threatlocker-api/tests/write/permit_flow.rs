@@ -166,3 +166,67 @@ async fn validation_417_keeps_its_message() {
     assert!(text.contains("known OS type"), "{text}");
     assert!(text.contains("policyLevel flag false"), "{text}");
 }
+
+/// Where a tenant refuses the permit DTO to a non-owner, the flow falls back to the
+/// live-verified order (take ownership, then read the DTO) instead of failing, and still posts
+/// the permit exactly once.
+#[tokio::test]
+async fn dto_refused_before_ownership_falls_back_to_taking_ownership_first() {
+    let server = MockServer::start().await;
+    // Pending for every read until the permit has been posted (then approved).
+    Mock::given(method("GET"))
+        .and(path(GET_BY_ID))
+        .respond_with(ResponseTemplate::new(200).set_body_json(approval_with_status(1)))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(GET_BY_ID))
+        .respond_with(ResponseTemplate::new(200).set_body_json(approval_with_status(4)))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    // The first DTO read (before ownership) is refused; the second one succeeds.
+    Mock::given(method("GET"))
+        .and(path(GET_DTO))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "StatusCode": 403, "Message": "You are not assigned to this approval request"
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(GET_DTO))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("permit_dto.json")))
+        .with_priority(2)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(MATCHING))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture("matching_tenant_and_master.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_take_ownership(&server, 1).await;
+    mount_permit(&server, ResponseTemplate::new(200), 1).await;
+
+    let outcome = permit(&server, &a4_options()).await.unwrap();
+    assert!(outcome.verified);
+    let seen = paths_seen(&server).await;
+    let own = seen
+        .iter()
+        .position(|p| p.ends_with(TAKE_OWNERSHIP))
+        .unwrap();
+    let last_dto = seen.iter().rposition(|p| p.ends_with(GET_DTO)).unwrap();
+    assert!(
+        own < last_dto,
+        "ownership is taken before the second DTO read: {seen:?}"
+    );
+    assert_eq!(seen.iter().filter(|p| p.ends_with(PERMIT)).count(), 1);
+}
