@@ -68,81 +68,47 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Uses the instance letter shown in the portal (`g` → `https://portalapi.g.threatlocker.com`).
-    pub fn instance(mut self, instance: impl Into<String>) -> Self {
-        self.instance = Some(instance.into());
-        self
-    }
+    setters! {
+        /// Uses the instance letter shown in the portal (`g` → `https://portalapi.g.threatlocker.com`).
+        instance(instance: impl Into<String>) = Some(instance.into());
 
-    /// Uses an explicit base URL (for the beta portal, a proxy, or a local simulator).
-    /// `http://` is accepted only for loopback hosts.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
-        self
-    }
+        /// Uses an explicit base URL (for the beta portal, a proxy, or a local simulator).
+        /// `http://` is accepted only for loopback hosts.
+        base_url(url: impl Into<String>) = Some(url.into());
 
-    /// Acts on this organization by default (`managedOrganizationId`).
-    pub fn organization(mut self, org: impl Into<OrganizationId>) -> Self {
-        self.organization = Some(org.into());
-        self
-    }
+        /// Acts on this organization by default (`managedOrganizationId`).
+        organization(org: impl Into<OrganizationId>) = Some(org.into());
 
-    /// Per-request timeout (default 60 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
+        /// Per-request timeout (default 60 s).
+        timeout(timeout: Duration) = timeout;
 
-    /// Retry policy for reads.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
+        /// Retry policy for reads.
+        retry(policy: RetryPolicy) = policy;
 
-    /// Client-side request rate, shared by every clone (default 10/s). `0` or less disables it.
-    pub fn max_requests_per_second(mut self, rps: f64) -> Self {
-        self.max_requests_per_second = (rps > 0.0 && rps.is_finite()).then_some(rps);
-        self
-    }
+        /// Client-side request rate, shared by every clone (default 10/s). `0` or less disables it.
+        max_requests_per_second(rps: f64) = (rps > 0.0 && rps.is_finite()).then_some(rps);
 
-    /// Requests in flight at once, shared by every clone (default 8).
-    pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n.max(1);
-        self
-    }
+        /// Requests in flight at once, shared by every clone (default 8).
+        max_concurrency(n: usize) = n.max(1);
 
-    /// The `User-Agent` header.
-    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
-        self.user_agent = ua.into();
-        self
-    }
+        /// The `User-Agent` header.
+        user_agent(ua: impl Into<String>) = ua.into();
 
-    /// Page size used by `.stream()` calls (default 500).
-    pub fn page_size(mut self, n: u32) -> Self {
-        self.page_size = n.max(1);
-        self
-    }
+        /// Page size used by `.stream()` calls (default 500).
+        page_size(n: u32) = n.max(1);
 
-    /// Cap on pages one stream fetches (default 1000).
-    pub fn max_pages(mut self, n: u32) -> Self {
-        self.max_pages = n.max(1);
-        self
-    }
+        /// Cap on pages one stream fetches (default 1000).
+        max_pages(n: u32) = n.max(1);
 
-    /// How many row ids a stream remembers, at least, to drop rows repeated across pages
-    /// (default 100 000, i.e. 100 pages of 1000; at most twice that is held). Rows shift
-    /// between page fetches only by the number of rows added meanwhile, so a bounded window
-    /// catches repeats while keeping a long stream's memory flat. `0` turns de-duplication
-    /// off.
-    pub fn dedupe_window(mut self, rows: usize) -> Self {
-        self.dedupe_window = rows;
-        self
-    }
+        /// How many row ids a stream remembers, at least, to drop rows repeated across pages
+        /// (default 100 000, i.e. 100 pages of 1000; at most twice that is held). Rows shift
+        /// between page fetches only by the number of rows added meanwhile, so a bounded window
+        /// catches repeats while keeping a long stream's memory flat. `0` turns de-duplication
+        /// off.
+        dedupe_window(rows: usize) = rows;
 
-    /// Replaces how the client waits between retries (tests inject an instant sleeper).
-    pub fn sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
-        self.sleeper = sleeper;
-        self
+        /// Replaces how the client waits between retries (tests inject an instant sleeper).
+        sleeper(sleeper: Arc<dyn Sleeper>) = sleeper;
     }
 
     /// Validates the configuration and builds the client.

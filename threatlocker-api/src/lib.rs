@@ -29,6 +29,22 @@
 //! timestamp parsing and the pagination header type, with no HTTP or async runtime dependency.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Builder setters that consume and return `self`, one line each:
+/// `/// doc` `name(arg: Type) = value;` becomes
+/// `pub fn name(mut self, arg: Type) -> Self { self.name = value; self }`.
+/// Defined before the modules so that every one of them can use it.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) = $value:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $arg: $ty) -> Self {
+                self.$name = $value;
+                self
+            }
+        )*
+    };
+}
+
 pub mod codes;
 pub mod de;
 pub mod error;

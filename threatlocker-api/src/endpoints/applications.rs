@@ -1,18 +1,16 @@
 //! Applications: search, get, matching list, research details (reference §3.5).
 
-use futures_util::Stream;
 use serde_json::json;
 
-use super::{not_found, paging_setters, require_id, Paging};
+use super::{not_found, paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::OsType;
 use crate::decode::{decode_list, decode_optional, decode_unwrapped};
 use crate::error::{Error, Result};
 use crate::handles::Applications;
 use crate::ids::ApplicationId;
-use crate::models::{Application, MatchQuery, MatchingList, Page, ResearchDetails};
+use crate::models::{Application, MatchQuery, MatchingList, ResearchDetails};
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const SEARCH_PATH: &str = "/portalapi/Application/ApplicationGetByParameters";
 const GET_PATH: &str = "/portalapi/Application/ApplicationGetById";
@@ -137,54 +135,28 @@ pub struct ApplicationSearch {
 }
 
 impl ApplicationSearch {
-    /// Sort field: `name` (default), `date-created`, `review-rating`, `computer-count`,
-    /// `policy`.
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+    setters! {
+        /// Sort field: `name` (default), `date-created`, `review-rating`, `computer-count`,
+        /// `policy`.
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Ascending (default true).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
-    }
+        /// Ascending (default true).
+        ascending(yes: bool) = yes;
 
-    /// Application category: 0 all (default), 1 custom ("My Applications"), 2 built-in.
-    pub fn category(mut self, category: i32) -> Self {
-        self.category = category;
-        self
-    }
+        /// Application category: 0 all (default), 1 custom ("My Applications"), 2 built-in.
+        category(category: i32) = category;
 
-    /// Only this operating system (default all: `osType` 0).
-    pub fn os_type(mut self, os: OsType) -> Self {
-        self.os_type = Some(os);
-        self
-    }
+        /// Only this operating system (default all: `osType` 0).
+        os_type(os: OsType) = Some(os);
 
-    /// Include child organizations' applications.
-    pub fn include_child_organizations(mut self, yes: bool) -> Self {
-        self.include_child_organizations = yes;
-        self
-    }
+        /// Include child organizations' applications.
+        include_child_organizations(yes: bool) = yes;
 
-    /// Include hidden applications (`isHidden`).
-    pub fn include_hidden(mut self, yes: bool) -> Self {
-        self.include_hidden = yes;
-        self
-    }
+        /// Include hidden applications (`isHidden`).
+        include_hidden(yes: bool) = yes;
 
-    /// Only applications with an active permit (`permittedApplications`).
-    pub fn permitted_only(mut self, yes: bool) -> Self {
-        self.permitted_only = yes;
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Only applications with an active permit (`permittedApplications`).
+        permitted_only(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -212,24 +184,9 @@ impl ApplicationSearch {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Application>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    ApplicationSearch => Application, decode: decode_list;
     /// Streams every match across pages, de-duplicated by `applicationId`.
-    pub fn stream(self) -> impl Stream<Item = Result<Application>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

@@ -1,18 +1,16 @@
 //! Approval requests: search, count, get, the permit-application DTO (reference §3.2).
 
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{not_found, paging_setters, require_id, Paging};
+use super::{not_found, paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::{ApprovalStatus, RequestType};
 use crate::decode::{decode_count, decode_list, decode_optional, decode_value};
 use crate::error::Result;
 use crate::handles::Approvals;
 use crate::ids::ApprovalRequestId;
-use crate::models::{ApprovalRequest, Page};
+use crate::models::ApprovalRequest;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const SEARCH_PATH: &str = "/portalapi/ApprovalRequest/ApprovalRequestGetByParameters";
 const COUNT_PATH: &str = "/portalapi/ApprovalRequest/ApprovalRequestGetCount";
@@ -93,42 +91,22 @@ pub struct ApprovalSearch {
 }
 
 impl ApprovalSearch {
-    /// Free text over user name, path and computer (`*` wildcards allowed).
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+    setters! {
+        /// Free text over user name, path and computer (`*` wildcards allowed).
+        search_text(text: impl Into<String>) = text.into();
 
-    /// Sort field: `username`, `devicetype`, `actiontype`, `path`, `actiondate`, `datetime`
-    /// (default).
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+        /// Sort field: `username`, `devicetype`, `actiontype`, `path`, `actiondate`, `datetime`
+        /// (default).
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Oldest first when true (default false: newest first).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
-    }
+        /// Oldest first when true (default false: newest first).
+        ascending(yes: bool) = yes;
 
-    /// Include child organizations (`showChildOrganizations`).
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = yes;
-        self
-    }
+        /// Include child organizations (`showChildOrganizations`).
+        child_organizations(yes: bool) = yes;
 
-    /// Only this kind of request (default all).
-    pub fn request_type(mut self, kind: RequestType) -> Self {
-        self.request_type = kind;
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Only this kind of request (default all).
+        request_type(kind: RequestType) = kind;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -147,24 +125,9 @@ impl ApprovalSearch {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<ApprovalRequest>> {
-        fetch_page(&self.client, &self.prepare(), decode_requests).await
-    }
-
+paged! {
+    ApprovalSearch => ApprovalRequest, decode: decode_requests;
     /// Streams every matching request across pages, de-duplicated by `approvalRequestId`.
-    pub fn stream(self) -> impl Stream<Item = Result<ApprovalRequest>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_requests,
-            None,
-        )
-    }
 }

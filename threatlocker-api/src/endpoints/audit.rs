@@ -1,19 +1,17 @@
 //! Action log (Unified Audit): search, get one event, file history (reference §3.1).
 
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{paging_setters, require_id, Paging};
+use super::{paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::{ActionOutcome, SourceTable};
 use crate::decode::{decode_list, decode_optional};
 use crate::error::{Error, Result};
 use crate::handles::Audit;
 use crate::ids::{ComputerId, EActionLogId, PolicyId};
-use crate::models::{ActionLogRow, Page};
+use crate::models::ActionLogRow;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 use crate::time::format_request_date;
 
 const SEARCH_PATH: &str = "/portalapi/ActionLog/ActionLogGetByParametersV2";
@@ -134,24 +132,17 @@ pub struct AuditSearch {
 }
 
 impl AuditSearch {
-    /// Only rows with this outcome (`actionId`); [`ActionOutcome::AnyDeny`] (99) for any deny.
-    pub fn outcome(mut self, outcome: ActionOutcome) -> Self {
-        self.outcome = Some(outcome);
-        self
-    }
+    setters! {
+        /// Only rows with this outcome (`actionId`); [`ActionOutcome::AnyDeny`] (99) for any deny.
+        outcome(outcome: ActionOutcome) = Some(outcome);
 
-    /// Only enforced, or only monitor-only (simulated), denies. Without an outcome this also
-    /// sets `actionId: 99` (any deny), which the API needs for the filter to apply.
-    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
-        self.enforcement = Some(enforcement);
-        self
-    }
+        /// Only enforced, or only monitor-only (simulated), denies. Without an outcome this also
+        /// sets `actionId: 99` (any deny), which the API needs for the filter to apply.
+        enforcement(enforcement: Enforcement) = Some(enforcement);
 
-    /// One action type (`execute`, `install`, `network`, `registry`, `read`, `write`, `move`,
-    /// `delete`, `baseline`, `powershell`, `elevate`, `configuration`, `dns`).
-    pub fn action_type(mut self, action_type: impl Into<String>) -> Self {
-        self.action_type = Some(action_type.into());
-        self
+        /// One action type (`execute`, `install`, `network`, `registry`, `read`, `write`, `move`,
+        /// `delete`, `baseline`, `powershell`, `elevate`, `configuration`, `dns`).
+        action_type(action_type: impl Into<String>) = Some(action_type.into());
     }
 
     /// Several action types.
@@ -164,56 +155,30 @@ impl AuditSearch {
         self
     }
 
-    /// Host name filter (`*` wildcards allowed).
-    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.hostname = Some(hostname.into());
-        self
-    }
+    setters! {
+        /// Host name filter (`*` wildcards allowed).
+        hostname(hostname: impl Into<String>) = Some(hostname.into());
 
-    /// Full path filter (`*` wildcards allowed).
-    pub fn full_path(mut self, path: impl Into<String>) -> Self {
-        self.full_path = Some(path.into());
-        self
-    }
+        /// Full path filter (`*` wildcards allowed).
+        full_path(path: impl Into<String>) = Some(path.into());
 
-    /// Only rows handled by this policy.
-    pub fn policy(mut self, policy: impl Into<PolicyId>) -> Self {
-        self.policy = Some(policy.into());
-        self
-    }
+        /// Only rows handled by this policy.
+        policy(policy: impl Into<PolicyId>) = Some(policy.into());
 
-    /// Include child and grandchild organizations (`showChildOrganizations`). A parent (MSP)
-    /// key without it may get an empty list or HTTP 500.
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = yes;
-        self
-    }
+        /// Include child and grandchild organizations (`showChildOrganizations`). A parent (MSP)
+        /// key without it may get an empty list or HTTP 500.
+        child_organizations(yes: bool) = yes;
 
-    /// Aggregate by up to two fields (`groupBys` codes: 1 username, 2 process path, 5 policy id,
-    /// 6 policy name, 7 app id, 8 app name, 9 action type, 11 hash, 17 asset name, 65 computer
-    /// id, 70 risk score, 71 risk state). Grouped rows fill `groupByCount`.
-    pub fn group_bys(mut self, codes: Vec<i32>) -> Self {
-        self.group_bys = codes;
-        self
-    }
+        /// Aggregate by up to two fields (`groupBys` codes: 1 username, 2 process path, 5 policy id,
+        /// 6 policy name, 7 app id, 8 app name, 9 action type, 11 hash, 17 asset name, 65 computer
+        /// id, 70 risk score, 71 risk state). Grouped rows fill `groupByCount`.
+        group_bys(codes: Vec<i32>) = codes;
 
-    /// Sends `sourceTableId` (not sent by default; its effect on searches is unverified).
-    pub fn source_table(mut self, table: SourceTable) -> Self {
-        self.source_table = Some(table);
-        self
-    }
+        /// Sends `sourceTableId` (not sent by default; its effect on searches is unverified).
+        source_table(table: SourceTable) = Some(table);
 
-    /// Whether to ask for totals (`showTotalCount`, default true).
-    pub fn show_total_count(mut self, yes: bool) -> Self {
-        self.show_total_count = yes;
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Whether to ask for totals (`showTotalCount`, default true).
+        show_total_count(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -263,26 +228,11 @@ impl AuditSearch {
         }
         PreparedRequest::search(SEARCH_PATH, body).with_header("usenewsearch", "true")
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<ActionLogRow>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    AuditSearch => ActionLogRow, decode: decode_list;
     /// Streams every matching row across pages, de-duplicated.
-    pub fn stream(self) -> impl Stream<Item = Result<ActionLogRow>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }
 
 /// Builder for `GET ActionLog/ActionLogGetByIdV2`. Made by [`Audit::get`].
@@ -296,17 +246,13 @@ pub struct AuditGet {
 }
 
 impl AuditGet {
-    /// The table the row lives in. Without it the call is tried without a table, then with
-    /// tables 1, 2, 3 and 4 in turn (search rows do not say which table they came from).
-    pub fn source_table(mut self, table: SourceTable) -> Self {
-        self.source_table = Some(table);
-        self
-    }
+    setters! {
+        /// The table the row lives in. Without it the call is tried without a table, then with
+        /// tables 1, 2, 3 and 4 in turn (search rows do not say which table they came from).
+        source_table(table: SourceTable) = Some(table);
 
-    /// Return the full parent-process chain (`getAllParents`).
-    pub fn all_parents(mut self, yes: bool) -> Self {
-        self.all_parents = yes;
-        self
+        /// Return the full parent-process chain (`getAllParents`).
+        all_parents(yes: bool) = yes;
     }
 
     /// The request with the configured source table (none if unset), without sending it.
@@ -399,29 +345,15 @@ pub struct FileHistory {
 }
 
 impl FileHistory {
-    /// The computer, by host name.
-    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.hostname = Some(hostname.into());
-        self
-    }
+    setters! {
+        /// The computer, by host name.
+        hostname(hostname: impl Into<String>) = Some(hostname.into());
 
-    /// The computer, by id.
-    pub fn computer(mut self, computer: impl Into<ComputerId>) -> Self {
-        self.computer = Some(computer.into());
-        self
-    }
+        /// The computer, by id.
+        computer(computer: impl Into<ComputerId>) = Some(computer.into());
 
-    /// Sends `sourceTableId`.
-    pub fn source_table(mut self, table: SourceTable) -> Self {
-        self.source_table = Some(table);
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Sends `sourceTableId`.
+        source_table(table: SourceTable) = Some(table);
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -460,26 +392,9 @@ impl FileHistory {
         }
         Ok(())
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<ActionLogRow>> {
-        self.validate()?;
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    FileHistory => ActionLogRow, decode: decode_list, check: Self::validate;
     /// Streams every row across pages.
-    pub fn stream(self) -> impl Stream<Item = Result<ActionLogRow>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        let invalid = self.validate().err();
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            invalid,
-        )
-    }
 }

@@ -1,18 +1,17 @@
 //! Computers: list with every documented filter, get one (reference §3.3).
 
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{paging_setters, require_id, Paging, ZERO_GUID};
+use super::{paged, require_id, Paging, ZERO_GUID};
 use crate::client::Client;
 use crate::codes::ComputerMode;
 use crate::decode::decode_list;
 use crate::error::{Error, Result};
 use crate::handles::Computers;
 use crate::ids::{ComputerGroupId, ComputerId};
-use crate::models::{Computer, Page};
+use crate::models::Computer;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
+use crate::stream::fetch_page;
 
 const LIST_PATH: &str = "/portalapi/Computer/ComputerGetByAllParameters";
 
@@ -120,16 +119,12 @@ pub struct ComputerList {
 }
 
 impl ComputerList {
-    /// Free text, matched per [`ComputerList::search_by`].
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+    setters! {
+        /// Free text, matched per [`ComputerList::search_by`].
+        search_text(text: impl Into<String>) = text.into();
 
-    /// What the search text matches (default computer name).
-    pub fn search_by(mut self, by: ComputerSearchBy) -> Self {
-        self.search_by = by;
-        self
+        /// What the search text matches (default computer name).
+        search_by(by: ComputerSearchBy) = by;
     }
 
     /// Only computers in this mode (`action` with `kindOfAction: "Computer Mode"`).
@@ -139,74 +134,39 @@ impl ComputerList {
         self
     }
 
-    /// The raw `action` filter (a mode, or an update channel with
-    /// `kind_of_action("Update Channel")`).
-    pub fn action(mut self, action: impl Into<String>) -> Self {
-        self.action = action.into();
-        self
-    }
+    setters! {
+        /// The raw `action` filter (a mode, or an update channel with
+        /// `kind_of_action("Update Channel")`).
+        action(action: impl Into<String>) = action.into();
 
-    /// The raw `kindOfAction`: `Computer Mode`, `TamperProtectionDisabled`, `NeedsReview`,
-    /// `ReadyToSecure`, `BaselineNotUploaded`, `Update Channel`.
-    pub fn kind_of_action(mut self, kind: impl Into<String>) -> Self {
-        self.kind_of_action = Some(kind.into());
-        self
-    }
+        /// The raw `kindOfAction`: `Computer Mode`, `TamperProtectionDisabled`, `NeedsReview`,
+        /// `ReadyToSecure`, `BaselineNotUploaded`, `Update Channel`.
+        kind_of_action(kind: impl Into<String>) = Some(kind.into());
 
-    /// Only this computer group (default all groups: the zero GUID).
-    pub fn computer_group(mut self, group: impl Into<ComputerGroupId>) -> Self {
-        self.computer_group = Some(group.into());
-        self
-    }
+        /// Only this computer group (default all groups: the zero GUID).
+        computer_group(group: impl Into<ComputerGroupId>) = Some(group.into());
 
-    /// Only this computer.
-    pub fn computer_id(mut self, id: impl Into<ComputerId>) -> Self {
-        self.computer_id = Some(id.into());
-        self
-    }
+        /// Only this computer.
+        computer_id(id: impl Into<ComputerId>) = Some(id.into());
 
-    /// Include child and grandchild organizations.
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = yes;
-        self
-    }
+        /// Include child and grandchild organizations.
+        child_organizations(yes: bool) = yes;
 
-    /// Sort field: `computername` (default), `group`, `action`, `lastcheckin`,
-    /// `computerinstalldate`, `deniedcountthreedays`, `updatechannel`, `threatlockerversion`.
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+        /// Sort field: `computername` (default), `group`, `action`, `lastcheckin`,
+        /// `computerinstalldate`, `deniedcountthreedays`, `updatechannel`, `threatlockerversion`.
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Ascending (default true).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
-    }
+        /// Ascending (default true).
+        ascending(yes: bool) = yes;
 
-    /// Include the last check-in (default true).
-    pub fn show_last_checkin(mut self, yes: bool) -> Self {
-        self.show_last_checkin = yes;
-        self
-    }
+        /// Include the last check-in (default true).
+        show_last_checkin(yes: bool) = yes;
 
-    /// Include deleted computers (default false).
-    pub fn show_deleted(mut self, yes: bool) -> Self {
-        self.show_deleted = yes;
-        self
-    }
+        /// Include deleted computers (default false).
+        show_deleted(yes: bool) = yes;
 
-    /// Only computers on this agent version.
-    pub fn threatlocker_version(mut self, version: impl Into<String>) -> Self {
-        self.threatlocker_version = Some(version.into());
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Only computers on this agent version.
+        threatlocker_version(version: impl Into<String>) = Some(version.into());
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -237,24 +197,9 @@ impl ComputerList {
         }
         PreparedRequest::search(LIST_PATH, body)
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Computer>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    ComputerList => Computer, decode: decode_list;
     /// Streams every computer across pages, de-duplicated by `computerId`.
-    pub fn stream(self) -> impl Stream<Item = Result<Computer>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

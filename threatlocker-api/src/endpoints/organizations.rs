@@ -1,16 +1,14 @@
 //! Organizations: child organizations, the accessible-organization list (reference §3.4).
 
-use futures_util::Stream;
 use serde_json::json;
 
-use super::{paging_setters, Paging};
+use super::{paged, Paging};
 use crate::client::Client;
 use crate::decode::decode_list;
 use crate::error::Result;
 use crate::handles::Organizations;
-use crate::models::{DropdownOption, Organization, Page};
+use crate::models::{DropdownOption, Organization};
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const CHILDREN_PATH: &str = "/portalapi/Organization/OrganizationGetChildOrganizationsByParameters";
 const ACCESSIBLE_PATH: &str = "/portalapi/Organization/OrganizationGetForMoveComputers";
@@ -44,6 +42,9 @@ impl Organizations {
 
 /// Builder for `POST Organization/OrganizationGetChildOrganizationsByParameters`. Made by
 /// [`Organizations::children`].
+///
+/// Its requests send `childOrganizations: true` besides the documented fields: one
+/// live-tested client found the list empty without it.
 #[derive(Debug, Clone)]
 #[must_use = "a request builder does nothing until `.send()` or `.stream()`"]
 pub struct ChildOrganizations {
@@ -56,38 +57,19 @@ pub struct ChildOrganizations {
 }
 
 impl ChildOrganizations {
-    /// Include nested descendants, not only direct children (default true).
-    pub fn include_all_children(mut self, yes: bool) -> Self {
-        self.include_all_children = yes;
-        self
-    }
+    setters! {
+        /// Include nested descendants, not only direct children (default true).
+        include_all_children(yes: bool) = yes;
 
-    /// Free-text filter.
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+        /// Free-text filter.
+        search_text(text: impl Into<String>) = text.into();
 
-    /// Sort field: `name` (default), `dateAdded`, `billingMethod`,
-    /// `businessClassificationName`.
-    pub fn order_by(mut self, field: impl Into<String>) -> Self {
-        self.order_by = field.into();
-        self
-    }
+        /// Sort field: `name` (default), `dateAdded`, `billingMethod`,
+        /// `businessClassificationName`.
+        order_by(field: impl Into<String>) = field.into();
 
-    /// Ascending (default true).
-    pub fn ascending(mut self, yes: bool) -> Self {
-        self.ascending = yes;
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it. Sends `childOrganizations:
-    /// true` besides the documented fields: one live-tested client found the list empty
-    /// without it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Ascending (default true).
+        ascending(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -104,25 +86,10 @@ impl ChildOrganizations {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Organization>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    ChildOrganizations => Organization, decode: decode_list;
     /// Streams every child organization across pages, de-duplicated by `organizationId`.
     /// Nested children stay inside their parent ([`Organization::flatten`] walks them).
-    pub fn stream(self) -> impl Stream<Item = Result<Organization>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

@@ -5,19 +5,17 @@
 //! policy"). Scope the call with `client.with_organization(policy_owner).policies().get(..)`;
 //! the list rows carry `organizationId` for exactly this.
 
-use futures_util::Stream;
 use serde_json::{json, Value};
 
-use super::{not_found, paging_setters, require_id, Paging};
+use super::{not_found, paged, require_id, Paging};
 use crate::client::Client;
 use crate::codes::OsType;
 use crate::decode::{decode_list, decode_unwrapped};
 use crate::error::Result;
 use crate::handles::Policies;
 use crate::ids::{ComputerGroupId, PolicyId};
-use crate::models::{Page, Policy};
+use crate::models::Policy;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 
 const LIST_PATH: &str = "/portalapi/Policy/PolicyGetByParameters";
 const GET_PATH: &str = "/portalapi/Policy/PolicyGetById";
@@ -65,55 +63,29 @@ pub struct PolicyList {
 }
 
 impl PolicyList {
-    /// The `filter`: `""` all (default), `nomatch`, `match`, `over6weeks`, `ringfence`,
-    /// `noringfence`, `elevation`, `permitonly`.
-    pub fn filter(mut self, filter: impl Into<String>) -> Self {
-        self.filter = filter.into();
-        self
-    }
+    setters! {
+        /// The `filter`: `""` all (default), `nomatch`, `match`, `over6weeks`, `ringfence`,
+        /// `noringfence`, `elevation`, `permitonly`.
+        filter(filter: impl Into<String>) = filter.into();
 
-    /// Where the policies apply: a computer group, computer or organization id
-    /// (`computerGroupId`).
-    pub fn applies_to(mut self, id: impl Into<ComputerGroupId>) -> Self {
-        self.applies_to = Some(id.into());
-        self
-    }
+        /// Where the policies apply: a computer group, computer or organization id
+        /// (`computerGroupId`).
+        applies_to(id: impl Into<ComputerGroupId>) = Some(id.into());
 
-    /// Only this operating system.
-    pub fn os_type(mut self, os: OsType) -> Self {
-        self.os_type = Some(os);
-        self
-    }
+        /// Only this operating system.
+        os_type(os: OsType) = Some(os);
 
-    /// Free-text filter.
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
+        /// Free-text filter.
+        search_text(text: impl Into<String>) = text.into();
 
-    /// Only active policies.
-    pub fn active_only(mut self, yes: bool) -> Self {
-        self.active_only = yes;
-        self
-    }
+        /// Only active policies.
+        active_only(yes: bool) = yes;
 
-    /// Include inherited / higher-level policies (`showAllPolicies`).
-    pub fn show_all(mut self, yes: bool) -> Self {
-        self.show_all = yes;
-        self
-    }
+        /// Include inherited / higher-level policies (`showAllPolicies`).
+        show_all(yes: bool) = yes;
 
-    /// Include child organizations (`childOrganizations`, not sent unless set).
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = Some(yes);
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Include child organizations (`childOrganizations`, not sent unless set).
+        child_organizations(yes: bool) = Some(yes);
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -138,24 +110,9 @@ impl PolicyList {
         }
         PreparedRequest::search(LIST_PATH, body)
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<Policy>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    PolicyList => Policy, decode: decode_list;
     /// Streams every policy across pages, de-duplicated by `policyId`.
-    pub fn stream(self) -> impl Stream<Item = Result<Policy>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

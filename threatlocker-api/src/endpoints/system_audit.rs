@@ -1,17 +1,14 @@
 //! The portal's own (administrator) audit log (reference §3.7).
 
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use serde_json::json;
 
-use super::{paging_setters, Paging, ZERO_GUID};
+use super::{paged, Paging, ZERO_GUID};
 use crate::client::Client;
 use crate::decode::decode_list;
-use crate::error::Result;
 use crate::handles::SystemAudit;
-use crate::models::{Page, SystemAuditEntry};
+use crate::models::SystemAuditEntry;
 use crate::request::PreparedRequest;
-use crate::stream::{fetch_page, paginate};
 use crate::time::format_request_date;
 
 const SEARCH_PATH: &str = "/portalapi/SystemAudit/SystemAuditGetByParameters";
@@ -51,47 +48,24 @@ pub struct SystemAuditSearch {
 }
 
 impl SystemAuditSearch {
-    /// The administrator (`emailAddress`; a `username` filter is silently ignored by the API).
-    pub fn email_address(mut self, email: impl Into<String>) -> Self {
-        self.email_address = email.into();
-        self
-    }
+    setters! {
+        /// The administrator (`emailAddress`; a `username` filter is silently ignored by the API).
+        email_address(email: impl Into<String>) = email.into();
 
-    /// `Create`, `Delete`, `Logon`, `Logoff`, `Modify` or `Read`.
-    pub fn action(mut self, action: impl Into<String>) -> Self {
-        self.action = action.into();
-        self
-    }
+        /// `Create`, `Delete`, `Logon`, `Logoff`, `Modify` or `Read`.
+        action(action: impl Into<String>) = action.into();
 
-    /// `Denied` or `Permitted`.
-    pub fn effective_action(mut self, action: impl Into<String>) -> Self {
-        self.effective_action = action.into();
-        self
-    }
+        /// `Denied` or `Permitted`.
+        effective_action(action: impl Into<String>) = action.into();
 
-    /// Client IP (`*` wildcards allowed).
-    pub fn ip_address(mut self, ip: impl Into<String>) -> Self {
-        self.ip_address = ip.into();
-        self
-    }
+        /// Client IP (`*` wildcards allowed).
+        ip_address(ip: impl Into<String>) = ip.into();
 
-    /// Details text (`*` wildcards; without one, a contains-match).
-    pub fn details(mut self, text: impl Into<String>) -> Self {
-        self.details = text.into();
-        self
-    }
+        /// Details text (`*` wildcards; without one, a contains-match).
+        details(text: impl Into<String>) = text.into();
 
-    /// Include child organizations (`viewChildOrganizations`).
-    pub fn child_organizations(mut self, yes: bool) -> Self {
-        self.child_organizations = yes;
-        self
-    }
-
-    paging_setters!();
-
-    /// The request for the builder's page, without sending it.
-    pub fn prepare(&self) -> PreparedRequest {
-        self.prepare_page(self.paging.page, self.paging.size(&self.client))
+        /// Include child organizations (`viewChildOrganizations`).
+        child_organizations(yes: bool) = yes;
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -112,24 +86,9 @@ impl SystemAuditSearch {
             }),
         )
     }
+}
 
-    /// Fetches one page.
-    pub async fn send(self) -> Result<Page<SystemAuditEntry>> {
-        fetch_page(&self.client, &self.prepare(), decode_list).await
-    }
-
+paged! {
+    SystemAuditSearch => SystemAuditEntry, decode: decode_list;
     /// Streams every entry across pages (entries with a `systemAuditId` de-duplicated).
-    pub fn stream(self) -> impl Stream<Item = Result<SystemAuditEntry>> + Send + 'static {
-        let client = self.client.clone();
-        let size = self.paging.size(&client);
-        let first = self.paging.page;
-        paginate(
-            client,
-            first,
-            size,
-            move |page, page_size| self.prepare_page(page, page_size),
-            decode_list,
-            None,
-        )
-    }
 }

@@ -35,22 +35,15 @@ pub struct TagDropdown {
 }
 
 impl TagDropdown {
-    /// Include ThreatLocker's built-in tags (default false).
-    pub fn include_built_ins(mut self, yes: bool) -> Self {
-        self.include_built_ins = yes;
-        self
-    }
+    setters! {
+        /// Include ThreatLocker's built-in tags (default false).
+        include_built_ins(yes: bool) = yes;
 
-    /// Tag type (default 1, network tags; other values are undocumented).
-    pub fn tag_type(mut self, tag_type: i32) -> Self {
-        self.tag_type = tag_type;
-        self
-    }
+        /// Tag type (default 1, network tags; other values are undocumented).
+        tag_type(tag_type: i32) = tag_type;
 
-    /// Include network tags of the master organization (default true).
-    pub fn include_network_tag_in_master(mut self, yes: bool) -> Self {
-        self.include_network_tag_in_master = yes;
-        self
+        /// Include network tags of the master organization (default true).
+        include_network_tag_in_master(yes: bool) = yes;
     }
 
     /// The request, without sending it.

@@ -181,28 +181,18 @@ impl MatchQuery {
         q
     }
 
-    /// Sets the ThreatLocker hash.
-    pub fn hash(mut self, hash: impl Into<String>) -> Self {
-        self.hash = hash.into();
-        self
-    }
+    setters! {
+        /// Sets the ThreatLocker hash.
+        hash(hash: impl Into<String>) = hash.into();
 
-    /// Sets the SHA-256.
-    pub fn sha256(mut self, sha256: impl Into<String>) -> Self {
-        self.sha256 = sha256.into();
-        self
-    }
+        /// Sets the SHA-256.
+        sha256(sha256: impl Into<String>) = sha256.into();
 
-    /// Sets the full path.
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
-        self
-    }
+        /// Sets the full path.
+        path(path: impl Into<String>) = path.into();
 
-    /// Sets the process path.
-    pub fn process_path(mut self, path: impl Into<String>) -> Self {
-        self.process_path = path.into();
-        self
+        /// Sets the process path.
+        process_path(path: impl Into<String>) = path.into();
     }
 
     /// Adds a certificate.

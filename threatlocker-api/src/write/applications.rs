@@ -52,15 +52,12 @@ impl NewApplication {
             organization: None,
         }
     }
-    /// Sets the description.
-    pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.description = Some(d.into());
-        self
-    }
-    /// Sets the owning organization.
-    pub fn organization(mut self, org: impl Into<OrganizationId>) -> Self {
-        self.organization = Some(org.into());
-        self
+    setters! {
+        /// Sets the description.
+        description(d: impl Into<String>) = Some(d.into());
+
+        /// Sets the owning organization.
+        organization(org: impl Into<OrganizationId>) = Some(org.into());
     }
 }
 
@@ -165,35 +162,24 @@ impl ApplicationOptionsQuery {
             only_permitted: false,
         }
     }
-    /// Sets the organization.
-    pub fn organization_id(mut self, org: impl Into<OrganizationId>) -> Self {
-        self.organization_id = Some(org.into());
-        self
-    }
-    /// Sets whether built-ins are included.
-    pub fn include_built_in(mut self, on: bool) -> Self {
-        self.include_built_in = on;
-        self
-    }
-    /// Sets the text filter.
-    pub fn search_text(mut self, text: impl Into<String>) -> Self {
-        self.search_text = text.into();
-        self
-    }
-    /// Sets the host name.
-    pub fn host_name(mut self, host: impl Into<String>) -> Self {
-        self.host_name = Some(host.into());
-        self
-    }
-    /// Sets the applies-to id.
-    pub fn applies_to_id(mut self, id: impl Into<String>) -> Self {
-        self.applies_to_id = Some(id.into());
-        self
-    }
-    /// Only permitted applications.
-    pub fn only_permitted(mut self, on: bool) -> Self {
-        self.only_permitted = on;
-        self
+    setters! {
+        /// Sets the organization.
+        organization_id(org: impl Into<OrganizationId>) = Some(org.into());
+
+        /// Sets whether built-ins are included.
+        include_built_in(on: bool) = on;
+
+        /// Sets the text filter.
+        search_text(text: impl Into<String>) = text.into();
+
+        /// Sets the host name.
+        host_name(host: impl Into<String>) = Some(host.into());
+
+        /// Sets the applies-to id.
+        applies_to_id(id: impl Into<String>) = Some(id.into());
+
+        /// Only permitted applications.
+        only_permitted(on: bool) = on;
     }
 
     /// The (read-only, retry-safe) request.

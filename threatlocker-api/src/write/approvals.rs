@@ -1,4 +1,21 @@
 //! Acting on approval requests: permit (approve), reject, ignore, take ownership.
+//!
+//! # Permit order
+//!
+//! A permit reads before it writes, so that every refusal leaves the request untouched:
+//!
+//! | step | call | kind |
+//! |---|---|---|
+//! | 1 | `GET ApprovalRequestGetById` (already actioned → refused) | read |
+//! | 2 | `GET ApprovalRequestGetPermitApplicationById` (the DTO) | read |
+//! | 3 | `POST Application/ApplicationGetMatchingList` (from the DTO's `fileDetails`, falling back to the request's path/hash/sha256) | read |
+//! | 4 | choose the application; built-in without entire-organization scope → refused | pure |
+//! | 5 | `POST ApprovalRequestUpdateForTakeOwnership` | first write |
+//! | 6 | `POST ApprovalRequestPermitApplication`, once | write |
+//! | 7 | `GET ApprovalRequestGetById` (verify) | read |
+//!
+//! `Approvals::plan_permit` runs steps 1–4 and
+//! returns the writes of steps 5–6 unsent.
 
 use serde_json::{json, Value};
 
@@ -18,7 +35,7 @@ use crate::{
     handles::Approvals,
     ids::OrganizationId,
     models::{ApprovalRequest, MatchingList},
-    Client,
+    Client, RawResponse,
 };
 
 /// Path of the reject endpoint.
@@ -55,10 +72,9 @@ impl RejectOptions {
         self.notify = true;
         self
     }
-    /// Sets whether the requester is notified.
-    pub fn notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
-        self
+    setters! {
+        /// Sets whether the requester is notified.
+        notify(notify: bool) = notify;
     }
 }
 
@@ -83,15 +99,12 @@ impl IgnoreOptions {
             ..Self::default()
         }
     }
-    /// Sets the subject.
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
-        self
-    }
-    /// Sets whether the requester is notified.
-    pub fn notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
-        self
+    setters! {
+        /// Sets the subject.
+        subject(subject: impl Into<String>) = Some(subject.into());
+
+        /// Sets whether the requester is notified.
+        notify(notify: bool) = notify;
     }
 }
 
@@ -157,18 +170,35 @@ fn scoped(req: PreparedRequest, org: Option<&OrganizationId>) -> PreparedRequest
     }
 }
 
+/// `GET path?approvalRequestId=id`, scoped to `org`: the request sent and its answer.
+#[cfg(feature = "client")]
+async fn get_for_request(
+    client: &Client,
+    path: &str,
+    id: &ApprovalRequestId,
+    org: Option<&OrganizationId>,
+) -> Result<(PreparedRequest, RawResponse)> {
+    let req = scoped(
+        PreparedRequest::get(path).with_query("approvalRequestId", id),
+        org,
+    );
+    let raw = client.execute(&req).await?;
+    Ok((req, raw))
+}
+
 #[cfg(feature = "client")]
 async fn fetch_status_for_write(
     client: &Client,
     id: &ApprovalRequestId,
     org: Option<&OrganizationId>,
 ) -> Result<ApprovalRequest> {
-    let req = scoped(
-        PreparedRequest::get("/portalapi/ApprovalRequest/ApprovalRequestGetById")
-            .with_query("approvalRequestId", id),
+    let (req, raw) = get_for_request(
+        client,
+        "/portalapi/ApprovalRequest/ApprovalRequestGetById",
+        id,
         org,
-    );
-    let raw = client.execute(&req).await?;
+    )
+    .await?;
     let mut request: ApprovalRequest = decode_one(&req.endpoint(), &raw.body)?;
     request.decode_fields();
     if request.approval_request_id.is_none() {
@@ -183,12 +213,13 @@ async fn fetch_permit_dto_for_write(
     id: &ApprovalRequestId,
     org: Option<&OrganizationId>,
 ) -> Result<Value> {
-    let req = scoped(
-        PreparedRequest::get("/portalapi/ApprovalRequest/ApprovalRequestGetPermitApplicationById")
-            .with_query("approvalRequestId", id),
+    let (req, raw) = get_for_request(
+        client,
+        "/portalapi/ApprovalRequest/ApprovalRequestGetPermitApplicationById",
+        id,
         org,
-    );
-    let raw = client.execute(&req).await?;
+    )
+    .await?;
     let dto = decode_value(&req.endpoint(), trim_or_null(&raw.body))?;
     if !dto.is_object() {
         return Err(Error::Decode {
@@ -262,21 +293,25 @@ impl Approvals {
         })
     }
 
-    /// Approves (permits) an approval request through the documented flow:
+    /// Approves (permits) an approval request. Every check that can refuse the permit runs on
+    /// reads, before the first write:
     ///
     /// 1. read the request (`ApprovalRequestGetById`): an already actioned request is refused
-    ///    with [`Error::AlreadyActioned`] and nothing is written;
-    /// 2. take ownership (`ApprovalRequestUpdateForTakeOwnership`);
-    /// 3. fetch the permit DTO (`ApprovalRequestGetPermitApplicationById`) and the matching
-    ///    applications (`Application/ApplicationGetMatchingList`);
-    /// 4. build the body with [`build_permit_body`] (which refuses options that cannot succeed,
-    ///    such as a built-in application without entire-organization scope) and post it once
-    ///    (`ApprovalRequestPermitApplication`);
-    /// 5. read the request back: `verified` when it is Approved.
+    ///    with [`Error::AlreadyActioned`];
+    /// 2. fetch the permit DTO (`ApprovalRequestGetPermitApplicationById`; a read, needed first
+    ///    because the matching lookup describes the file from its `fileDetails`) and the
+    ///    matching applications (`Application/ApplicationGetMatchingList`);
+    /// 3. choose the application and build the body with [`build_permit_body`], which refuses
+    ///    options that cannot succeed, such as a built-in (`master`) application without
+    ///    entire-organization scope;
+    /// 4. only then take ownership (`ApprovalRequestUpdateForTakeOwnership`), the first write;
+    /// 5. post the permit once (`ApprovalRequestPermitApplication`);
+    /// 6. read the request back: `verified` when it is Approved.
     ///
-    /// The order is the one verified against a live tenant. A refusal at step 4 comes after
-    /// ownership was taken (the request stays pending, assigned to the API user); call
-    /// [`Approvals::plan_permit`] first to check a permit without any write at all.
+    /// A refusal at steps 1–3 therefore leaves the request untouched (not assigned to the API
+    /// user). The live-verified order of the reference fetched the DTO after taking ownership;
+    /// fetching it before is a read of the same request and needs no ownership.
+    /// [`Approvals::plan_permit`] performs exactly steps 1–3 and shows the writes of 4–5.
     ///
     /// If the permit POST's outcome is unknown (timeout, reset, 5xx) it is **never** posted
     /// again: the request's status is re-read; Approved → success with
@@ -311,22 +346,33 @@ impl Approvals {
         id: &ApprovalRequestId,
         opts: &PermitOptions,
     ) -> Result<PermitOutcome> {
-        opts.validate()?;
+        let (checked, owned) = match self.permit_reads(id, opts).await {
+            Ok(checked) => (checked, false),
+            // The live-verified flow takes ownership before reading the DTO. If this tenant
+            // refuses the DTO to a non-owner, fall back to that order: take ownership, then
+            // read again (every other refusal has already had its chance on the request).
+            Err(e) if refused_before_ownership(&e) => {
+                let org = self
+                    .client
+                    .approvals()
+                    .get(id)
+                    .await
+                    .ok()
+                    .and_then(|r| r.organization_id.clone());
+                self.take_ownership_scoped(id, org.as_ref()).await?;
+                (self.permit_reads(id, opts).await?, true)
+            }
+            Err(e) => return Err(e),
+        };
         let client = &self.client;
-        let request = fetch_status_for_write(client, id, None).await?;
-        ensure_pending(id, &request)?;
-        let org = request_scope(&request);
-        let org = org.as_ref();
+        let org = checked.org.as_ref();
 
-        let own = scoped(prepare_take_ownership(id), org);
-        client.execute(&own).await.map_err(|e| {
-            already_actioned_or(id, e, || format!("take ownership of approval request {id}"))
-        })?;
+        // First write: only after every refusal above had its chance.
+        if !owned {
+            self.take_ownership_scoped(id, org).await?;
+        }
 
-        let dto = fetch_permit_dto_for_write(client, id, org).await?;
-        let matching = fetch_matching_for_write(client, &dto, &request, org).await?;
-        let body = build_permit_body(&dto, &request, &matching, opts)?;
-        let post = scoped(prepare_permit(body), org);
+        let post = scoped(prepare_permit(checked.body), org);
 
         match client.execute(&post).await {
             Ok(raw) => {
@@ -381,14 +427,45 @@ impl Approvals {
         }
     }
 
-    /// The dry run of [`Approvals::permit`]: performs only the reads (request status, permit
-    /// DTO, matching list), applies the same checks, and returns the exact writes `permit`
-    /// would send (take ownership, then the permit POST) without sending any of them.
+    /// The dry run of [`Approvals::permit`]: performs only its reads (request status, permit
+    /// DTO, matching list), applies the same checks in the same order, and returns the exact
+    /// writes `permit` would send (take ownership, then the permit POST) without sending any.
     pub async fn plan_permit(
         &self,
         id: &ApprovalRequestId,
         opts: &PermitOptions,
     ) -> Result<PermitPlan> {
+        let checked = self.permit_reads(id, opts).await?;
+        let org = checked.org.as_ref();
+        let requests = vec![
+            scoped(prepare_take_ownership(id), org),
+            scoped(prepare_permit(checked.body), org),
+        ];
+        Ok(PermitPlan {
+            request: checked.request,
+            matching: checked.matching,
+            requests,
+        })
+    }
+
+    /// The read-only half of a permit, shared by [`Approvals::permit`] and
+    /// [`Approvals::plan_permit`]: every read and every check that can refuse, no write.
+    async fn take_ownership_scoped(
+        &self,
+        id: &ApprovalRequestId,
+        org: Option<&OrganizationId>,
+    ) -> Result<()> {
+        let own = scoped(prepare_take_ownership(id), org);
+        self.client.execute(&own).await.map(|_| ()).map_err(|e| {
+            already_actioned_or(id, e, || format!("take ownership of approval request {id}"))
+        })
+    }
+
+    async fn permit_reads(
+        &self,
+        id: &ApprovalRequestId,
+        opts: &PermitOptions,
+    ) -> Result<CheckedPermit> {
         opts.validate()?;
         let client = &self.client;
         let request = fetch_status_for_write(client, id, None).await?;
@@ -397,14 +474,11 @@ impl Approvals {
         let dto = fetch_permit_dto_for_write(client, id, org.as_ref()).await?;
         let matching = fetch_matching_for_write(client, &dto, &request, org.as_ref()).await?;
         let body = build_permit_body(&dto, &request, &matching, opts)?;
-        let requests = vec![
-            scoped(prepare_take_ownership(id), org.as_ref()),
-            scoped(prepare_permit(body), org.as_ref()),
-        ];
-        Ok(PermitPlan {
+        Ok(CheckedPermit {
             request,
+            org,
             matching,
-            requests,
+            body,
         })
     }
 
@@ -464,6 +538,23 @@ impl Approvals {
             source: Box::new(err),
         })
     }
+}
+
+/// What the reads of a permit established: the pending request, its organization, the
+/// matching list and the body that passed every check.
+#[cfg(feature = "client")]
+struct CheckedPermit {
+    request: ApprovalRequest,
+    org: Option<OrganizationId>,
+    matching: MatchingList,
+    body: Value,
+}
+
+/// Whether a read of the permit flow was refused in a way taking ownership could cure: the
+/// server answered the permit DTO (or matching list) read with 401/403 before ownership.
+#[cfg(feature = "client")]
+fn refused_before_ownership(e: &Error) -> bool {
+    matches!(e, Error::Api { status: 401 | 403, endpoint, .. } if endpoint.contains("GetPermitApplicationById"))
 }
 
 #[cfg(feature = "client")]

@@ -105,35 +105,24 @@ impl MaintenanceRequest {
         self.all_users = false;
         self
     }
-    /// Sets the ticket number.
-    pub fn ticket_number(mut self, t: impl Into<String>) -> Self {
-        self.ticket_number = Some(t.into());
-        self
-    }
-    /// Sets the notes.
-    pub fn notes(mut self, n: impl Into<String>) -> Self {
-        self.notes = Some(n.into());
-        self
-    }
-    /// Sets what happens to what is learned.
-    pub fn application(mut self, a: MaintenanceApplication) -> Self {
-        self.application = a;
-        self
-    }
-    /// Sets whether the computer is re-secured at the end.
-    pub fn permit_end(mut self, on: bool) -> Self {
-        self.permit_end = on;
-        self
-    }
-    /// Sets the computer's local time.
-    pub fn computer_date_time(mut self, at: DateTime<Utc>) -> Self {
-        self.computer_date_time = Some(at);
-        self
-    }
-    /// Scopes the call to an organization.
-    pub fn organization(mut self, org: impl Into<OrganizationId>) -> Self {
-        self.organization = Some(org.into());
-        self
+    setters! {
+        /// Sets the ticket number.
+        ticket_number(t: impl Into<String>) = Some(t.into());
+
+        /// Sets the notes.
+        notes(n: impl Into<String>) = Some(n.into());
+
+        /// Sets what happens to what is learned.
+        application(a: MaintenanceApplication) = a;
+
+        /// Sets whether the computer is re-secured at the end.
+        permit_end(on: bool) = on;
+
+        /// Sets the computer's local time.
+        computer_date_time(at: DateTime<Utc>) = Some(at);
+
+        /// Scopes the call to an organization.
+        organization(org: impl Into<OrganizationId>) = Some(org.into());
     }
 
     /// The request body.
@@ -258,15 +247,12 @@ impl MaintenanceEnd {
             organization: None,
         }
     }
-    /// Sets `appliesToType`.
-    pub fn applies_to_type(mut self, t: i32) -> Self {
-        self.applies_to_type = Some(t);
-        self
-    }
-    /// Scopes the call to an organization.
-    pub fn organization(mut self, org: impl Into<OrganizationId>) -> Self {
-        self.organization = Some(org.into());
-        self
+    setters! {
+        /// Sets `appliesToType`.
+        applies_to_type(t: i32) = Some(t);
+
+        /// Scopes the call to an organization.
+        organization(org: impl Into<OrganizationId>) = Some(org.into());
     }
 }
 

@@ -47,41 +47,34 @@ pub(crate) fn classify_write_error(operation: impl FnOnce() -> String, err: Erro
 
 #[cfg(feature = "client")]
 /// Adds a hint for write errors the generic table does not cover.
-pub(crate) fn add_write_hint(err: Error) -> Error {
-    match err {
-        Error::Api {
-            status,
-            endpoint,
-            message,
-            logger_id,
-            body,
-            hint: None,
-        } => {
-            let m = message.as_deref().unwrap_or("").to_ascii_lowercase();
-            let hint = if m.contains("insufficient permission") && m.contains("destination") {
-                Some("policy writes must be scoped to the organization that owns the policy (managedOrganizationId)")
-            } else if m.contains("hash only") {
-                Some("a hash rule must be hash-only: isHashOnly true and every other condition empty")
-            } else if status == 500 && endpoint.contains("ApplicationInsert") {
-                Some("keep ApplicationInsert minimal: name, osType, description, applicationFileUpdates")
-            } else if status == 500 && endpoint.contains("PermitApplication") {
-                Some("the permit body must keep every key of the fetched DTO, with explicit nulls")
-            } else if status == 400 && endpoint.contains("PolicyUpdateForDeleteByIds") {
-                Some("the delete body must be a bare JSON array of policy rows")
-            } else {
-                None
-            };
-            Error::Api {
-                status,
-                endpoint,
-                message,
-                logger_id,
-                body,
-                hint,
-            }
-        }
-        other => other,
+pub(crate) fn add_write_hint(mut err: Error) -> Error {
+    if let Error::Api {
+        status,
+        endpoint,
+        message,
+        hint: hint @ None,
+        ..
+    } = &mut err
+    {
+        let m = message.as_deref().unwrap_or("").to_ascii_lowercase();
+        let status = *status;
+        *hint = if m.contains("insufficient permission") && m.contains("destination") {
+            Some("policy writes must be scoped to the organization that owns the policy (managedOrganizationId)")
+        } else if m.contains("hash only") {
+            Some("a hash rule must be hash-only: isHashOnly true and every other condition empty")
+        } else if status == 500 && endpoint.contains("ApplicationInsert") {
+            Some(
+                "keep ApplicationInsert minimal: name, osType, description, applicationFileUpdates",
+            )
+        } else if status == 500 && endpoint.contains("PermitApplication") {
+            Some("the permit body must keep every key of the fetched DTO, with explicit nulls")
+        } else if status == 400 && endpoint.contains("PolicyUpdateForDeleteByIds") {
+            Some("the delete body must be a bare JSON array of policy rows")
+        } else {
+            None
+        };
     }
+    err
 }
 
 /// Decodes an application row (`ApplicationOnlineDto` rows carry both `name` and

@@ -98,20 +98,15 @@ pub struct AdminNotes {
 }
 
 impl AdminNotes {
-    /// Sets the ticket reference.
-    pub fn ticket(mut self, ticket: impl Into<String>) -> Self {
-        self.ticket = Some(ticket.into());
-        self
-    }
-    /// Sets the requestor's e-mail.
-    pub fn requestor_email(mut self, email: impl Into<String>) -> Self {
-        self.requestor_email = Some(email.into());
-        self
-    }
-    /// Sets the comments.
-    pub fn comments(mut self, comments: impl Into<String>) -> Self {
-        self.comments = Some(comments.into());
-        self
+    setters! {
+        /// Sets the ticket reference.
+        ticket(ticket: impl Into<String>) = Some(ticket.into());
+
+        /// Sets the requestor's e-mail.
+        requestor_email(email: impl Into<String>) = Some(email.into());
+
+        /// Sets the comments.
+        comments(comments: impl Into<String>) = Some(comments.into());
     }
 }
 
@@ -137,10 +132,9 @@ impl PermitResponse {
             notify: true,
         }
     }
-    /// Sets whether the requester is notified.
-    pub fn notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
-        self
+    setters! {
+        /// Sets whether the requester is notified.
+        notify(notify: bool) = notify;
     }
 }
 
@@ -181,40 +175,27 @@ impl PermitOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets the application choice.
-    pub fn application(mut self, choice: ApplicationChoice) -> Self {
-        self.application = choice;
-        self
-    }
-    /// Sets the scope.
-    pub fn scope(mut self, scope: PermitScope) -> Self {
-        self.scope = scope;
-        self
-    }
-    /// Sets the rule kind.
-    pub fn rule(mut self, rule: PermitRule) -> Self {
-        self.rule = rule;
-        self
-    }
-    /// Sets the expiry.
-    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
-        self.expires_at = Some(at);
-        self
-    }
-    /// Sets ringfencing on or off.
-    pub fn ringfence(mut self, on: bool) -> Self {
-        self.ringfence = Some(on);
-        self
-    }
-    /// Sets the administrator notes.
-    pub fn admin_notes(mut self, notes: AdminNotes) -> Self {
-        self.admin_notes = Some(notes);
-        self
-    }
-    /// Sets the response to the requester.
-    pub fn response(mut self, response: PermitResponse) -> Self {
-        self.response = Some(response);
-        self
+    setters! {
+        /// Sets the application choice.
+        application(choice: ApplicationChoice) = choice;
+
+        /// Sets the scope.
+        scope(scope: PermitScope) = scope;
+
+        /// Sets the rule kind.
+        rule(rule: PermitRule) = rule;
+
+        /// Sets the expiry.
+        expires_at(at: DateTime<Utc>) = Some(at);
+
+        /// Sets ringfencing on or off.
+        ringfence(on: bool) = Some(on);
+
+        /// Sets the administrator notes.
+        admin_notes(notes: AdminNotes) = Some(notes);
+
+        /// Sets the response to the requester.
+        response(response: PermitResponse) = Some(response);
     }
     /// Sets any key of the body by JSON pointer (applied after every other edit). The parent of
     /// the pointer must exist in the body.

@@ -101,25 +101,21 @@ impl NewPolicy {
         self.application_ids.push(id.into());
         self
     }
-    /// Sets the action.
-    pub fn action(mut self, action: PolicyAction) -> Self {
-        self.action = action;
-        self
-    }
-    /// Sets the expiry.
-    pub fn end_date(mut self, at: DateTime<Utc>) -> Self {
-        self.end_date = Some(at);
-        self
+    setters! {
+        /// Sets the action.
+        action(action: PolicyAction) = action;
+
+        /// Sets the expiry.
+        end_date(at: DateTime<Utc>) = Some(at);
     }
     /// Sets the ringfencing options.
     pub fn ringfencing(mut self, options: Value) -> Self {
         self.ringfencing_options = Some(options);
         self
     }
-    /// Sets the owning organization.
-    pub fn organization(mut self, org: impl Into<OrganizationId>) -> Self {
-        self.organization = Some(org.into());
-        self
+    setters! {
+        /// Sets the owning organization.
+        organization(org: impl Into<OrganizationId>) = Some(org.into());
     }
     /// Sets any further body field.
     pub fn field(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -199,10 +195,9 @@ impl PolicyRef {
             name: None,
         }
     }
-    /// Sets the name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
+    setters! {
+        /// Sets the name.
+        name(name: impl Into<String>) = Some(name.into());
     }
 }
 

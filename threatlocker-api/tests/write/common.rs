@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use threatlocker_api::{AdminNotes, ApprovalRequestId, Client, PermitOptions};
+use threatlocker_api::{AdminNotes, ApprovalRequestId, Client, PermitOptions, PermitOutcome};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -39,6 +39,14 @@ pub fn impatient_client(server: &MockServer) -> Client {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap()
+}
+
+/// Permits the usual request through a client for `server`.
+pub async fn permit(
+    server: &MockServer,
+    opts: &PermitOptions,
+) -> threatlocker_api::Result<PermitOutcome> {
+    client(server).approvals().permit(&request_id(), opts).await
 }
 
 pub fn request_id() -> ApprovalRequestId {
@@ -118,6 +126,33 @@ pub async fn mount_permit_reads(server: &MockServer, matching_fixture: &str) {
         .expect(1)
         .mount(server)
         .await;
+}
+
+/// The permit POST answering `response`, expected exactly `times` times (never a second POST;
+/// 0: it must not be sent).
+pub async fn mount_permit(server: &MockServer, response: ResponseTemplate, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(PERMIT))
+        .respond_with(response)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+/// A whole permit flow: the request pending on the first read and `then` on every later one,
+/// its DTO and the `matching` list (each read once), and the two writes (take ownership, the
+/// permit answering `permit`) each expected `writes` times (0: no write may be sent).
+pub async fn mount_permit_flow(
+    server: &MockServer,
+    then: i32,
+    matching: &str,
+    permit: ResponseTemplate,
+    writes: u64,
+) {
+    mount_status(server, 1, then).await;
+    mount_take_ownership(server, writes).await;
+    mount_permit_reads(server, matching).await;
+    mount_permit(server, permit, writes).await;
 }
 
 pub async fn mount_take_ownership(server: &MockServer, times: u64) {

@@ -9,15 +9,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::common::*;
 
-async fn mount_permit(server: &MockServer, response: ResponseTemplate) {
-    Mock::given(method("POST"))
-        .and(path(PERMIT))
-        .respond_with(response)
-        .expect(1) // never a second POST
-        .mount(server)
-        .await;
-}
-
 #[tokio::test]
 async fn already_approved_request_is_refused_without_any_write() {
     let server = MockServer::start().await;
@@ -29,9 +20,7 @@ async fn already_approved_request_is_refused_without_any_write() {
         .expect(0)
         .mount(&server)
         .await;
-    let err = client(&server)
-        .approvals()
-        .permit(&request_id(), &PermitOptions::default())
+    let err = permit(&server, &PermitOptions::default())
         .await
         .unwrap_err();
     match err {
@@ -49,9 +38,7 @@ async fn every_actioned_status_is_refused() {
     for status in [4, 10, 11, 12, 16] {
         let server = MockServer::start().await;
         mount_status(&server, status, status).await;
-        let err = client(&server)
-            .approvals()
-            .permit(&request_id(), &PermitOptions::default())
+        let err = permit(&server, &PermitOptions::default())
             .await
             .unwrap_err();
         assert!(
@@ -69,12 +56,12 @@ async fn every_actioned_status_is_refused() {
 #[tokio::test]
 async fn timeout_after_permit_then_approved_is_success_without_a_second_post() {
     let server = MockServer::start().await;
-    mount_status(&server, 1, 4).await;
-    mount_take_ownership(&server, 1).await;
-    mount_permit_reads(&server, "matching_tenant_and_master.json").await;
-    mount_permit(
+    mount_permit_flow(
         &server,
+        4,
+        "matching_tenant_and_master.json",
         ResponseTemplate::new(200).set_delay(Duration::from_secs(2)),
+        1,
     )
     .await;
     let outcome = impatient_client(&server)
@@ -96,12 +83,12 @@ async fn timeout_after_permit_then_approved_is_success_without_a_second_post() {
 #[tokio::test]
 async fn timeout_after_permit_still_pending_is_outcome_unknown_and_not_reposted() {
     let server = MockServer::start().await;
-    mount_status(&server, 1, 1).await;
-    mount_take_ownership(&server, 1).await;
-    mount_permit_reads(&server, "matching_tenant_and_master.json").await;
-    mount_permit(
+    mount_permit_flow(
         &server,
+        1,
+        "matching_tenant_and_master.json",
         ResponseTemplate::new(200).set_delay(Duration::from_secs(2)),
+        1,
     )
     .await;
     let err = impatient_client(&server)
@@ -129,18 +116,15 @@ async fn timeout_after_permit_still_pending_is_outcome_unknown_and_not_reposted(
 async fn server_error_after_permit_is_verified_by_rereading() {
     for (status_after, ok) in [(4, true), (1, false)] {
         let server = MockServer::start().await;
-        mount_status(&server, 1, status_after).await;
-        mount_take_ownership(&server, 1).await;
-        mount_permit_reads(&server, "matching_tenant_and_master.json").await;
-        mount_permit(
+        mount_permit_flow(
             &server,
+            status_after,
+            "matching_tenant_and_master.json",
             ResponseTemplate::new(503).set_body_string("Service Unavailable"),
+            1,
         )
         .await;
-        let result = client(&server)
-            .approvals()
-            .permit(&request_id(), &PermitOptions::default())
-            .await;
+        let result = permit(&server, &PermitOptions::default()).await;
         match (ok, result) {
             (true, Ok(o)) => assert!(o.verified && o.recovered_after_unknown),
             (false, Err(Error::OutcomeUnknown { source, .. })) => {
@@ -154,13 +138,15 @@ async fn server_error_after_permit_is_verified_by_rereading() {
 #[tokio::test]
 async fn lost_answer_then_rejected_by_someone_else_is_already_actioned() {
     let server = MockServer::start().await;
-    mount_status(&server, 1, 11).await;
-    mount_take_ownership(&server, 1).await;
-    mount_permit_reads(&server, "matching_tenant_and_master.json").await;
-    mount_permit(&server, ResponseTemplate::new(500)).await;
-    let err = client(&server)
-        .approvals()
-        .permit(&request_id(), &PermitOptions::default())
+    mount_permit_flow(
+        &server,
+        11,
+        "matching_tenant_and_master.json",
+        ResponseTemplate::new(500),
+        1,
+    )
+    .await;
+    let err = permit(&server, &PermitOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyActioned { .. }), "{err:?}");
@@ -169,19 +155,17 @@ async fn lost_answer_then_rejected_by_someone_else_is_already_actioned() {
 #[tokio::test]
 async fn server_saying_already_actioned_becomes_already_actioned() {
     let server = MockServer::start().await;
-    mount_status(&server, 1, 1).await;
-    mount_take_ownership(&server, 1).await;
-    mount_permit_reads(&server, "matching_tenant_and_master.json").await;
-    mount_permit(
+    mount_permit_flow(
         &server,
+        1,
+        "matching_tenant_and_master.json",
         ResponseTemplate::new(400).set_body_json(
             json!({"Message": "Approval Request already actioned by tech@msp.example"}),
         ),
+        1,
     )
     .await;
-    let err = client(&server)
-        .approvals()
-        .permit(&request_id(), &PermitOptions::default())
+    let err = permit(&server, &PermitOptions::default())
         .await
         .unwrap_err();
     match err {
@@ -191,44 +175,71 @@ async fn server_saying_already_actioned_becomes_already_actioned() {
 }
 
 #[tokio::test]
-async fn built_in_application_without_org_scope_is_refused_before_the_permit_is_sent() {
+async fn built_in_application_without_org_scope_is_refused_before_any_write() {
     let server = MockServer::start().await;
-    mount_status(&server, 1, 1).await;
-    mount_take_ownership(&server, 1).await;
-    mount_permit_reads(&server, "matching_master_only.json").await;
-    Mock::given(method("POST"))
-        .and(path(PERMIT))
-        .respond_with(ResponseTemplate::new(401))
-        .expect(0)
-        .mount(&server)
-        .await;
-    let err = client(&server)
-        .approvals()
-        .permit(
-            &request_id(),
-            &PermitOptions::default().scope(PermitScope::Computer),
-        )
-        .await
-        .unwrap_err();
+    mount_permit_flow(
+        &server,
+        1,
+        "matching_master_only.json",
+        ResponseTemplate::new(401),
+        0,
+    )
+    .await;
+    let err = permit(
+        &server,
+        &PermitOptions::default().scope(PermitScope::Computer),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
     assert!(
         err.to_string().contains("Missing the '' permission"),
         "{err}"
     );
+    // Only reads were sent: the request is not even assigned to the API user.
+    assert_eq!(
+        paths_seen(&server).await,
+        vec![
+            format!("GET {GET_BY_ID}"),
+            format!("GET {GET_DTO}"),
+            format!("POST {MATCHING}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_body_refusal_for_a_group_scope_on_a_built_in_also_sends_no_write() {
+    let server = MockServer::start().await;
+    mount_permit_flow(
+        &server,
+        1,
+        "matching_master_only.json",
+        ResponseTemplate::new(401),
+        0,
+    )
+    .await;
+    let err = permit(
+        &server,
+        &PermitOptions::default().scope(PermitScope::ComputerGroup(
+            threatlocker_api::ComputerGroupId::from("9a8b7c6d-0000-4e5f-8a9b-0c1d2e3f4a5b"),
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    assert!(err.to_string().contains("built-in"), "{err}");
 }
 
 #[tokio::test]
 async fn options_that_cannot_succeed_are_refused_before_any_request() {
     let server = MockServer::start().await;
-    let err = client(&server)
-        .approvals()
-        .permit(
-            &request_id(),
-            &PermitOptions::default()
-                .application(threatlocker_api::ApplicationChoice::New(String::new())),
-        )
-        .await
-        .unwrap_err();
+    let err = permit(
+        &server,
+        &PermitOptions::default()
+            .application(threatlocker_api::ApplicationChoice::New(String::new())),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::InvalidRequest(_)));
     assert!(paths_seen(&server).await.is_empty());
 }
@@ -236,15 +247,15 @@ async fn options_that_cannot_succeed_are_refused_before_any_request() {
 #[tokio::test]
 async fn the_api_key_never_leaks_through_write_errors_plans_or_outcomes() {
     let server = MockServer::start().await;
-    mount_status(&server, 1, 1).await;
-    mount_take_ownership(&server, 1).await;
-    mount_permit_reads(&server, "matching_tenant_and_master.json").await;
     // A server that echoes the Authorization header into its error body.
-    mount_permit(
+    mount_permit_flow(
         &server,
+        1,
+        "matching_tenant_and_master.json",
         ResponseTemplate::new(500).set_body_string(format!(
             "{{\"Message\":\"bad token {KEY}\",\"Authorization\":\"{KEY}\"}}"
         )),
+        1,
     )
     .await;
     let c = client(&server);
