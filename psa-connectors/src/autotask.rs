@@ -336,14 +336,15 @@ impl Autotask {
             .append_pair("user", self.config.username.trim());
         let info: ZoneInfo = self
             .http
-            .call_json(
+            .call(
                 Safety::Idempotent,
                 Method::GET,
                 &url,
                 &HeaderMap::new(),
                 None,
             )
-            .await?;
+            .await?
+            .json()?;
         let base = zone_base("zoneInformation.url", &info.url).map_err(|_| Error::Decode {
             backend: BACKEND,
             path: "url".to_owned(),
@@ -389,8 +390,9 @@ impl Autotask {
             self.spend()?;
             let url = http::join(&self.base_url().await?, path)?;
             self.http
-                .call_json(safety, method.clone(), &url, &self.headers, body)
-                .await
+                .call(safety, method.clone(), &url, &self.headers, body)
+                .await?
+                .json()
         };
         let rediscover = async {
             if self.configured_zone.is_some() {

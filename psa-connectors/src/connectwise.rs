@@ -203,14 +203,15 @@ impl ConnectWise {
             ),
         )?;
         let info: CompanyInfo = Http::new(BACKEND, config.timeout_secs, &config.retry)?
-            .call_json(
+            .call(
                 Safety::Idempotent,
                 Method::GET,
                 &url,
                 &HeaderMap::new(),
                 None,
             )
-            .await?;
+            .await?
+            .json()?;
         Self::with_codebase(config, &info.codebase)
     }
 
@@ -338,14 +339,15 @@ impl ConnectWise {
         let url = self.url("service/tickets")?;
         let created: TicketId = self
             .http
-            .call_json(
+            .call(
                 Safety::NonIdempotent,
                 Method::POST,
                 &url,
                 &self.headers,
                 Some(body),
             )
-            .await?;
+            .await?
+            .json()?;
         Ok(TicketRef::new(created.id.to_string()))
     }
 }
@@ -372,8 +374,9 @@ impl TicketSink for ConnectWise {
         )));
         let found: Vec<TicketId> = self
             .http
-            .call_json(Safety::Idempotent, Method::GET, &url, &self.headers, None)
-            .await?;
+            .call(Safety::Idempotent, Method::GET, &url, &self.headers, None)
+            .await?
+            .json()?;
         Ok(found
             .into_iter()
             .next()

@@ -211,7 +211,7 @@ impl Halo {
         let form = SecretString::from(form);
         let response: TokenResponse = self
             .http
-            .json(Safety::Idempotent, &|| {
+            .send(Safety::Idempotent, &|| {
                 self.http
                     .client
                     .post(self.token_url.clone())
@@ -221,7 +221,8 @@ impl Halo {
                     )
                     .body(form.expose_secret().to_owned())
             })
-            .await?;
+            .await?
+            .json()?;
         let lifetime = Duration::from_secs(response.expires_in.unwrap_or(3600));
         let value = SecretString::from(response.access_token);
         *slot = Some(CachedToken {
@@ -241,12 +242,13 @@ impl Halo {
         let (method, url) = (&method, &url);
         let attempt = |token: SecretString| async move {
             self.http
-                .json(safety, &|| {
+                .send(safety, &|| {
                     self.http
                         .request(method.clone(), url, &HeaderMap::new(), body)
                         .bearer_auth(token.expose_secret())
                 })
-                .await
+                .await?
+                .json()
         };
         // A token request that fails is final; an API call that answers 401 gets a fresh token.
         let first = attempt(self.token().await?).await;

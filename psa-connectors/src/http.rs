@@ -22,7 +22,15 @@ pub(crate) fn default_timeout_secs() -> u64 {
 
 /// A successful response.
 pub(crate) struct Reply {
+    backend: &'static str,
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// Decodes the body as JSON, naming the failing path.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        decode(self.backend, &self.body)
+    }
 }
 
 #[derive(Clone)]
@@ -85,19 +93,6 @@ impl Http {
             .await
     }
 
-    /// [`Http::call`], then decodes the JSON reply.
-    pub async fn call_json<T: DeserializeOwned>(
-        &self,
-        safety: Safety,
-        method: Method,
-        url: &url::Url,
-        headers: &HeaderMap,
-        body: Option<&serde_json::Value>,
-    ) -> Result<T> {
-        let reply = self.call(safety, method, url, headers, body).await?;
-        decode(self.backend, &reply.body)
-    }
-
     /// Sends the request built by `build`, retrying per the policy.
     pub async fn send(
         &self,
@@ -121,16 +116,6 @@ impl Http {
         }
     }
 
-    /// Sends and decodes a JSON body.
-    pub async fn json<T: DeserializeOwned>(
-        &self,
-        safety: Safety,
-        build: &(dyn Fn() -> RequestBuilder + Send + Sync),
-    ) -> Result<T> {
-        let reply = self.send(safety, build).await?;
-        decode(self.backend, &reply.body)
-    }
-
     async fn send_once(&self, request: RequestBuilder) -> Result<Reply> {
         let response = request
             .send()
@@ -144,7 +129,10 @@ impl Http {
             .map_err(|e| transport(self.backend, e))?
             .to_vec();
         if status.is_success() {
-            return Ok(Reply { body });
+            return Ok(Reply {
+                backend: self.backend,
+                body,
+            });
         }
         Err(classify(self.backend, status, &headers, &body))
     }
