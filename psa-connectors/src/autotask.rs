@@ -37,7 +37,7 @@ use crate::escape;
 use crate::http::{self, Http};
 use crate::retry::{RetryPolicy, Safety};
 use crate::secret::{de_secret, REDACTED};
-use crate::{Error, Note, PriorityMap, Reference, Result, Ticket, TicketRef, TicketSink};
+use crate::{Error, Note, PriorityMap, Result, Ticket, TicketRef, TicketSink};
 
 const BACKEND: &str = "autotask";
 /// `externalID` limit.
@@ -76,9 +76,6 @@ fn default_note_title() -> String {
 }
 fn default_budget() -> u32 {
     3000
-}
-fn default_timeout() -> u64 {
-    30
 }
 
 /// Autotask configuration. Picklist values (statuses, priorities, queues, note types) differ
@@ -147,7 +144,7 @@ pub struct Config {
     #[serde(default = "default_budget")]
     pub max_requests_per_hour: u32,
     /// Request timeout in seconds (default 30).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Retry policy for reads and throttled requests.
     #[serde(default)]
@@ -201,7 +198,7 @@ impl Config {
             note_publish_external: 1,
             note_title: default_note_title(),
             max_requests_per_hour: default_budget(),
-            timeout_secs: default_timeout(),
+            timeout_secs: http::default_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -275,35 +272,30 @@ impl fmt::Debug for Autotask {
     }
 }
 
-fn sensitive(key: &'static str, value: &str) -> Result<HeaderValue> {
-    let mut v = HeaderValue::from_str(value.trim())
-        .map_err(|_| Error::config(key, "contains invalid characters"))?;
-    v.set_sensitive(true);
-    Ok(v)
-}
-
 impl Autotask {
     /// Builds the sink (zone discovery happens on first use).
     pub fn new(config: Config) -> Result<Self> {
-        if config.username.trim().is_empty() {
-            return Err(Error::config("autotask.username", "must not be empty"));
-        }
+        http::require_non_empty("autotask.username", &config.username)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             "ApiIntegrationCode",
-            sensitive(
+            http::header_value(
                 "autotask.integration_code",
-                config.integration_code.expose_secret(),
+                config.integration_code.expose_secret().trim(),
+                true,
             )?,
         );
         headers.insert(
             "UserName",
-            HeaderValue::from_str(config.username.trim())
-                .map_err(|_| Error::config("autotask.username", "contains invalid characters"))?,
+            http::header_value("autotask.username", config.username.trim(), false)?,
         );
         headers.insert(
             "Secret",
-            sensitive("autotask.secret", config.secret.expose_secret())?,
+            http::header_value(
+                "autotask.secret",
+                config.secret.expose_secret().trim(),
+                true,
+            )?,
         );
         if let Some(id) = config.impersonation_resource_id {
             headers.insert("ImpersonationResourceId", HeaderValue::from(id));
@@ -320,11 +312,7 @@ impl Autotask {
             ));
         }
         Ok(Autotask {
-            http: Http::new(
-                BACKEND,
-                Duration::from_secs(config.timeout_secs),
-                config.retry.clone(),
-            )?,
+            http: Http::new(BACKEND, config.timeout_secs, &config.retry)?,
             headers,
             zone: RwLock::new(configured_zone.clone()),
             configured_zone,
@@ -348,8 +336,15 @@ impl Autotask {
             .append_pair("user", self.config.username.trim());
         let info: ZoneInfo = self
             .http
-            .json(Safety::Idempotent, &|| self.http.client.get(url.clone()))
-            .await?;
+            .call(
+                Safety::Idempotent,
+                Method::GET,
+                &url,
+                &HeaderMap::new(),
+                None,
+            )
+            .await?
+            .json()?;
         let base = zone_base("zoneInformation.url", &info.url).map_err(|_| Error::Decode {
             backend: BACKEND,
             path: "url".to_owned(),
@@ -390,36 +385,25 @@ impl Autotask {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T> {
-        let mut rediscovered = false;
-        loop {
+        let method = &method;
+        let attempt = || async move {
             self.spend()?;
             let url = http::join(&self.base_url().await?, path)?;
-            let result = self
-                .http
-                .json(safety, &|| {
-                    let req = self
-                        .http
-                        .client
-                        .request(method.clone(), url.clone())
-                        .headers(self.headers.clone());
-                    match body {
-                        Some(b) => http::json_body(req, b),
-                        None => req,
-                    }
-                })
-                .await;
-            match result {
-                Err(Error::Auth { status: 401, .. })
-                    if !rediscovered && self.configured_zone.is_none() =>
-                {
-                    // The tenant may have moved zones: resolve again once.
-                    tracing::info!("autotask answered 401; re-resolving the zone");
-                    *self.zone.write().await = None;
-                    rediscovered = true;
-                }
-                other => return other,
+            self.http
+                .call(safety, method.clone(), &url, &self.headers, body)
+                .await?
+                .json()
+        };
+        let rediscover = async {
+            if self.configured_zone.is_some() {
+                return false;
             }
-        }
+            // The tenant may have moved zones: resolve again once.
+            tracing::info!("autotask answered 401; re-resolving the zone");
+            *self.zone.write().await = None;
+            true
+        };
+        http::once_more_after_401(attempt().await, rediscover, attempt()).await
     }
 
     /// Reads `ThresholdInformation` (the tenant's shared hourly budget).
@@ -520,14 +504,7 @@ fn zone_base(key: &str, raw: &str) -> Result<url::Url> {
 }
 
 fn numeric(field: &'static str, given: Option<&str>, default: Option<i64>) -> Result<Option<i64>> {
-    match given.map(Reference::parse) {
-        Some(Reference::Id(id)) => Ok(Some(id)),
-        Some(Reference::Name(_)) => Err(Error::InvalidInput {
-            field,
-            message: "Autotask needs a numeric id here".to_owned(),
-        }),
-        None => Ok(default),
-    }
+    http::numeric_or_default("Autotask", field, given, default)
 }
 
 #[async_trait]
@@ -554,22 +531,7 @@ impl TicketSink for Autotask {
 
     async fn create(&self, ticket: &Ticket) -> Result<TicketRef> {
         let body = self.ticket_body(ticket)?;
-        let created =
-            http::create_reconciled(self, &self.config.retry, &ticket.external_ref, || {
-                self.post_ticket(&body)
-            })
-            .await?;
-        if let Some(internal) = &ticket.internal_note {
-            // The ticket exists either way; a failed follow-up note must not make the caller
-            // create it again.
-            if let Err(e) = self
-                .add_note(&created, &Note::internal(internal.clone()))
-                .await
-            {
-                tracing::warn!(error = %e, ticket = %created.id, "autotask: internal note on new ticket failed");
-            }
-        }
-        Ok(created)
+        http::create_then_note(self, &self.config.retry, ticket, || self.post_ticket(&body)).await
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &Note) -> Result<()> {

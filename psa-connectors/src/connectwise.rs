@@ -16,11 +16,11 @@
 //!   `Retry-After` for reads; creates are never blindly retried.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION};
+use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -40,9 +40,6 @@ const DEFAULT_CODEBASE: &str = "v4_6_release/";
 
 fn default_api_version() -> String {
     "2019.1".to_owned()
-}
-fn default_timeout() -> u64 {
-    30
 }
 
 /// ConnectWise PSA configuration.
@@ -88,7 +85,7 @@ pub struct Config {
     #[serde(default)]
     pub process_notifications: bool,
     /// Request timeout in seconds (default 30).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Retry policy for reads and throttled requests.
     #[serde(default)]
@@ -140,7 +137,7 @@ impl Config {
             default_type: None,
             priorities: None,
             process_notifications: false,
-            timeout_secs: default_timeout(),
+            timeout_secs: http::default_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -205,14 +202,16 @@ impl ConnectWise {
                 escape::percent_encode_query_value(&config.company_id)
             ),
         )?;
-        let client = Http::new(
-            BACKEND,
-            Duration::from_secs(config.timeout_secs),
-            config.retry.clone(),
-        )?;
-        let info: CompanyInfo = client
-            .json(Safety::Idempotent, &|| client.client.get(url.clone()))
-            .await?;
+        let info: CompanyInfo = Http::new(BACKEND, config.timeout_secs, &config.retry)?
+            .call(
+                Safety::Idempotent,
+                Method::GET,
+                &url,
+                &HeaderMap::new(),
+                None,
+            )
+            .await?
+            .json()?;
         Self::with_codebase(config, &info.codebase)
     }
 
@@ -230,12 +229,8 @@ impl ConnectWise {
             ));
         }
         let base = http::join(&site, &format!("{codebase}/apis/3.0/"))?;
-        if config.company_id.trim().is_empty() {
-            return Err(Error::config("connectwise.company_id", "must not be empty"));
-        }
-        if config.public_key.trim().is_empty() {
-            return Err(Error::config("connectwise.public_key", "must not be empty"));
-        }
+        http::require_non_empty("connectwise.company_id", &config.company_id)?;
+        http::require_non_empty("connectwise.public_key", &config.public_key)?;
         let token = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}+{}:{}",
             config.company_id,
@@ -243,29 +238,28 @@ impl ConnectWise {
             config.private_key.expose_secret()
         ));
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Basic {token}"))
-            .map_err(|_| Error::config("connectwise.private_key", "contains invalid characters"))?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
-        let mut client_id = HeaderValue::from_str(config.client_id.expose_secret().trim())
-            .map_err(|_| Error::config("connectwise.client_id", "contains invalid characters"))?;
-        client_id.set_sensitive(true);
-        headers.insert("clientId", client_id);
+        headers.insert(
+            AUTHORIZATION,
+            http::header_value("connectwise.private_key", &format!("Basic {token}"), true)?,
+        );
+        headers.insert(
+            "clientId",
+            http::header_value(
+                "connectwise.client_id",
+                config.client_id.expose_secret().trim(),
+                true,
+            )?,
+        );
+        let accept = format!(
+            "application/vnd.connectwise.com+json; version={}",
+            config.api_version
+        );
         headers.insert(
             ACCEPT,
-            HeaderValue::from_str(&format!(
-                "application/vnd.connectwise.com+json; version={}",
-                config.api_version
-            ))
-            .map_err(|_| Error::config("connectwise.api_version", "contains invalid characters"))?,
+            http::header_value("connectwise.api_version", &accept, false)?,
         );
-        let http = Http::new(
-            BACKEND,
-            Duration::from_secs(config.timeout_secs),
-            config.retry.clone(),
-        )?;
         Ok(ConnectWise {
-            http,
+            http: Http::new(BACKEND, config.timeout_secs, &config.retry)?,
             base,
             headers,
             config,
@@ -345,16 +339,15 @@ impl ConnectWise {
         let url = self.url("service/tickets")?;
         let created: TicketId = self
             .http
-            .json(Safety::NonIdempotent, &|| {
-                http::json_body(
-                    self.http
-                        .client
-                        .post(url.clone())
-                        .headers(self.headers.clone()),
-                    body,
-                )
-            })
-            .await?;
+            .call(
+                Safety::NonIdempotent,
+                Method::POST,
+                &url,
+                &self.headers,
+                Some(body),
+            )
+            .await?
+            .json()?;
         Ok(TicketRef::new(created.id.to_string()))
     }
 }
@@ -381,13 +374,9 @@ impl TicketSink for ConnectWise {
         )));
         let found: Vec<TicketId> = self
             .http
-            .json(Safety::Idempotent, &|| {
-                self.http
-                    .client
-                    .get(url.clone())
-                    .headers(self.headers.clone())
-            })
-            .await?;
+            .call(Safety::Idempotent, Method::GET, &url, &self.headers, None)
+            .await?
+            .json()?;
         Ok(found
             .into_iter()
             .next()
@@ -407,15 +396,13 @@ impl TicketSink for ConnectWise {
         let url = self.url(&format!("service/tickets/{id}/notes"))?;
         let body = self.note_body(note);
         self.http
-            .send(Safety::NonIdempotent, &|| {
-                http::json_body(
-                    self.http
-                        .client
-                        .post(url.clone())
-                        .headers(self.headers.clone()),
-                    &body,
-                )
-            })
+            .call(
+                Safety::NonIdempotent,
+                Method::POST,
+                &url,
+                &self.headers,
+                Some(&body),
+            )
             .await?;
         Ok(())
     }
@@ -424,12 +411,7 @@ impl TicketSink for ConnectWise {
     async fn check(&self) -> Result<()> {
         let url = self.url("system/info")?;
         self.http
-            .send(Safety::Idempotent, &|| {
-                self.http
-                    .client
-                    .get(url.clone())
-                    .headers(self.headers.clone())
-            })
+            .call(Safety::Idempotent, Method::GET, &url, &self.headers, None)
             .await?;
         Ok(())
     }

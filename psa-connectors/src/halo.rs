@@ -18,6 +18,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -29,7 +30,7 @@ use crate::escape;
 use crate::http::{self, Http};
 use crate::retry::{RetryPolicy, Safety};
 use crate::secret::{de_secret, REDACTED};
-use crate::{Error, Note, PriorityMap, Reference, Result, Ticket, TicketRef, TicketSink};
+use crate::{Error, Note, PriorityMap, Result, Ticket, TicketRef, TicketSink};
 
 const BACKEND: &str = "halo";
 /// Longest human summary kept before the reference token is appended.
@@ -41,9 +42,6 @@ fn default_scope() -> String {
 }
 fn default_outcome() -> i64 {
     7
-}
-fn default_timeout() -> u64 {
-    30
 }
 
 /// HaloPSA configuration.
@@ -78,7 +76,7 @@ pub struct Config {
     #[serde(default = "default_outcome")]
     pub note_outcome_id: i64,
     /// Request timeout in seconds (default 30).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Retry policy for reads and throttled requests.
     #[serde(default)]
@@ -121,7 +119,7 @@ impl Config {
             default_ticket_type_id: None,
             priorities: None,
             note_outcome_id: default_outcome(),
-            timeout_secs: default_timeout(),
+            timeout_secs: http::default_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -187,15 +185,9 @@ impl Halo {
                 .query_pairs_mut()
                 .append_pair("tenant", tenant.trim());
         }
-        if config.client_id.trim().is_empty() {
-            return Err(Error::config("halo.client_id", "must not be empty"));
-        }
+        http::require_non_empty("halo.client_id", &config.client_id)?;
         Ok(Halo {
-            http: Http::new(
-                BACKEND,
-                Duration::from_secs(config.timeout_secs),
-                config.retry.clone(),
-            )?,
+            http: Http::new(BACKEND, config.timeout_secs, &config.retry)?,
             api,
             token_url,
             token: Mutex::new(None),
@@ -219,7 +211,7 @@ impl Halo {
         let form = SecretString::from(form);
         let response: TokenResponse = self
             .http
-            .json(Safety::Idempotent, &|| {
+            .send(Safety::Idempotent, &|| {
                 self.http
                     .client
                     .post(self.token_url.clone())
@@ -229,7 +221,8 @@ impl Halo {
                     )
                     .body(form.expose_secret().to_owned())
             })
-            .await?;
+            .await?
+            .json()?;
         let lifetime = Duration::from_secs(response.expires_in.unwrap_or(3600));
         let value = SecretString::from(response.access_token);
         *slot = Some(CachedToken {
@@ -246,32 +239,26 @@ impl Halo {
         url: url::Url,
         body: Option<&Value>,
     ) -> Result<T> {
-        let mut refreshed = false;
-        loop {
-            let token = self.token().await?;
-            let result = self
-                .http
-                .json(safety, &|| {
-                    let req = self
-                        .http
-                        .client
-                        .request(method.clone(), url.clone())
-                        .bearer_auth(token.expose_secret());
-                    match body {
-                        Some(b) => http::json_body(req, b),
-                        None => req,
-                    }
+        let (method, url) = (&method, &url);
+        let attempt = |token: SecretString| async move {
+            self.http
+                .send(safety, &|| {
+                    self.http
+                        .request(method.clone(), url, &HeaderMap::new(), body)
+                        .bearer_auth(token.expose_secret())
                 })
-                .await;
-            match result {
-                Err(Error::Auth { status: 401, .. }) if !refreshed => {
-                    tracing::debug!("halo answered 401; refreshing the token once");
-                    *self.token.lock().await = None;
-                    refreshed = true;
-                }
-                other => return other,
-            }
-        }
+                .await?
+                .json()
+        };
+        // A token request that fails is final; an API call that answers 401 gets a fresh token.
+        let first = attempt(self.token().await?).await;
+        let refresh = async {
+            tracing::debug!("halo answered 401; refreshing the token once");
+            *self.token.lock().await = None;
+            true
+        };
+        http::once_more_after_401(first, refresh, async { attempt(self.token().await?).await })
+            .await
     }
 
     /// The array body `create` posts (pure).
@@ -287,16 +274,7 @@ impl Halo {
             "details": ticket.description,
         });
         let id_or_default =
-            |field: &'static str, given: Option<&str>, default: Option<i64>| match given
-                .map(Reference::parse)
-            {
-                Some(Reference::Id(id)) => Ok(Some(id)),
-                Some(Reference::Name(_)) => Err(Error::InvalidInput {
-                    field,
-                    message: "HaloPSA needs a numeric id here".to_owned(),
-                }),
-                None => Ok(default),
-            };
+            |field, given, default| http::numeric_or_default("HaloPSA", field, given, default);
         if let Some(c) = id_or_default(
             "ticket.company",
             ticket.company.as_deref(),
@@ -378,20 +356,7 @@ impl TicketSink for Halo {
 
     async fn create(&self, ticket: &Ticket) -> Result<TicketRef> {
         let body = self.ticket_body(ticket)?;
-        let created =
-            http::create_reconciled(self, &self.config.retry, &ticket.external_ref, || {
-                self.post_ticket(&body)
-            })
-            .await?;
-        if let Some(internal) = &ticket.internal_note {
-            if let Err(e) = self
-                .add_note(&created, &Note::internal(internal.clone()))
-                .await
-            {
-                tracing::warn!(error = %e, ticket = %created.id, "halo: internal note on new ticket failed");
-            }
-        }
-        Ok(created)
+        http::create_then_note(self, &self.config.retry, ticket, || self.post_ticket(&body)).await
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &Note) -> Result<()> {

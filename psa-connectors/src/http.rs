@@ -7,16 +7,30 @@
 
 use std::time::Duration;
 
-use reqwest::{header::HeaderMap, RequestBuilder, StatusCode};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::escape;
 use crate::retry::{parse_retry_after, RetryDecision, RetryPolicy, Safety};
 use crate::{Error, Result};
 
+/// The `timeout_secs` default shared by every HTTP backend's `Config`.
+pub(crate) fn default_timeout_secs() -> u64 {
+    30
+}
+
 /// A successful response.
 pub(crate) struct Reply {
+    backend: &'static str,
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// Decodes the body as JSON, naming the failing path.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        decode(self.backend, &self.body)
+    }
 }
 
 #[derive(Clone)]
@@ -27,7 +41,9 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub fn new(backend: &'static str, timeout: Duration, retry: RetryPolicy) -> Result<Self> {
+    /// Builds the client from a backend's `timeout_secs` and `retry` settings.
+    pub fn new(backend: &'static str, timeout_secs: u64, retry: &RetryPolicy) -> Result<Self> {
+        let timeout = Duration::from_secs(timeout_secs);
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -42,8 +58,39 @@ impl Http {
         Ok(Http {
             client,
             backend,
-            retry,
+            retry: retry.clone(),
         })
+    }
+
+    /// A request carrying `headers` and, when given, `body` as JSON.
+    pub fn request(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: &HeaderMap,
+        body: Option<&serde_json::Value>,
+    ) -> RequestBuilder {
+        let request = self
+            .client
+            .request(method, url.clone())
+            .headers(headers.clone());
+        match body {
+            Some(body) => json_body(request, body),
+            None => request,
+        }
+    }
+
+    /// Sends [`Http::request`]`(method, url, headers, body)` with retry.
+    pub async fn call(
+        &self,
+        safety: Safety,
+        method: Method,
+        url: &url::Url,
+        headers: &HeaderMap,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply> {
+        self.send(safety, &|| self.request(method.clone(), url, headers, body))
+            .await
     }
 
     /// Sends the request built by `build`, retrying per the policy.
@@ -69,16 +116,6 @@ impl Http {
         }
     }
 
-    /// Sends and decodes a JSON body.
-    pub async fn json<T: DeserializeOwned>(
-        &self,
-        safety: Safety,
-        build: &(dyn Fn() -> RequestBuilder + Send + Sync),
-    ) -> Result<T> {
-        let reply = self.send(safety, build).await?;
-        decode(self.backend, &reply.body)
-    }
-
     async fn send_once(&self, request: RequestBuilder) -> Result<Reply> {
         let response = request
             .send()
@@ -92,7 +129,10 @@ impl Http {
             .map_err(|e| transport(self.backend, e))?
             .to_vec();
         if status.is_success() {
-            return Ok(Reply { body });
+            return Ok(Reply {
+                backend: self.backend,
+                body,
+            });
         }
         Err(classify(self.backend, status, &headers, &body))
     }
@@ -266,6 +306,77 @@ where
             }
         }
     }
+}
+
+/// The answer to a request, given one more try when the `first` answered 401 and `recover`
+/// (which drops a stale token or zone) says another try may help. Both futures are lazy: they
+/// run only when needed.
+pub(crate) async fn once_more_after_401<T>(
+    first: Result<T>,
+    recover: impl std::future::Future<Output = bool>,
+    again: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    if matches!(first, Err(Error::Auth { status: 401, .. })) && recover.await {
+        return again.await;
+    }
+    first
+}
+
+/// Creates a ticket through [`create_reconciled`], then adds the ticket's internal note (for
+/// PSAs whose create call cannot carry one). A failed note is logged, not returned: the ticket
+/// exists either way, and an error would make the caller create it again.
+pub(crate) async fn create_then_note<S: crate::TicketSink + ?Sized, Fut>(
+    sink: &S,
+    retry: &RetryPolicy,
+    ticket: &crate::Ticket,
+    post: impl Fn() -> Fut,
+) -> Result<crate::TicketRef>
+where
+    Fut: std::future::Future<Output = Result<crate::TicketRef>>,
+{
+    let created = create_reconciled(sink, retry, &ticket.external_ref, post).await?;
+    if let Some(internal) = &ticket.internal_note {
+        let note = crate::Note::internal(internal.clone());
+        if let Err(e) = sink.add_note(&created, &note).await {
+            tracing::warn!(backend = sink.name(), error = %e, ticket = %created.id, "internal note on new ticket failed");
+        }
+    }
+    Ok(created)
+}
+
+/// A numeric PSA id from a ticket field (`given`), else the configured `default`; a name where
+/// `product` needs an id is an error naming `field`.
+pub(crate) fn numeric_or_default(
+    product: &str,
+    field: &'static str,
+    given: Option<&str>,
+    default: Option<i64>,
+) -> Result<Option<i64>> {
+    match given.map(crate::Reference::parse) {
+        Some(crate::Reference::Id(id)) => Ok(Some(id)),
+        Some(crate::Reference::Name(_)) => Err(Error::InvalidInput {
+            field,
+            message: format!("{product} needs a numeric id here"),
+        }),
+        None => Ok(default),
+    }
+}
+
+/// A header value from configuration, marked sensitive when it carries a credential; invalid
+/// characters are a configuration error naming `key` (never repeating the value).
+pub(crate) fn header_value(key: &str, value: &str, sensitive: bool) -> Result<HeaderValue> {
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| Error::config(key, "contains invalid characters"))?;
+    v.set_sensitive(sensitive);
+    Ok(v)
+}
+
+/// Rejects a blank required setting, naming `key`.
+pub(crate) fn require_non_empty(key: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::config(key, "must not be empty"));
+    }
+    Ok(())
 }
 
 /// Validates an external reference against a PSA field limit (never truncated: a truncated key

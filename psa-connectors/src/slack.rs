@@ -14,9 +14,10 @@
 //! error.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,10 +30,6 @@ use crate::{Notification, Notifier, Result};
 
 const BACKEND: &str = "slack";
 
-fn default_timeout() -> u64 {
-    30
-}
-
 /// Slack webhook configuration.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +38,7 @@ pub struct Config {
     #[serde(deserialize_with = "de_secret")]
     pub webhook_url: SecretString,
     /// Request timeout in seconds (default 30).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Retry policy (only throttled or never-connected posts are repeated).
     #[serde(default)]
@@ -63,7 +60,7 @@ impl Config {
     pub fn new(webhook_url: SecretString) -> Self {
         Config {
             webhook_url,
-            timeout_secs: default_timeout(),
+            timeout_secs: http::default_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -89,11 +86,7 @@ impl SlackWebhook {
     pub fn new(config: Config) -> Result<Self> {
         let url = http::webhook_url("slack.webhook_url", &config.webhook_url)?;
         Ok(SlackWebhook {
-            http: Http::new(
-                BACKEND,
-                Duration::from_secs(config.timeout_secs),
-                config.retry,
-            )?,
+            http: Http::new(BACKEND, config.timeout_secs, &config.retry)?,
             url,
         })
     }
@@ -148,9 +141,13 @@ impl Notifier for SlackWebhook {
     async fn send(&self, notification: &Notification) -> Result<()> {
         let body = payload(notification);
         self.http
-            .send(Safety::NonIdempotent, &|| {
-                http::json_body(self.http.client.post(self.url.clone()), &body)
-            })
+            .call(
+                Safety::NonIdempotent,
+                Method::POST,
+                &self.url,
+                &HeaderMap::new(),
+                Some(&body),
+            )
             .await?;
         Ok(())
     }

@@ -16,9 +16,10 @@
 //! error.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,9 +35,6 @@ const BACKEND: &str = "teams";
 fn default_max() -> usize {
     20_000
 }
-fn default_timeout() -> u64 {
-    30
-}
 
 /// Teams webhook configuration.
 #[derive(Clone, Deserialize)]
@@ -49,7 +47,7 @@ pub struct Config {
     #[serde(default = "default_max")]
     pub max_payload_bytes: usize,
     /// Request timeout in seconds (default 30).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "http::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Retry policy (only throttled or never-connected posts are repeated).
     #[serde(default)]
@@ -73,7 +71,7 @@ impl Config {
         Config {
             webhook_url,
             max_payload_bytes: default_max(),
-            timeout_secs: default_timeout(),
+            timeout_secs: http::default_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -107,11 +105,7 @@ impl TeamsWebhook {
             ));
         }
         Ok(TeamsWebhook {
-            http: Http::new(
-                BACKEND,
-                Duration::from_secs(config.timeout_secs),
-                config.retry,
-            )?,
+            http: Http::new(BACKEND, config.timeout_secs, &config.retry)?,
             url,
             max_payload_bytes: config.max_payload_bytes,
         })
@@ -210,9 +204,13 @@ impl Notifier for TeamsWebhook {
         let body = payload(notification, self.max_payload_bytes);
         let reply = self
             .http
-            .send(Safety::NonIdempotent, &|| {
-                http::json_body(self.http.client.post(self.url.clone()), &body)
-            })
+            .call(
+                Safety::NonIdempotent,
+                Method::POST,
+                &self.url,
+                &HeaderMap::new(),
+                Some(&body),
+            )
             .await?;
         let text = String::from_utf8_lossy(&reply.body);
         if text.contains("HTTP error 429") {

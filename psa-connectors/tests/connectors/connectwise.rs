@@ -38,9 +38,13 @@ fn config(server: &MockServer) -> Config {
     c
 }
 
+/// A mock for `verb {BASE}/rel`.
+fn api(verb: &str, rel: &str) -> wiremock::MockBuilder {
+    Mock::given(method(verb)).and(path(format!("{BASE}/{rel}")))
+}
+
 fn search(external_ref: &str) -> wiremock::MockBuilder {
-    Mock::given(method("GET"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("GET", "service/tickets")
         .and(query_param("conditions", dedupe_conditions(external_ref)))
         .and(query_param("pageSize", "1"))
         .and(header("authorization", basic().as_str()))
@@ -74,8 +78,7 @@ async fn open_ticket_found_adds_internal_note_and_never_creates() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets/7001/notes")))
+    api("POST", "service/tickets/7001/notes")
         .and(header("authorization", basic().as_str()))
         .and(header("clientId", "client-guid-1234"))
         .and(header("content-type", "application/json"))
@@ -92,8 +95,7 @@ async fn open_ticket_found_adds_internal_note_and_never_creates() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(201))
         .expect(0)
         .mount(&server)
@@ -118,8 +120,7 @@ async fn no_open_ticket_creates_one_with_exact_body() {
         .mount(&server)
         .await;
     let long_summary = "é".repeat(150);
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .and(header("authorization", basic().as_str()))
         .and(header("clientId", "client-guid-1234"))
         .and(body_json(json!({
@@ -174,8 +175,7 @@ async fn defaults_apply_when_ticket_names_no_board_or_company() {
 async fn hostile_external_ref_cannot_inject_into_conditions() {
     let server = MockServer::start().await;
     let hostile = r#"x" or closedFlag=true or id>"0"#;
-    Mock::given(method("GET"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("GET", "service/tickets")
         .and(query_param(
             "conditions",
             r#"externalXRef="x\" or closedFlag=true or id>\"0" and closedFlag=false"#,
@@ -239,8 +239,7 @@ async fn long_retry_after_gives_up_with_rate_limited() {
 async fn create_with_unknown_outcome_searches_before_retrying() {
     let server = MockServer::start().await;
     // The create fails with a 502 that may hide a created ticket ...
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(502))
         .expect(1)
         .mount(&server)
@@ -262,15 +261,13 @@ async fn create_with_unknown_outcome_searches_before_retrying() {
 #[tokio::test]
 async fn create_with_unknown_outcome_retries_when_search_finds_nothing() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 78})))
         .expect(1)
         .mount(&server)
@@ -291,8 +288,7 @@ async fn create_with_unknown_outcome_retries_when_search_finds_nothing() {
 #[tokio::test]
 async fn bad_request_on_create_is_not_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "code": "InvalidObject", "message": "ticket object is invalid",
             "errors": [{"code": "NotFound", "field": "status/id"}]
@@ -311,8 +307,7 @@ async fn bad_request_on_create_is_not_retried() {
 #[tokio::test]
 async fn unauthorized_is_an_auth_error_without_secrets() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("{BASE}/system/info")))
+    api("GET", "system/info")
         .respond_with(
             ResponseTemplate::new(401)
                 .set_body_json(json!({"code": "Unauthorized", "message": "bad key"})),
@@ -409,16 +404,14 @@ async fn a_refused_note_falls_back_to_a_new_ticket_so_the_alert_is_not_lost() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets/7002/notes")))
+    api("POST", "service/tickets/7002/notes")
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "code": "InvalidObject", "message": "ticket is closed"
         })))
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 7003})))
         .expect(1)
         .mount(&server)
@@ -439,14 +432,12 @@ async fn a_transient_note_failure_is_returned_without_creating() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 7004}])))
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets/7004/notes")))
+    api("POST", "service/tickets/7004/notes")
         .respond_with(ResponseTemplate::new(503))
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BASE}/service/tickets")))
+    api("POST", "service/tickets")
         .respond_with(ResponseTemplate::new(201))
         .expect(0)
         .mount(&server)

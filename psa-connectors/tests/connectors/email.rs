@@ -3,12 +3,11 @@
 use base64::Engine as _;
 use psa_connectors::email::{render_html, Config, Security, SmtpNotifier};
 use psa_connectors::{Error, Notification, Notifier, Severity};
-use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::common::HOSTILE;
+use super::common::{test_ca, TestCa, HOSTILE};
 
 #[derive(Debug, Default)]
 struct Transcript {
@@ -346,34 +345,6 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             b"250 OK\r\n"
         };
         stream.get_mut().write_all(reply).await.unwrap();
-    }
-}
-
-struct TestCa {
-    acceptor: tokio_rustls::TlsAcceptor,
-    ca_path: std::path::PathBuf,
-}
-
-fn test_ca() -> TestCa {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let ca_path = std::env::temp_dir().join(format!(
-        "psa-connectors-smtp-ca-{}-{}.pem",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::write(&ca_path, cert.cert.pem()).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    TestCa {
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ca_path,
     }
 }
 

@@ -1,6 +1,5 @@
 //! Syslog frames captured by listeners in the test and parsed by `syslog_loose`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeZone;
@@ -10,7 +9,7 @@ use syslog_loose::{parse_message, Variant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::common::HOSTILE;
+use super::common::{test_ca, TestCa, HOSTILE};
 
 const BOM: &str = "\u{FEFF}";
 
@@ -367,24 +366,7 @@ async fn large_batches_arrive_complete_and_in_order() {
 
 #[tokio::test]
 async fn tls_with_a_private_ca_delivers_octet_counted_frames() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let ca_path = std::env::temp_dir().join(format!(
-        "psa-connectors-test-ca-{}-{}.pem",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::write(&ca_path, cert.cert.pem()).unwrap();
-
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let TestCa { acceptor, ca_path } = test_ca();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let reader = tokio::spawn(async move {
@@ -415,17 +397,8 @@ async fn tls_with_a_private_ca_delivers_octet_counted_frames() {
 
 #[tokio::test]
 async fn tls_refuses_a_server_the_ca_does_not_vouch_for() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let TestCa { acceptor, ca_path } = test_ca();
+    let _ = std::fs::remove_file(&ca_path); // the client is never told about this CA
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

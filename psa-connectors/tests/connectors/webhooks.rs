@@ -2,10 +2,10 @@
 
 use psa_connectors::{Error, Notification, Notifier, Severity};
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::common::{fast_retry, HOSTILE};
+use super::common::fast_retry;
 
 fn notification() -> Notification {
     Notification::new("AnyDesk.exe blocked on WS07", "Blocked 5 times in 1 hour.")
@@ -17,8 +17,10 @@ fn notification() -> Notification {
 
 #[cfg(feature = "teams")]
 mod teams {
+    use super::super::common::HOSTILE;
     use super::*;
     use psa_connectors::teams::{payload, Config, TeamsWebhook};
+    use wiremock::matchers::query_param;
 
     fn sink(server: &MockServer) -> TeamsWebhook {
         let mut c = Config::new(
