@@ -2,10 +2,13 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use threatlocker_api::{ActionLogRow, ApprovalRequest, ComputerId, ComputerMode, OrganizationId};
+use threatlocker_api::{
+    ActionLogRow, ApprovalRequest, ApprovalRequestId, ComputerId, ComputerMode, OrganizationId,
+};
 
 use crate::config::{ApprovalScope, Compiled, ConfigError, EngineConfig};
 use crate::decisions::*;
@@ -123,6 +126,35 @@ fn join_sorted<'x>(it: impl Iterator<Item = &'x str>) -> Option<String> {
 
 fn incident_key(parts: &[&str]) -> String {
     format!("tl:inc:{:032x}", text::fnv128(parts))
+}
+
+/// What the approval rules need from the rows of one requested hash, gathered once per
+/// evaluation however many requests share the hash.
+#[derive(Default)]
+struct HashFacts<'e> {
+    /// The oldest rows (at most `max_evidence`), oldest first: the request's evidence.
+    evidence: Vec<u32>,
+    /// Distinct certificate subjects on the rows (trimmed).
+    signers: BTreeSet<&'e str>,
+    /// Whether any row carries signature evidence.
+    signed: bool,
+    /// Distinct computers on which the hash was blocked.
+    blocked_on: BTreeSet<&'e str>,
+}
+
+/// Certificate subjects on a row (`cert`, `certs`, `certificates[].subject`), trimmed, non-empty.
+fn row_signers(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    row.cert
+        .iter()
+        .chain(row.certs.iter().flatten())
+        .chain(
+            row.certificates
+                .iter()
+                .flatten()
+                .filter_map(|c| c.subject.as_ref()),
+        )
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
 }
 
 struct Group {
@@ -247,10 +279,11 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         }
         drop(seen);
 
-        // Approval hashes to index.
+        // Hashes of the pending approval requests, whose rows are indexed below.
         let approval_hashes: FxSet<String> = input
             .approvals
             .iter()
+            .filter(|a| !a.request.status_id.is_some_and(|s| s.is_actioned()))
             .flat_map(|a| [a.request.sha256.as_deref(), a.request.hash.as_deref()])
             .flatten()
             .map(text::fold)
@@ -342,8 +375,10 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     .flatten()
                 {
                     let h = lower(h.trim_ascii());
-                    if approval_hashes.contains(h.as_ref()) {
-                        by_hash.entry(h.into_owned()).or_default().push(i);
+                    if let Some(list) = by_hash.get_mut(h.as_ref()) {
+                        list.push(i);
+                    } else if approval_hashes.contains(h.as_ref()) {
+                        by_hash.insert(h.into_owned(), vec![i]);
                     }
                 }
             }
@@ -579,7 +614,12 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let tickets = self.tickets(&evs, &detections);
         let detections: Vec<SecurityEvent> = detections.into_iter().map(|(d, _)| d).collect();
 
-        // Approvals.
+        // Approvals: what the approval rules need from the rows of each requested hash, gathered
+        // once per distinct hash (many requests often share one hash; see `HashFacts`).
+        let hash_facts: FxMap<String, HashFacts<'_>> = by_hash
+            .into_iter()
+            .map(|(h, rows)| (h, self.hash_facts(&evs, rows)))
+            .collect();
         let mut hash_detections: FxMap<String, Vec<String>> = FxMap::default();
         for d in &detections {
             for h in &d.hashes {
@@ -590,19 +630,25 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
         let mut approvals: Vec<ApprovalDecision> = Vec::new();
-        let mut seen_requests = BTreeSet::new();
+        // The first request with each id is the one decided (and the one a permit applies to).
+        let mut first_request: BTreeMap<&ApprovalRequestId, &PendingApproval> = BTreeMap::new();
         for pa in &input.approvals {
             if let Some(id) = &pa.request.approval_request_id {
-                if !seen_requests.insert(id) {
-                    ignored.duplicate_approvals += 1;
-                    continue;
+                match first_request.entry(id) {
+                    Entry::Occupied(_) => {
+                        ignored.duplicate_approvals += 1;
+                        continue;
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(pa);
+                    }
                 }
             }
             if pa.request.status_id.is_some_and(|s| s.is_actioned()) {
                 ignored.approvals_not_pending += 1;
                 continue;
             }
-            approvals.push(self.approval(pa, &evs, &by_hash, &hash_detections));
+            approvals.push(self.approval(pa, &evs, &hash_facts, &hash_detections));
         }
         approvals.sort_by(|a, b| {
             (
@@ -626,10 +672,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .iter()
             .filter(|a| a.auto_approve)
             .filter_map(|a| {
-                let pa = input
-                    .approvals
-                    .iter()
-                    .find(|p| p.request.approval_request_id == a.request_id)?;
+                let pa = first_request.get(a.request_id.as_ref()?)?;
                 let r = &pa.request;
                 Some(PlannedPolicyChange {
                     request_id: r.approval_request_id.clone()?,
@@ -670,6 +713,43 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let mut v = rows.to_vec();
         v.sort_by(|&a, &b| row_order(evs[a as usize].row, evs[b as usize].row));
         v
+    }
+
+    /// The oldest `max_evidence` of `rows` (distinct indices), oldest first, in the total order
+    /// `ordered` gives (time, then ids, then input position).
+    fn oldest(&self, evs: &[Ev<'a>], mut rows: Vec<u32>) -> Vec<u32> {
+        let cmp =
+            |a: &u32, b: &u32| row_order(evs[*a as usize].row, evs[*b as usize].row).then(a.cmp(b));
+        let k = self.c.max_evidence.max(1);
+        if rows.len() > k {
+            rows.select_nth_unstable_by(k - 1, cmp);
+            rows.truncate(k);
+        }
+        rows.sort_unstable_by(cmp);
+        rows
+    }
+
+    /// One pass over the rows of one requested hash (row indices in input order).
+    fn hash_facts<'e>(&self, evs: &'e [Ev<'a>], mut rows: Vec<u32>) -> HashFacts<'e> {
+        // A row whose `sha256Hash` and `hash` fold to the same value was listed twice in a row.
+        rows.dedup();
+        let mut facts = HashFacts::default();
+        for &i in &rows {
+            let ev = &evs[i as usize];
+            let row = ev.row;
+            if row.cert_exists == Some(true) {
+                facts.signed = true;
+            }
+            for s in row_signers(row) {
+                facts.signers.insert(s);
+                facts.signed = true;
+            }
+            if ev.outcome == Outcome::Block {
+                facts.blocked_on.insert(&ev.computer);
+            }
+        }
+        facts.evidence = self.oldest(evs, rows);
+        facts
     }
 
     fn evidence(&self, evs: &[Ev<'a>], ordered: &[u32]) -> Vec<String> {
@@ -973,7 +1053,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         &self,
         pa: &PendingApproval,
         evs: &[Ev<'a>],
-        by_hash: &FxMap<String, Vec<u32>>,
+        hash_facts: &FxMap<String, HashFacts<'_>>,
         hash_detections: &FxMap<String, Vec<String>>,
     ) -> ApprovalDecision {
         let c = self.c;
@@ -991,15 +1071,17 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .map(text::fold)
             .filter(|h| !h.is_empty())
             .collect();
-        let mut rows: Vec<u32> = hashes
-            .iter()
-            .filter_map(|h| by_hash.get(h))
-            .flatten()
-            .copied()
-            .collect();
-        rows.sort_unstable();
-        rows.dedup();
-        let rows = self.ordered(evs, &rows);
+        let facts: Vec<&HashFacts<'_>> = hashes.iter().filter_map(|h| hash_facts.get(h)).collect();
+        let rows: Vec<u32> = match facts.as_slice() {
+            [one] => one.evidence.clone(),
+            many => {
+                // The oldest rows of the union are among the oldest of each part.
+                let mut all: Vec<u32> = many.iter().flat_map(|f| &f.evidence).copied().collect();
+                all.sort_unstable();
+                all.dedup();
+                self.oldest(evs, all)
+            }
+        };
 
         // Signers: the request's json `certs[].subject`, plus the matching rows' signers.
         let mut signers: BTreeSet<String> = BTreeSet::new();
@@ -1020,28 +1102,18 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 }
             }
         }
-        let mut blocked_on: BTreeSet<&str> = BTreeSet::new();
-        for &i in &rows {
-            let ev = &evs[i as usize];
-            let row = ev.row;
-            if row.cert_exists == Some(true) {
-                signed = true;
-            }
-            for s in row.cert.iter().chain(row.certs.iter().flatten()).chain(
-                row.certificates
-                    .iter()
-                    .flatten()
-                    .filter_map(|c| c.subject.as_ref()),
-            ) {
-                if !s.trim().is_empty() {
-                    signers.insert(s.trim().to_owned());
-                    signed = true;
-                }
-            }
-            if ev.outcome == Outcome::Block {
-                blocked_on.insert(&ev.computer);
-            }
+        for f in &facts {
+            signed |= f.signed;
+            signers.extend(f.signers.iter().map(|s| (*s).to_owned()));
         }
+        let blocked_on = match facts.as_slice() {
+            [one] => one.blocked_on.len(),
+            many => many
+                .iter()
+                .flat_map(|f| &f.blocked_on)
+                .collect::<BTreeSet<_>>()
+                .len(),
+        };
         let signer_matches = |list: &[String]| -> Option<String> {
             signers
                 .iter()
@@ -1110,13 +1182,10 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 ),
             ));
         }
-        if blocked_on.len() as u64 >= u64::from(c.fleet_threshold) {
+        if blocked_on as u64 >= u64::from(c.fleet_threshold) {
             flags.push((
                 ids::MANUAL_FLEET,
-                format!(
-                    "its hash was blocked on {} computers in the window",
-                    blocked_on.len()
-                ),
+                format!("its hash was blocked on {blocked_on} computers in the window"),
             ));
         }
         if !detection_keys.is_empty() {
