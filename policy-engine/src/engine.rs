@@ -350,11 +350,11 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     .or_default()
                     .push(i);
             }
-            if detect::is_lolbin(c, row.full_path.as_deref()) {
+            if detect::is_lolbin(&c.binaries, row.full_path.as_deref()) {
                 if row
                     .full_path
                     .as_deref()
-                    .and_then(|p| detect::user_writable(c, p))
+                    .and_then(|p| detect::user_writable(&c.binaries, p))
                     .is_some()
                 {
                     row_groups
@@ -824,7 +824,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             ids::LOLBIN_USER_PATH => format!(
                 "The living-off-the-land binary {} ran from a user-writable folder ({}) on {}; outcome {}.",
                 clean(&application),
-                first.full_path.as_deref().and_then(|p| detect::user_writable(c, p)).unwrap_or("?"),
+                first.full_path.as_deref().and_then(|p| detect::user_writable(&c.binaries, p)).unwrap_or("?"),
                 who(&device),
                 action_taken
             ),
@@ -1173,7 +1173,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 format!("its signer \"{}\" is on the never-approve list", clean(&s)),
             ));
         }
-        if detect::is_lolbin(c, path) {
+        if detect::is_lolbin(&c.binaries, path) {
             flags.push((
                 ids::MANUAL_LOLBIN,
                 format!(
@@ -1198,7 +1198,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             ));
         }
         if !trusted_hash && !signed {
-            if let Some(m) = path.and_then(|p| detect::user_writable(c, p)) {
+            if let Some(m) = path.and_then(|p| detect::user_writable(&c.binaries, p)) {
                 flags.push((
                     ids::MANUAL_UNSIGNED_USER_PATH,
                     format!("it is unsigned (no signature evidence) and lives in a user-writable folder ({m})"),

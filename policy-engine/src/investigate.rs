@@ -4,7 +4,8 @@
 //! can re-pull the exact rows.
 //!
 //! Rows are de-duplicated by `actionLogId` (else `eActionLogId`) as everywhere in the engine.
-//! LOLBins and user-writable folders are the engine's built-in defaults.
+//! [`timeline`] looks for the built-in LOLBins and user-writable folders;
+//! [`timeline_with_rules`] for those of a configured [`Rules`] (as the engine does).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,11 +16,11 @@ use threatlocker_api::{
     OrganizationId, PolicyId,
 };
 
-use crate::config::{DEFAULT_LOLBINS, DEFAULT_USER_WRITABLE_PATHS};
+use crate::config::{BinaryLists, ConfigError, Rules};
 use crate::detect::{self, Outcome};
 use crate::engine::{row_id, row_order};
 use crate::fx::FxSet;
-use crate::text::{contains_ci, file_name, glob_ci, with_lower_name};
+use crate::text::{file_name, glob_ci};
 
 fn dedupe<'a>(rows: impl IntoIterator<Item = &'a ActionLogRow>) -> Vec<&'a ActionLogRow> {
     let mut seen: FxSet<String> = FxSet::default();
@@ -39,19 +40,6 @@ fn outcome_label(row: &ActionLogRow) -> &'static str {
         Outcome::Ringfenced => "Ringfenced",
         Outcome::Other => "Other",
     }
-}
-
-fn is_default_lolbin(path: Option<&str>) -> bool {
-    path.is_some_and(|p| {
-        !p.trim().is_empty() && with_lower_name(p, |n| DEFAULT_LOLBINS.contains(&n))
-    })
-}
-
-fn default_user_writable(path: &str) -> Option<&'static str> {
-    DEFAULT_USER_WRITABLE_PATHS
-        .iter()
-        .copied()
-        .find(|m| contains_ci(path, m))
 }
 
 /// Why a timeline entry is unusual.
@@ -108,12 +96,44 @@ pub struct Timeline {
 }
 
 /// Every action on `host` (hostname, case-insensitive, or computer id) within `at ± window`,
-/// oldest first, with the first anomaly marked.
+/// oldest first, with the first anomaly marked. LOLBins and user-writable folders are the
+/// built-in lists ([`DEFAULT_LOLBINS`](crate::DEFAULT_LOLBINS),
+/// [`DEFAULT_USER_WRITABLE_PATHS`](crate::DEFAULT_USER_WRITABLE_PATHS)); use
+/// [`timeline_with_rules`] to honour a configured [`Rules`].
 pub fn timeline(
     rows: &[ActionLogRow],
     host: &str,
     at: DateTime<Utc>,
     window: Duration,
+) -> Timeline {
+    timeline_in(rows, host, at, window, &BinaryLists::defaults())
+}
+
+/// [`timeline`] with the LOLBins (`lolbins` plus `extra_lolbins`) and user-writable folders of
+/// `rules`, so an investigation marks what the engine's detections flag. The lists are checked
+/// as [`Engine::new`](crate::Engine::new) checks them; the error names the key and value.
+pub fn timeline_with_rules(
+    rows: &[ActionLogRow],
+    host: &str,
+    at: DateTime<Utc>,
+    window: Duration,
+    rules: &Rules,
+) -> Result<Timeline, ConfigError> {
+    Ok(timeline_in(
+        rows,
+        host,
+        at,
+        window,
+        &BinaryLists::from_rules(rules)?,
+    ))
+}
+
+fn timeline_in(
+    rows: &[ActionLogRow],
+    host: &str,
+    at: DateTime<Utc>,
+    window: Duration,
+    binaries: &BinaryLists,
 ) -> Timeline {
     let (from, to) = (at - window, at + window);
     let host_t = host.trim();
@@ -136,11 +156,11 @@ pub fn timeline(
         if first_time {
             if let Some(p) = r.full_path.as_deref() {
                 let name = file_name(p).to_owned();
-                if is_default_lolbin(Some(p)) {
+                if detect::is_lolbin(binaries, Some(p)) {
                     anomalies.push(Anomaly::UnusualBinary(format!(
                         "{name}: living-off-the-land binary"
                     )));
-                } else if let Some(m) = default_user_writable(p) {
+                } else if let Some(m) = detect::user_writable(binaries, p) {
                     anomalies.push(Anomaly::UnusualBinary(format!(
                         "{name}: runs from a user-writable folder ({m})"
                     )));
@@ -152,7 +172,7 @@ pub fn timeline(
         let parent = [r.process_path.as_deref(), r.parent_process_name.as_deref()]
             .into_iter()
             .flatten()
-            .find(|p| is_default_lolbin(Some(p)));
+            .find(|p| detect::is_lolbin(binaries, Some(p)));
         if let (Some(parent), Some(child)) = (parent, r.full_path.as_deref()) {
             if !file_name(parent).eq_ignore_ascii_case(file_name(child)) {
                 anomalies.push(Anomaly::LolbinChild(format!(
