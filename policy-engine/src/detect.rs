@@ -56,6 +56,19 @@ pub(crate) enum Outcome {
     Other,
 }
 
+impl Outcome {
+    /// How reports and tickets name the outcome.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Outcome::Block => "Blocked",
+            Outcome::AuditOnly => "Audit only",
+            Outcome::Permit => "Permitted",
+            Outcome::Ringfenced => "Ringfenced",
+            Outcome::Other => "Other",
+        }
+    }
+}
+
 pub(crate) fn outcome(row: &ActionLogRow) -> Outcome {
     if row.is_audit_only() {
         Outcome::AuditOnly

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use threatlocker_api::{
-    ActionLogRow, ApprovalRequest, ApprovalRequestId, ComputerId, ComputerMode, OrganizationId,
+    ActionLogId, ActionLogRow, ApprovalRequest, ApprovalRequestId, ComputerId, ComputerMode,
+    OrganizationId,
 };
 
 use crate::config::{ApprovalScope, Compiled, ConfigError, EngineConfig};
@@ -60,6 +61,22 @@ struct Ev<'a> {
     outcome: Outcome,
 }
 
+/// A row's hashes as given (`sha256Hash`, then `hash`).
+pub(crate) fn row_hashes(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    [row.sha256_hash.as_deref(), row.hash.as_deref()]
+        .into_iter()
+        .flatten()
+}
+
+/// A request's hashes (`sha256`, then `hash`), folded, non-empty.
+fn request_hashes(r: &ApprovalRequest) -> impl Iterator<Item = String> + '_ {
+    [r.sha256.as_deref(), r.hash.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(text::fold)
+        .filter(|h| !h.is_empty())
+}
+
 /// Evidence id of a row: `actionLogId`, else `eActionLogId`.
 pub(crate) fn row_id(row: &ActionLogRow) -> String {
     match (&row.action_log_id, &row.e_action_log_id) {
@@ -70,16 +87,11 @@ pub(crate) fn row_id(row: &ActionLogRow) -> String {
 }
 
 pub(crate) fn row_order(a: &ActionLogRow, b: &ActionLogRow) -> std::cmp::Ordering {
-    (
-        a.date_time,
-        a.action_log_id,
-        a.e_action_log_id.as_ref().map(|e| e.as_str()),
-    )
-        .cmp(&(
-            b.date_time,
-            b.action_log_id,
-            b.e_action_log_id.as_ref().map(|e| e.as_str()),
-        ))
+    fn key(r: &ActionLogRow) -> (Option<DateTime<Utc>>, Option<ActionLogId>, Option<&str>) {
+        let e = r.e_action_log_id.as_ref().map(|e| e.as_str());
+        (r.date_time, r.action_log_id, e)
+    }
+    key(a).cmp(&key(b))
 }
 
 fn computer_key(row: &ActionLogRow) -> Cow<'_, str> {
@@ -284,10 +296,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .approvals
             .iter()
             .filter(|a| !a.request.status_id.is_some_and(|s| s.is_actioned()))
-            .flat_map(|a| [a.request.sha256.as_deref(), a.request.hash.as_deref()])
-            .flatten()
-            .map(text::fold)
-            .filter(|h| !h.is_empty())
+            .flat_map(|a| request_hashes(&a.request))
             .collect();
 
         // Pass 2: aggregation.
@@ -370,10 +379,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 }
             }
             if !approval_hashes.is_empty() {
-                for h in [row.sha256_hash.as_deref(), row.hash.as_deref()]
-                    .into_iter()
-                    .flatten()
-                {
+                for h in row_hashes(row) {
                     let h = lower(h.trim_ascii());
                     if let Some(list) = by_hash.get_mut(h.as_ref()) {
                         list.push(i);
@@ -391,13 +397,16 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             t.sort_unstable();
             t
         };
+        // At least the organization's threshold of blocks (within the repeat window, if set).
+        let reaches_threshold = |org: &str, rows: &[u32]| {
+            let threshold = c.org(org_id(org).as_ref()).threshold as usize;
+            rows.len() >= threshold
+                && max_in_span(&sorted_times(rows), c.repeat_window) >= threshold
+        };
 
         // Repeat blocks.
         for ((org, app, computer), rows) in &repeat {
-            let threshold = c.org(org_id(org).as_ref()).threshold as usize;
-            if rows.len() < threshold
-                || max_in_span(&sorted_times(rows), c.repeat_window) < threshold
-            {
+            if !reaches_threshold(org, rows) {
                 continue;
             }
             let ordered = self.ordered(&evs, rows);
@@ -430,10 +439,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         // Repeated denials per user and per computer.
         let mut denial =
             |org: &str, subject: &str, rows: &[u32], is_user: bool| -> Option<DenialCount> {
-                let threshold = c.org(org_id(org).as_ref()).threshold as usize;
-                if rows.len() < threshold
-                    || max_in_span(&sorted_times(rows), c.repeat_window) < threshold
-                {
+                if !reaches_threshold(org, rows) {
                     return None;
                 }
                 let ordered = self.ordered(&evs, rows);
@@ -557,58 +563,29 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .into_iter()
             .map(|g| self.detection(&evs, g))
             .collect();
-        detections.sort_by(|(a, _), (b, _)| {
-            (
-                Reverse(a.risk_level),
-                a.event_type,
-                &a.organization_id,
-                &a.device,
-                &a.application,
-                &a.key,
-            )
-                .cmp(&(
-                    Reverse(b.risk_level),
-                    b.event_type,
-                    &b.organization_id,
-                    &b.device,
-                    &b.application,
-                    &b.key,
-                ))
-        });
-
-        blocks.repeat_blocks.sort_by(|a, b| {
-            (
-                &a.organization_id,
-                Reverse(a.count),
-                &a.application_key,
-                &a.computer_id,
-                &a.device,
-            )
-                .cmp(&(
-                    &b.organization_id,
-                    Reverse(b.count),
-                    &b.application_key,
-                    &b.computer_id,
-                    &b.device,
-                ))
-        });
+        sort_by_borrowed_key!(detections, |x| (
+            Reverse(x.0.risk_level),
+            x.0.event_type,
+            &x.0.organization_id,
+            &x.0.device,
+            &x.0.application,
+            &x.0.key,
+        ));
+        sort_by_borrowed_key!(blocks.repeat_blocks, |x| (
+            &x.organization_id,
+            Reverse(x.count),
+            &x.application_key,
+            &x.computer_id,
+            &x.device,
+        ));
         for list in [&mut blocks.denials_by_user, &mut blocks.denials_by_computer] {
-            list.sort_by(|a, b| {
-                (
-                    &a.organization_id,
-                    Reverse(a.count),
-                    &a.subject,
-                    &a.computer_id,
-                    &a.action_log_ids,
-                )
-                    .cmp(&(
-                        &b.organization_id,
-                        Reverse(b.count),
-                        &b.subject,
-                        &b.computer_id,
-                        &b.action_log_ids,
-                    ))
-            });
+            sort_by_borrowed_key!(list, |x| (
+                &x.organization_id,
+                Reverse(x.count),
+                &x.subject,
+                &x.computer_id,
+                &x.action_log_ids,
+            ));
         }
 
         let tickets = self.tickets(&evs, &detections);
@@ -650,24 +627,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
             approvals.push(self.approval(pa, &evs, &hash_facts, &hash_detections));
         }
-        approvals.sort_by(|a, b| {
-            (
-                &a.request_id,
-                &a.organization_id,
-                &a.path,
-                &a.hash,
-                &a.requested_by,
-                &a.device,
-            )
-                .cmp(&(
-                    &b.request_id,
-                    &b.organization_id,
-                    &b.path,
-                    &b.hash,
-                    &b.requested_by,
-                    &b.device,
-                ))
-        });
+        sort_by_borrowed_key!(approvals, |x| (
+            &x.request_id,
+            &x.organization_id,
+            &x.path,
+            &x.hash,
+            &x.requested_by,
+            &x.device,
+        ));
         let policy_changes = approvals
             .iter()
             .filter(|a| a.auto_approve)
@@ -766,17 +733,16 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let rows: Vec<&ActionLogRow> = g.rows.iter().map(|&i| evs[i as usize].row).collect();
         let first = rows[0];
         let outcomes: BTreeSet<Outcome> = g.rows.iter().map(|&i| evs[i as usize].outcome).collect();
-        let action_taken = if outcomes.contains(&Outcome::Permit) {
-            "Permitted"
-        } else if outcomes.contains(&Outcome::AuditOnly) {
-            "Audit only"
-        } else if outcomes.contains(&Outcome::Ringfenced) {
-            "Ringfenced"
-        } else if outcomes.contains(&Outcome::Block) {
-            "Blocked"
-        } else {
-            "Observed"
-        };
+        // The least stopped outcome among the rows.
+        let action_taken = [
+            Outcome::Permit,
+            Outcome::AuditOnly,
+            Outcome::Ringfenced,
+            Outcome::Block,
+        ]
+        .into_iter()
+        .find(|o| outcomes.contains(o))
+        .map_or("Observed", Outcome::label);
         let mut risk = r.default_risk.unwrap_or(RiskLevel::Medium);
         let not_stopped = matches!(action_taken, "Permitted" | "Audit only");
         if r.escalates_when_not_stopped && not_stopped {
@@ -788,8 +754,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             rows.iter().filter_map(|r| r.computer_id.as_ref()).collect();
         let hashes: BTreeSet<String> = rows
             .iter()
-            .flat_map(|r| [r.sha256_hash.as_deref(), r.hash.as_deref()])
-            .flatten()
+            .flat_map(|r| row_hashes(r))
             .map(str::trim)
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
@@ -1008,13 +973,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             const MAX_LINES: usize = 20;
             for &i in rows.iter().take(MAX_LINES) {
                 let r = evs[i as usize].row;
-                let outcome = match evs[i as usize].outcome {
-                    Outcome::Block => "Blocked",
-                    Outcome::AuditOnly => "Audit only",
-                    Outcome::Permit => "Permitted",
-                    Outcome::Ringfenced => "Ringfenced",
-                    Outcome::Other => "Other",
-                };
+                let outcome = evs[i as usize].outcome.label();
                 let l = format!(
                     "- {} | {} | {} | {} | {} | {}",
                     fmt_time(r.date_time),
@@ -1065,12 +1024,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .or(r.hash.as_deref())
             .map(str::trim)
             .filter(|h| !h.is_empty());
-        let hashes: BTreeSet<String> = [r.sha256.as_deref(), r.hash.as_deref()]
-            .into_iter()
-            .flatten()
-            .map(text::fold)
-            .filter(|h| !h.is_empty())
-            .collect();
+        let hashes: BTreeSet<String> = request_hashes(r).collect();
         let facts: Vec<&HashFacts<'_>> = hashes.iter().filter_map(|h| hash_facts.get(h)).collect();
         let rows: Vec<u32> = match facts.as_slice() {
             [one] => one.evidence.clone(),

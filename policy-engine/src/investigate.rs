@@ -18,7 +18,7 @@ use threatlocker_api::{
 
 use crate::config::{BinaryLists, ConfigError, Rules};
 use crate::detect::{self, Outcome};
-use crate::engine::{row_id, row_order};
+use crate::engine::{row_hashes, row_id, row_order};
 use crate::fx::FxSet;
 use crate::text::{file_name, glob_ci};
 
@@ -30,16 +30,6 @@ fn dedupe<'a>(rows: impl IntoIterator<Item = &'a ActionLogRow>) -> Vec<&'a Actio
         .collect();
     out.sort_by(|a, b| row_order(a, b));
     out
-}
-
-fn outcome_label(row: &ActionLogRow) -> &'static str {
-    match detect::outcome(row) {
-        Outcome::Block => "Blocked",
-        Outcome::AuditOnly => "Audit only",
-        Outcome::Permit => "Permitted",
-        Outcome::Ringfenced => "Ringfenced",
-        Outcome::Other => "Other",
-    }
 }
 
 /// Why a timeline entry is unusual.
@@ -213,7 +203,7 @@ fn timeline_in(
             full_path: r.full_path.clone(),
             process_path: r.process_path.clone(),
             action_type: r.action_type.clone(),
-            outcome: outcome_label(r),
+            outcome: detect::outcome(r).label(),
             anomalies,
         });
     }
@@ -294,11 +284,7 @@ pub fn file_spread(rows: &[ActionLogRow], query: FileQuery) -> FileSpread {
     let matches = |r: &ActionLogRow| match &query {
         FileQuery::Hash(h) => {
             let h = h.trim();
-            !h.is_empty()
-                && [r.sha256_hash.as_deref(), r.hash.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .any(|x| x.trim().eq_ignore_ascii_case(h))
+            !h.is_empty() && row_hashes(r).any(|x| x.trim().eq_ignore_ascii_case(h))
         }
         FileQuery::Path(p) => {
             let p = p.trim().to_lowercase();
@@ -350,20 +336,12 @@ pub fn file_spread(rows: &[ActionLogRow], query: FileQuery) -> FileSpread {
     }
     let mut computers: Vec<ComputerSighting> = per.into_values().collect();
     // Undated sightings last; then by host for a total order.
-    computers.sort_by(|a, b| {
-        (
-            a.first_seen.is_none(),
-            a.first_seen,
-            &a.hostname,
-            &a.computer_id,
-        )
-            .cmp(&(
-                b.first_seen.is_none(),
-                b.first_seen,
-                &b.hostname,
-                &b.computer_id,
-            ))
-    });
+    sort_by_borrowed_key!(computers, |x| (
+        x.first_seen.is_none(),
+        x.first_seen,
+        &x.hostname,
+        &x.computer_id,
+    ));
     FileSpread {
         query,
         computers_affected: computers.len() as u64,
@@ -536,14 +514,12 @@ pub fn repeated_denials(
             action_log_ids: rs.iter().map(|r| row_id(r)).collect(),
         });
     }
-    out.sort_by(|a, b| {
-        (Reverse(a.blocks), a.kind, &a.subject, &a.organization_id).cmp(&(
-            Reverse(b.blocks),
-            b.kind,
-            &b.subject,
-            &b.organization_id,
-        ))
-    });
+    sort_by_borrowed_key!(out, |x| (
+        Reverse(x.blocks),
+        x.kind,
+        &x.subject,
+        &x.organization_id,
+    ));
     out
 }
 
@@ -647,19 +623,11 @@ pub fn audit_only_on_secure(rows: &[ActionLogRow], computers: &[Computer]) -> Ve
             }
         })
         .collect();
-    out.sort_by(|a, b| {
-        (
-            Reverse(a.hits),
-            &a.policy_name,
-            &a.policy_id,
-            &a.action_log_ids,
-        )
-            .cmp(&(
-                Reverse(b.hits),
-                &b.policy_name,
-                &b.policy_id,
-                &b.action_log_ids,
-            ))
-    });
+    sort_by_borrowed_key!(out, |x| (
+        Reverse(x.hits),
+        &x.policy_name,
+        &x.policy_id,
+        &x.action_log_ids,
+    ));
     out
 }
