@@ -3,13 +3,21 @@
 //!
 //! Run: `cargo bench -p policy-engine --bench evaluate` (prints rows/s per pass and medians).
 //! The row count can be changed with `EVAL_ROWS=200000`.
+//!
+//! `EVAL_APPROVALS=400` adds that many pending approval requests for a few popular applications
+//! (the same Chrome, Word and Zoom builds across the fleet), so every request's hash matches tens
+//! of thousands of rows: the approval rules must not cost a pass over those rows per request.
 
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, TimeZone, Utc};
+use policy_engine::PendingApproval;
 use policy_engine::{Engine, EngineConfig, Input};
-use threatlocker_api::{ActionLogId, ActionLogRow, ActionOutcome, Computer, ComputerMode};
+use threatlocker_api::{
+    ActionLogId, ActionLogRow, ActionOutcome, ApprovalRequest, ApprovalStatus, Computer,
+    ComputerMode, ResearchDetails,
+};
 
 /// Tiny deterministic xorshift64* generator (no dependency).
 struct Rng(u64);
@@ -96,6 +104,50 @@ fn rows(n: usize) -> Vec<ActionLogRow> {
     out
 }
 
+/// Paths (indices into `PATHS`) of the popular applications requested in the approvals case.
+const POPULAR: &[usize] = &[0, 1, 4];
+
+fn popular_sha256(p: usize) -> String {
+    format!("{:064x}", 0xc0ffee_u64 + p as u64)
+}
+
+/// Gives every row of a popular application the same build (one hash and signer fleet-wide).
+fn make_popular(rows: &mut [ActionLogRow]) {
+    for r in rows {
+        let path = r.full_path.as_deref().unwrap_or("");
+        if let Some(&p) = POPULAR.iter().find(|&&p| PATHS[p] == path) {
+            r.sha256_hash = Some(popular_sha256(p).to_uppercase());
+            r.hash = Some(format!("{:040x}", 0xbeef_u64 + p as u64));
+            r.cert = Some(format!("CN=Vendor {p}, O=Vendor {p}, C=US"));
+            r.cert_exists = Some(true);
+        }
+    }
+}
+
+/// `n` pending requests, round-robin over the popular applications, from many computers.
+fn approvals(n: usize) -> Vec<PendingApproval> {
+    (0..n)
+        .map(|k| {
+            let p = POPULAR[k % POPULAR.len()];
+            let comp = (k * 7) % 2_000;
+            let mut r = ApprovalRequest::default();
+            r.approval_request_id = Some(format!("req-{k:05}").into());
+            r.organization_id = Some(format!("3b0f5f7e-1111-4a2b-9c3d-{:012}", k % 20).into());
+            r.computer_id = Some(format!("9a8b7c6d-2222-4e5f-8a9b-{comp:012}").into());
+            r.hostname = Some(format!("WS-{comp:05}"));
+            r.username = Some(format!("user{k}"));
+            r.path = Some(PATHS[p].to_owned());
+            r.sha256 = Some(popular_sha256(p));
+            r.hash = Some(format!("{:040x}", 0xbeef_u64 + p as u64));
+            r.status_id = Some(ApprovalStatus::Pending);
+            r.json = Some(format!(r#"{{"certs":[{{"subject":"CN=Vendor {p}"}}]}}"#));
+            let mut research = ResearchDetails::default();
+            research.categories = vec!["Productivity".into()];
+            PendingApproval::new(r).with_research(research)
+        })
+        .collect()
+}
+
 fn computers() -> Vec<Computer> {
     (0..2_000u64)
         .map(|c| {
@@ -128,13 +180,22 @@ fn main() {
         .unwrap_or(1_000_000);
     // EVAL_ONLY=1 skips the decoding half (for profiling the engine alone).
     let skip_decode = std::env::var_os("EVAL_ONLY").is_some();
-    let events = rows(n);
+    let n_approvals: usize = std::env::var("EVAL_APPROVALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut events = rows(n);
+    if n_approvals > 0 {
+        make_popular(&mut events);
+    }
     let json = if skip_decode {
         Vec::new()
     } else {
         serde_json::to_vec(&events).expect("serialize rows")
     };
-    let engine = Engine::new(EngineConfig::default()).expect("default config is valid");
+    let mut config = EngineConfig::default();
+    config.org_variables.threatlocker_auto_approve_categories = vec!["Productivity".into()];
+    let engine = Engine::new(config).expect("bench config is valid");
     let start = Utc.with_ymd_and_hms(2026, 5, 14, 0, 0, 0).unwrap();
     let input = Input::new(
         start + Duration::hours(24),
@@ -142,9 +203,24 @@ fn main() {
         start + Duration::hours(24),
     )
     .with_events(events)
-    .with_computers(computers());
+    .with_computers(computers())
+    .with_approvals(approvals(n_approvals));
+    let matched = if n_approvals > 0 {
+        let hashes: Vec<String> = POPULAR.iter().map(|&p| popular_sha256(p)).collect();
+        input
+            .events
+            .iter()
+            .filter(|r| {
+                r.sha256_hash
+                    .as_deref()
+                    .is_some_and(|h| hashes.contains(&h.to_lowercase()))
+            })
+            .count()
+    } else {
+        0
+    };
     println!(
-        "rows: {n}, JSON: {:.1} MiB",
+        "rows: {n}, JSON: {:.1} MiB, approvals: {n_approvals} (their hashes match {matched} rows)",
         json.len() as f64 / (1024.0 * 1024.0)
     );
 
@@ -165,14 +241,15 @@ fn main() {
         let e = t.elapsed();
         black_box(&decisions);
         println!(
-            "pass {pass}: decode {:>10.0} rows/s ({:.3}s) | evaluate {:>10.0} rows/s ({:.3}s) | events {} blocks {} detections {}",
+            "pass {pass}: decode {:>10.0} rows/s ({:.3}s) | evaluate {:>10.0} rows/s ({:.3}s) | events {} blocks {} detections {} auto-approved {}",
             rate(n, d),
             d.as_secs_f64(),
             rate(n, e),
             e.as_secs_f64(),
             decisions.blocks.total_events,
             decisions.blocks.blocks,
-            decisions.detections.len()
+            decisions.detections.len(),
+            decisions.approvals.iter().filter(|a| a.auto_approve).count()
         );
         dec.push(d);
         eval.push(e);

@@ -348,9 +348,8 @@ pub(crate) struct Compiled {
     pub never_hashes: HashSet<String>,
     pub never_paths: Vec<String>,
     pub never_signers: Vec<String>,
-    pub lolbins: HashSet<String>,
+    pub binaries: BinaryLists,
     pub office_browsers: HashSet<String>,
-    pub user_writable: Vec<String>,
     pub fleet_threshold: u32,
     pub repeat_window: Option<chrono::Duration>,
     pub priorities: RiskPriorities,
@@ -436,6 +435,41 @@ fn lowered(key: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
     Ok(list.iter().map(|s| s.trim().to_lowercase()).collect())
 }
 
+/// The LOLBin names and user-writable folder markers of a [`Rules`], normalized (lower-case,
+/// trimmed): what the detections and the investigations both look for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BinaryLists {
+    /// LOLBin file names (`lolbins` plus `extra_lolbins`).
+    pub lolbins: HashSet<String>,
+    /// User-writable folder markers.
+    pub user_writable: Vec<String>,
+}
+
+impl BinaryLists {
+    /// Validates and normalizes the lists of `r`; the error names the key and value.
+    pub(crate) fn from_rules(r: &Rules) -> Result<Self, ConfigError> {
+        let mut lolbins: HashSet<String> = file_names("rules.lolbins", &r.lolbins)?
+            .into_iter()
+            .collect();
+        lolbins.extend(file_names("rules.extra_lolbins", &r.extra_lolbins)?);
+        Ok(Self {
+            lolbins,
+            user_writable: lowered("rules.user_writable_paths", &r.user_writable_paths)?,
+        })
+    }
+
+    /// The built-in lists (what `from_rules(&Rules::default())` gives, without the checks).
+    pub(crate) fn defaults() -> Self {
+        Self {
+            lolbins: DEFAULT_LOLBINS.iter().map(|s| s.to_lowercase()).collect(),
+            user_writable: DEFAULT_USER_WRITABLE_PATHS
+                .iter()
+                .map(|s| s.to_lowercase())
+                .collect(),
+        }
+    }
+}
+
 impl EngineConfig {
     pub(crate) fn compile(&self) -> Result<Compiled, ConfigError> {
         let v = &self.org_variables;
@@ -509,10 +543,7 @@ impl EngineConfig {
                 "is also in rules.never_approve_hashes",
             ));
         }
-        let mut lolbins: HashSet<String> = file_names("rules.lolbins", &r.lolbins)?
-            .into_iter()
-            .collect();
-        lolbins.extend(file_names("rules.extra_lolbins", &r.extra_lolbins)?);
+        let binaries = BinaryLists::from_rules(r)?;
         let office_browsers = file_names(
             "rules.office_and_browser_processes",
             &r.office_and_browser_processes,
@@ -559,9 +590,8 @@ impl EngineConfig {
             never_hashes,
             never_paths: lowered("rules.never_approve_paths", &r.never_approve_paths)?,
             never_signers: lowered("rules.never_approve_signers", &r.never_approve_signers)?,
-            lolbins,
+            binaries,
             office_browsers,
-            user_writable: lowered("rules.user_writable_paths", &r.user_writable_paths)?,
             fleet_threshold: r.fleet_spread_threshold,
             repeat_window: r
                 .repeat_window_minutes
@@ -612,4 +642,17 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 
 fn opt_list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     Option::<ListOrCsv>::deserialize(d).map(|o| o.map(ListOrCsv::into_vec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_binary_lists_are_those_of_the_default_rules() {
+        assert_eq!(
+            BinaryLists::from_rules(&Rules::default()),
+            Ok(BinaryLists::defaults())
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use threatlocker_api::{ActionLogRow, ActionOutcome};
 
-use crate::config::Compiled;
+use crate::config::{BinaryLists, Compiled};
 use crate::text::{contains_ci, lower, with_lower_name};
 
 /// `extra` keys that may carry a command line on some rows or tenants.
@@ -54,6 +54,19 @@ pub(crate) enum Outcome {
     Permit,
     Ringfenced,
     Other,
+}
+
+impl Outcome {
+    /// How reports and tickets name the outcome.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Outcome::Block => "Blocked",
+            Outcome::AuditOnly => "Audit only",
+            Outcome::Permit => "Permitted",
+            Outcome::Ringfenced => "Ringfenced",
+            Outcome::Other => "Other",
+        }
+    }
 }
 
 pub(crate) fn outcome(row: &ActionLogRow) -> Outcome {
@@ -205,15 +218,15 @@ pub(crate) fn powershell_markers(row: &ActionLogRow) -> Vec<&'static str> {
 }
 
 /// Whether the row's file is a configured LOLBin.
-pub(crate) fn is_lolbin(c: &Compiled, path: Option<&str>) -> bool {
+pub(crate) fn is_lolbin(b: &BinaryLists, path: Option<&str>) -> bool {
     path.is_some_and(|p| {
-        !p.trim_ascii().is_empty() && with_lower_name(p, |n| c.lolbins.contains(n))
+        !p.trim_ascii().is_empty() && with_lower_name(p, |n| b.lolbins.contains(n))
     })
 }
 
 /// The user-writable marker a path contains, if any.
-pub(crate) fn user_writable<'c>(c: &'c Compiled, path: &str) -> Option<&'c str> {
-    c.user_writable
+pub(crate) fn user_writable<'c>(b: &'c BinaryLists, path: &str) -> Option<&'c str> {
+    b.user_writable
         .iter()
         .map(String::as_str)
         .find(|m| contains_ci(path, m))

@@ -2,10 +2,14 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use threatlocker_api::{ActionLogRow, ApprovalRequest, ComputerId, ComputerMode, OrganizationId};
+use threatlocker_api::{
+    ActionLogId, ActionLogRow, ApprovalRequest, ApprovalRequestId, ComputerId, ComputerMode,
+    OrganizationId,
+};
 
 use crate::config::{ApprovalScope, Compiled, ConfigError, EngineConfig};
 use crate::decisions::*;
@@ -57,6 +61,22 @@ struct Ev<'a> {
     outcome: Outcome,
 }
 
+/// A row's hashes as given (`sha256Hash`, then `hash`).
+pub(crate) fn row_hashes(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    [row.sha256_hash.as_deref(), row.hash.as_deref()]
+        .into_iter()
+        .flatten()
+}
+
+/// A request's hashes (`sha256`, then `hash`), folded, non-empty.
+fn request_hashes(r: &ApprovalRequest) -> impl Iterator<Item = String> + '_ {
+    [r.sha256.as_deref(), r.hash.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(text::fold)
+        .filter(|h| !h.is_empty())
+}
+
 /// Evidence id of a row: `actionLogId`, else `eActionLogId`.
 pub(crate) fn row_id(row: &ActionLogRow) -> String {
     match (&row.action_log_id, &row.e_action_log_id) {
@@ -67,16 +87,11 @@ pub(crate) fn row_id(row: &ActionLogRow) -> String {
 }
 
 pub(crate) fn row_order(a: &ActionLogRow, b: &ActionLogRow) -> std::cmp::Ordering {
-    (
-        a.date_time,
-        a.action_log_id,
-        a.e_action_log_id.as_ref().map(|e| e.as_str()),
-    )
-        .cmp(&(
-            b.date_time,
-            b.action_log_id,
-            b.e_action_log_id.as_ref().map(|e| e.as_str()),
-        ))
+    fn key(r: &ActionLogRow) -> (Option<DateTime<Utc>>, Option<ActionLogId>, Option<&str>) {
+        let e = r.e_action_log_id.as_ref().map(|e| e.as_str());
+        (r.date_time, r.action_log_id, e)
+    }
+    key(a).cmp(&key(b))
 }
 
 fn computer_key(row: &ActionLogRow) -> Cow<'_, str> {
@@ -123,6 +138,35 @@ fn join_sorted<'x>(it: impl Iterator<Item = &'x str>) -> Option<String> {
 
 fn incident_key(parts: &[&str]) -> String {
     format!("tl:inc:{:032x}", text::fnv128(parts))
+}
+
+/// What the approval rules need from the rows of one requested hash, gathered once per
+/// evaluation however many requests share the hash.
+#[derive(Default)]
+struct HashFacts<'e> {
+    /// The oldest rows (at most `max_evidence`), oldest first: the request's evidence.
+    evidence: Vec<u32>,
+    /// Distinct certificate subjects on the rows (trimmed).
+    signers: BTreeSet<&'e str>,
+    /// Whether any row carries signature evidence.
+    signed: bool,
+    /// Distinct computers on which the hash was blocked.
+    blocked_on: BTreeSet<&'e str>,
+}
+
+/// Certificate subjects on a row (`cert`, `certs`, `certificates[].subject`), trimmed, non-empty.
+fn row_signers(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+    row.cert
+        .iter()
+        .chain(row.certs.iter().flatten())
+        .chain(
+            row.certificates
+                .iter()
+                .flatten()
+                .filter_map(|c| c.subject.as_ref()),
+        )
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
 }
 
 struct Group {
@@ -247,14 +291,12 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         }
         drop(seen);
 
-        // Approval hashes to index.
+        // Hashes of the pending approval requests, whose rows are indexed below.
         let approval_hashes: FxSet<String> = input
             .approvals
             .iter()
-            .flat_map(|a| [a.request.sha256.as_deref(), a.request.hash.as_deref()])
-            .flatten()
-            .map(text::fold)
-            .filter(|h| !h.is_empty())
+            .filter(|a| !a.request.status_id.is_some_and(|s| s.is_actioned()))
+            .flat_map(|a| request_hashes(&a.request))
             .collect();
 
         // Pass 2: aggregation.
@@ -317,11 +359,11 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     .or_default()
                     .push(i);
             }
-            if detect::is_lolbin(c, row.full_path.as_deref()) {
+            if detect::is_lolbin(&c.binaries, row.full_path.as_deref()) {
                 if row
                     .full_path
                     .as_deref()
-                    .and_then(|p| detect::user_writable(c, p))
+                    .and_then(|p| detect::user_writable(&c.binaries, p))
                     .is_some()
                 {
                     row_groups
@@ -337,13 +379,12 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 }
             }
             if !approval_hashes.is_empty() {
-                for h in [row.sha256_hash.as_deref(), row.hash.as_deref()]
-                    .into_iter()
-                    .flatten()
-                {
+                for h in row_hashes(row) {
                     let h = lower(h.trim_ascii());
-                    if approval_hashes.contains(h.as_ref()) {
-                        by_hash.entry(h.into_owned()).or_default().push(i);
+                    if let Some(list) = by_hash.get_mut(h.as_ref()) {
+                        list.push(i);
+                    } else if approval_hashes.contains(h.as_ref()) {
+                        by_hash.insert(h.into_owned(), vec![i]);
                     }
                 }
             }
@@ -356,13 +397,16 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             t.sort_unstable();
             t
         };
+        // At least the organization's threshold of blocks (within the repeat window, if set).
+        let reaches_threshold = |org: &str, rows: &[u32]| {
+            let threshold = c.org(org_id(org).as_ref()).threshold as usize;
+            rows.len() >= threshold
+                && max_in_span(&sorted_times(rows), c.repeat_window) >= threshold
+        };
 
         // Repeat blocks.
         for ((org, app, computer), rows) in &repeat {
-            let threshold = c.org(org_id(org).as_ref()).threshold as usize;
-            if rows.len() < threshold
-                || max_in_span(&sorted_times(rows), c.repeat_window) < threshold
-            {
+            if !reaches_threshold(org, rows) {
                 continue;
             }
             let ordered = self.ordered(&evs, rows);
@@ -395,10 +439,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         // Repeated denials per user and per computer.
         let mut denial =
             |org: &str, subject: &str, rows: &[u32], is_user: bool| -> Option<DenialCount> {
-                let threshold = c.org(org_id(org).as_ref()).threshold as usize;
-                if rows.len() < threshold
-                    || max_in_span(&sorted_times(rows), c.repeat_window) < threshold
-                {
+                if !reaches_threshold(org, rows) {
                     return None;
                 }
                 let ordered = self.ordered(&evs, rows);
@@ -522,64 +563,40 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .into_iter()
             .map(|g| self.detection(&evs, g))
             .collect();
-        detections.sort_by(|(a, _), (b, _)| {
-            (
-                Reverse(a.risk_level),
-                a.event_type,
-                &a.organization_id,
-                &a.device,
-                &a.application,
-                &a.key,
-            )
-                .cmp(&(
-                    Reverse(b.risk_level),
-                    b.event_type,
-                    &b.organization_id,
-                    &b.device,
-                    &b.application,
-                    &b.key,
-                ))
-        });
-
-        blocks.repeat_blocks.sort_by(|a, b| {
-            (
-                &a.organization_id,
-                Reverse(a.count),
-                &a.application_key,
-                &a.computer_id,
-                &a.device,
-            )
-                .cmp(&(
-                    &b.organization_id,
-                    Reverse(b.count),
-                    &b.application_key,
-                    &b.computer_id,
-                    &b.device,
-                ))
-        });
+        sort_by_borrowed_key!(detections, |x| (
+            Reverse(x.0.risk_level),
+            x.0.event_type,
+            &x.0.organization_id,
+            &x.0.device,
+            &x.0.application,
+            &x.0.key,
+        ));
+        sort_by_borrowed_key!(blocks.repeat_blocks, |x| (
+            &x.organization_id,
+            Reverse(x.count),
+            &x.application_key,
+            &x.computer_id,
+            &x.device,
+        ));
         for list in [&mut blocks.denials_by_user, &mut blocks.denials_by_computer] {
-            list.sort_by(|a, b| {
-                (
-                    &a.organization_id,
-                    Reverse(a.count),
-                    &a.subject,
-                    &a.computer_id,
-                    &a.action_log_ids,
-                )
-                    .cmp(&(
-                        &b.organization_id,
-                        Reverse(b.count),
-                        &b.subject,
-                        &b.computer_id,
-                        &b.action_log_ids,
-                    ))
-            });
+            sort_by_borrowed_key!(list, |x| (
+                &x.organization_id,
+                Reverse(x.count),
+                &x.subject,
+                &x.computer_id,
+                &x.action_log_ids,
+            ));
         }
 
         let tickets = self.tickets(&evs, &detections);
         let detections: Vec<SecurityEvent> = detections.into_iter().map(|(d, _)| d).collect();
 
-        // Approvals.
+        // Approvals: what the approval rules need from the rows of each requested hash, gathered
+        // once per distinct hash (many requests often share one hash; see `HashFacts`).
+        let hash_facts: FxMap<String, HashFacts<'_>> = by_hash
+            .into_iter()
+            .map(|(h, rows)| (h, self.hash_facts(&evs, rows)))
+            .collect();
         let mut hash_detections: FxMap<String, Vec<String>> = FxMap::default();
         for d in &detections {
             for h in &d.hashes {
@@ -590,46 +607,39 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
         let mut approvals: Vec<ApprovalDecision> = Vec::new();
-        let mut seen_requests = BTreeSet::new();
+        // The first request with each id is the one decided (and the one a permit applies to).
+        let mut first_request: BTreeMap<&ApprovalRequestId, &PendingApproval> = BTreeMap::new();
         for pa in &input.approvals {
             if let Some(id) = &pa.request.approval_request_id {
-                if !seen_requests.insert(id) {
-                    ignored.duplicate_approvals += 1;
-                    continue;
+                match first_request.entry(id) {
+                    Entry::Occupied(_) => {
+                        ignored.duplicate_approvals += 1;
+                        continue;
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(pa);
+                    }
                 }
             }
             if pa.request.status_id.is_some_and(|s| s.is_actioned()) {
                 ignored.approvals_not_pending += 1;
                 continue;
             }
-            approvals.push(self.approval(pa, &evs, &by_hash, &hash_detections));
+            approvals.push(self.approval(pa, &evs, &hash_facts, &hash_detections));
         }
-        approvals.sort_by(|a, b| {
-            (
-                &a.request_id,
-                &a.organization_id,
-                &a.path,
-                &a.hash,
-                &a.requested_by,
-                &a.device,
-            )
-                .cmp(&(
-                    &b.request_id,
-                    &b.organization_id,
-                    &b.path,
-                    &b.hash,
-                    &b.requested_by,
-                    &b.device,
-                ))
-        });
+        sort_by_borrowed_key!(approvals, |x| (
+            &x.request_id,
+            &x.organization_id,
+            &x.path,
+            &x.hash,
+            &x.requested_by,
+            &x.device,
+        ));
         let policy_changes = approvals
             .iter()
             .filter(|a| a.auto_approve)
             .filter_map(|a| {
-                let pa = input
-                    .approvals
-                    .iter()
-                    .find(|p| p.request.approval_request_id == a.request_id)?;
+                let pa = first_request.get(a.request_id.as_ref()?)?;
                 let r = &pa.request;
                 Some(PlannedPolicyChange {
                     request_id: r.approval_request_id.clone()?,
@@ -672,6 +682,43 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         v
     }
 
+    /// The oldest `max_evidence` of `rows` (distinct indices), oldest first, in the total order
+    /// `ordered` gives (time, then ids, then input position).
+    fn oldest(&self, evs: &[Ev<'a>], mut rows: Vec<u32>) -> Vec<u32> {
+        let cmp =
+            |a: &u32, b: &u32| row_order(evs[*a as usize].row, evs[*b as usize].row).then(a.cmp(b));
+        let k = self.c.max_evidence.max(1);
+        if rows.len() > k {
+            rows.select_nth_unstable_by(k - 1, cmp);
+            rows.truncate(k);
+        }
+        rows.sort_unstable_by(cmp);
+        rows
+    }
+
+    /// One pass over the rows of one requested hash (row indices in input order).
+    fn hash_facts<'e>(&self, evs: &'e [Ev<'a>], mut rows: Vec<u32>) -> HashFacts<'e> {
+        // A row whose `sha256Hash` and `hash` fold to the same value was listed twice in a row.
+        rows.dedup();
+        let mut facts = HashFacts::default();
+        for &i in &rows {
+            let ev = &evs[i as usize];
+            let row = ev.row;
+            if row.cert_exists == Some(true) {
+                facts.signed = true;
+            }
+            for s in row_signers(row) {
+                facts.signers.insert(s);
+                facts.signed = true;
+            }
+            if ev.outcome == Outcome::Block {
+                facts.blocked_on.insert(&ev.computer);
+            }
+        }
+        facts.evidence = self.oldest(evs, rows);
+        facts
+    }
+
     fn evidence(&self, evs: &[Ev<'a>], ordered: &[u32]) -> Vec<String> {
         ordered
             .iter()
@@ -686,17 +733,16 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let rows: Vec<&ActionLogRow> = g.rows.iter().map(|&i| evs[i as usize].row).collect();
         let first = rows[0];
         let outcomes: BTreeSet<Outcome> = g.rows.iter().map(|&i| evs[i as usize].outcome).collect();
-        let action_taken = if outcomes.contains(&Outcome::Permit) {
-            "Permitted"
-        } else if outcomes.contains(&Outcome::AuditOnly) {
-            "Audit only"
-        } else if outcomes.contains(&Outcome::Ringfenced) {
-            "Ringfenced"
-        } else if outcomes.contains(&Outcome::Block) {
-            "Blocked"
-        } else {
-            "Observed"
-        };
+        // The least stopped outcome among the rows.
+        let action_taken = [
+            Outcome::Permit,
+            Outcome::AuditOnly,
+            Outcome::Ringfenced,
+            Outcome::Block,
+        ]
+        .into_iter()
+        .find(|o| outcomes.contains(o))
+        .map_or("Observed", Outcome::label);
         let mut risk = r.default_risk.unwrap_or(RiskLevel::Medium);
         let not_stopped = matches!(action_taken, "Permitted" | "Audit only");
         if r.escalates_when_not_stopped && not_stopped {
@@ -708,8 +754,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             rows.iter().filter_map(|r| r.computer_id.as_ref()).collect();
         let hashes: BTreeSet<String> = rows
             .iter()
-            .flat_map(|r| [r.sha256_hash.as_deref(), r.hash.as_deref()])
-            .flatten()
+            .flat_map(|r| row_hashes(r))
             .map(str::trim)
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
@@ -744,7 +789,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             ids::LOLBIN_USER_PATH => format!(
                 "The living-off-the-land binary {} ran from a user-writable folder ({}) on {}; outcome {}.",
                 clean(&application),
-                first.full_path.as_deref().and_then(|p| detect::user_writable(c, p)).unwrap_or("?"),
+                first.full_path.as_deref().and_then(|p| detect::user_writable(&c.binaries, p)).unwrap_or("?"),
                 who(&device),
                 action_taken
             ),
@@ -928,13 +973,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             const MAX_LINES: usize = 20;
             for &i in rows.iter().take(MAX_LINES) {
                 let r = evs[i as usize].row;
-                let outcome = match evs[i as usize].outcome {
-                    Outcome::Block => "Blocked",
-                    Outcome::AuditOnly => "Audit only",
-                    Outcome::Permit => "Permitted",
-                    Outcome::Ringfenced => "Ringfenced",
-                    Outcome::Other => "Other",
-                };
+                let outcome = evs[i as usize].outcome.label();
                 let l = format!(
                     "- {} | {} | {} | {} | {} | {}",
                     fmt_time(r.date_time),
@@ -973,7 +1012,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         &self,
         pa: &PendingApproval,
         evs: &[Ev<'a>],
-        by_hash: &FxMap<String, Vec<u32>>,
+        hash_facts: &FxMap<String, HashFacts<'_>>,
         hash_detections: &FxMap<String, Vec<String>>,
     ) -> ApprovalDecision {
         let c = self.c;
@@ -985,21 +1024,18 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .or(r.hash.as_deref())
             .map(str::trim)
             .filter(|h| !h.is_empty());
-        let hashes: BTreeSet<String> = [r.sha256.as_deref(), r.hash.as_deref()]
-            .into_iter()
-            .flatten()
-            .map(text::fold)
-            .filter(|h| !h.is_empty())
-            .collect();
-        let mut rows: Vec<u32> = hashes
-            .iter()
-            .filter_map(|h| by_hash.get(h))
-            .flatten()
-            .copied()
-            .collect();
-        rows.sort_unstable();
-        rows.dedup();
-        let rows = self.ordered(evs, &rows);
+        let hashes: BTreeSet<String> = request_hashes(r).collect();
+        let facts: Vec<&HashFacts<'_>> = hashes.iter().filter_map(|h| hash_facts.get(h)).collect();
+        let rows: Vec<u32> = match facts.as_slice() {
+            [one] => one.evidence.clone(),
+            many => {
+                // The oldest rows of the union are among the oldest of each part.
+                let mut all: Vec<u32> = many.iter().flat_map(|f| &f.evidence).copied().collect();
+                all.sort_unstable();
+                all.dedup();
+                self.oldest(evs, all)
+            }
+        };
 
         // Signers: the request's json `certs[].subject`, plus the matching rows' signers.
         let mut signers: BTreeSet<String> = BTreeSet::new();
@@ -1020,28 +1056,18 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 }
             }
         }
-        let mut blocked_on: BTreeSet<&str> = BTreeSet::new();
-        for &i in &rows {
-            let ev = &evs[i as usize];
-            let row = ev.row;
-            if row.cert_exists == Some(true) {
-                signed = true;
-            }
-            for s in row.cert.iter().chain(row.certs.iter().flatten()).chain(
-                row.certificates
-                    .iter()
-                    .flatten()
-                    .filter_map(|c| c.subject.as_ref()),
-            ) {
-                if !s.trim().is_empty() {
-                    signers.insert(s.trim().to_owned());
-                    signed = true;
-                }
-            }
-            if ev.outcome == Outcome::Block {
-                blocked_on.insert(&ev.computer);
-            }
+        for f in &facts {
+            signed |= f.signed;
+            signers.extend(f.signers.iter().map(|s| (*s).to_owned()));
         }
+        let blocked_on = match facts.as_slice() {
+            [one] => one.blocked_on.len(),
+            many => many
+                .iter()
+                .flat_map(|f| &f.blocked_on)
+                .collect::<BTreeSet<_>>()
+                .len(),
+        };
         let signer_matches = |list: &[String]| -> Option<String> {
             signers
                 .iter()
@@ -1101,7 +1127,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 format!("its signer \"{}\" is on the never-approve list", clean(&s)),
             ));
         }
-        if detect::is_lolbin(c, path) {
+        if detect::is_lolbin(&c.binaries, path) {
             flags.push((
                 ids::MANUAL_LOLBIN,
                 format!(
@@ -1110,13 +1136,10 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 ),
             ));
         }
-        if blocked_on.len() as u64 >= u64::from(c.fleet_threshold) {
+        if blocked_on as u64 >= u64::from(c.fleet_threshold) {
             flags.push((
                 ids::MANUAL_FLEET,
-                format!(
-                    "its hash was blocked on {} computers in the window",
-                    blocked_on.len()
-                ),
+                format!("its hash was blocked on {blocked_on} computers in the window"),
             ));
         }
         if !detection_keys.is_empty() {
@@ -1129,7 +1152,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             ));
         }
         if !trusted_hash && !signed {
-            if let Some(m) = path.and_then(|p| detect::user_writable(c, p)) {
+            if let Some(m) = path.and_then(|p| detect::user_writable(&c.binaries, p)) {
                 flags.push((
                     ids::MANUAL_UNSIGNED_USER_PATH,
                     format!("it is unsigned (no signature evidence) and lives in a user-writable folder ({m})"),

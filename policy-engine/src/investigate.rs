@@ -4,7 +4,8 @@
 //! can re-pull the exact rows.
 //!
 //! Rows are de-duplicated by `actionLogId` (else `eActionLogId`) as everywhere in the engine.
-//! LOLBins and user-writable folders are the engine's built-in defaults.
+//! [`timeline`] looks for the built-in LOLBins and user-writable folders;
+//! [`timeline_with_rules`] for those of a configured [`Rules`] (as the engine does).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,11 +16,11 @@ use threatlocker_api::{
     OrganizationId, PolicyId,
 };
 
-use crate::config::{DEFAULT_LOLBINS, DEFAULT_USER_WRITABLE_PATHS};
+use crate::config::{BinaryLists, ConfigError, Rules};
 use crate::detect::{self, Outcome};
-use crate::engine::{row_id, row_order};
+use crate::engine::{row_hashes, row_id, row_order};
 use crate::fx::FxSet;
-use crate::text::{contains_ci, file_name, glob_ci, with_lower_name};
+use crate::text::{file_name, glob_ci};
 
 fn dedupe<'a>(rows: impl IntoIterator<Item = &'a ActionLogRow>) -> Vec<&'a ActionLogRow> {
     let mut seen: FxSet<String> = FxSet::default();
@@ -29,29 +30,6 @@ fn dedupe<'a>(rows: impl IntoIterator<Item = &'a ActionLogRow>) -> Vec<&'a Actio
         .collect();
     out.sort_by(|a, b| row_order(a, b));
     out
-}
-
-fn outcome_label(row: &ActionLogRow) -> &'static str {
-    match detect::outcome(row) {
-        Outcome::Block => "Blocked",
-        Outcome::AuditOnly => "Audit only",
-        Outcome::Permit => "Permitted",
-        Outcome::Ringfenced => "Ringfenced",
-        Outcome::Other => "Other",
-    }
-}
-
-fn is_default_lolbin(path: Option<&str>) -> bool {
-    path.is_some_and(|p| {
-        !p.trim().is_empty() && with_lower_name(p, |n| DEFAULT_LOLBINS.contains(&n))
-    })
-}
-
-fn default_user_writable(path: &str) -> Option<&'static str> {
-    DEFAULT_USER_WRITABLE_PATHS
-        .iter()
-        .copied()
-        .find(|m| contains_ci(path, m))
 }
 
 /// Why a timeline entry is unusual.
@@ -108,12 +86,44 @@ pub struct Timeline {
 }
 
 /// Every action on `host` (hostname, case-insensitive, or computer id) within `at ± window`,
-/// oldest first, with the first anomaly marked.
+/// oldest first, with the first anomaly marked. LOLBins and user-writable folders are the
+/// built-in lists ([`DEFAULT_LOLBINS`](crate::DEFAULT_LOLBINS),
+/// [`DEFAULT_USER_WRITABLE_PATHS`](crate::DEFAULT_USER_WRITABLE_PATHS)); use
+/// [`timeline_with_rules`] to honour a configured [`Rules`].
 pub fn timeline(
     rows: &[ActionLogRow],
     host: &str,
     at: DateTime<Utc>,
     window: Duration,
+) -> Timeline {
+    timeline_in(rows, host, at, window, &BinaryLists::defaults())
+}
+
+/// [`timeline`] with the LOLBins (`lolbins` plus `extra_lolbins`) and user-writable folders of
+/// `rules`, so an investigation marks what the engine's detections flag. The lists are checked
+/// as [`Engine::new`](crate::Engine::new) checks them; the error names the key and value.
+pub fn timeline_with_rules(
+    rows: &[ActionLogRow],
+    host: &str,
+    at: DateTime<Utc>,
+    window: Duration,
+    rules: &Rules,
+) -> Result<Timeline, ConfigError> {
+    Ok(timeline_in(
+        rows,
+        host,
+        at,
+        window,
+        &BinaryLists::from_rules(rules)?,
+    ))
+}
+
+fn timeline_in(
+    rows: &[ActionLogRow],
+    host: &str,
+    at: DateTime<Utc>,
+    window: Duration,
+    binaries: &BinaryLists,
 ) -> Timeline {
     let (from, to) = (at - window, at + window);
     let host_t = host.trim();
@@ -136,11 +146,11 @@ pub fn timeline(
         if first_time {
             if let Some(p) = r.full_path.as_deref() {
                 let name = file_name(p).to_owned();
-                if is_default_lolbin(Some(p)) {
+                if detect::is_lolbin(binaries, Some(p)) {
                     anomalies.push(Anomaly::UnusualBinary(format!(
                         "{name}: living-off-the-land binary"
                     )));
-                } else if let Some(m) = default_user_writable(p) {
+                } else if let Some(m) = detect::user_writable(binaries, p) {
                     anomalies.push(Anomaly::UnusualBinary(format!(
                         "{name}: runs from a user-writable folder ({m})"
                     )));
@@ -152,7 +162,7 @@ pub fn timeline(
         let parent = [r.process_path.as_deref(), r.parent_process_name.as_deref()]
             .into_iter()
             .flatten()
-            .find(|p| is_default_lolbin(Some(p)));
+            .find(|p| detect::is_lolbin(binaries, Some(p)));
         if let (Some(parent), Some(child)) = (parent, r.full_path.as_deref()) {
             if !file_name(parent).eq_ignore_ascii_case(file_name(child)) {
                 anomalies.push(Anomaly::LolbinChild(format!(
@@ -193,7 +203,7 @@ pub fn timeline(
             full_path: r.full_path.clone(),
             process_path: r.process_path.clone(),
             action_type: r.action_type.clone(),
-            outcome: outcome_label(r),
+            outcome: detect::outcome(r).label(),
             anomalies,
         });
     }
@@ -274,11 +284,7 @@ pub fn file_spread(rows: &[ActionLogRow], query: FileQuery) -> FileSpread {
     let matches = |r: &ActionLogRow| match &query {
         FileQuery::Hash(h) => {
             let h = h.trim();
-            !h.is_empty()
-                && [r.sha256_hash.as_deref(), r.hash.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .any(|x| x.trim().eq_ignore_ascii_case(h))
+            !h.is_empty() && row_hashes(r).any(|x| x.trim().eq_ignore_ascii_case(h))
         }
         FileQuery::Path(p) => {
             let p = p.trim().to_lowercase();
@@ -330,20 +336,12 @@ pub fn file_spread(rows: &[ActionLogRow], query: FileQuery) -> FileSpread {
     }
     let mut computers: Vec<ComputerSighting> = per.into_values().collect();
     // Undated sightings last; then by host for a total order.
-    computers.sort_by(|a, b| {
-        (
-            a.first_seen.is_none(),
-            a.first_seen,
-            &a.hostname,
-            &a.computer_id,
-        )
-            .cmp(&(
-                b.first_seen.is_none(),
-                b.first_seen,
-                &b.hostname,
-                &b.computer_id,
-            ))
-    });
+    sort_by_borrowed_key!(computers, |x| (
+        x.first_seen.is_none(),
+        x.first_seen,
+        &x.hostname,
+        &x.computer_id,
+    ));
     FileSpread {
         query,
         computers_affected: computers.len() as u64,
@@ -516,14 +514,12 @@ pub fn repeated_denials(
             action_log_ids: rs.iter().map(|r| row_id(r)).collect(),
         });
     }
-    out.sort_by(|a, b| {
-        (Reverse(a.blocks), a.kind, &a.subject, &a.organization_id).cmp(&(
-            Reverse(b.blocks),
-            b.kind,
-            &b.subject,
-            &b.organization_id,
-        ))
-    });
+    sort_by_borrowed_key!(out, |x| (
+        Reverse(x.blocks),
+        x.kind,
+        &x.subject,
+        &x.organization_id,
+    ));
     out
 }
 
@@ -627,19 +623,11 @@ pub fn audit_only_on_secure(rows: &[ActionLogRow], computers: &[Computer]) -> Ve
             }
         })
         .collect();
-    out.sort_by(|a, b| {
-        (
-            Reverse(a.hits),
-            &a.policy_name,
-            &a.policy_id,
-            &a.action_log_ids,
-        )
-            .cmp(&(
-                Reverse(b.hits),
-                &b.policy_name,
-                &b.policy_id,
-                &b.action_log_ids,
-            ))
-    });
+    sort_by_borrowed_key!(out, |x| (
+        Reverse(x.hits),
+        &x.policy_name,
+        &x.policy_id,
+        &x.action_log_ids,
+    ));
     out
 }

@@ -43,6 +43,24 @@
 //! The investigations (timeline, file spread, repeated denials, audit-only hits on Secure
 //! computers) are pure functions in [`investigate`].
 
+/// Sorts a slice by a key that may borrow from its items (which `sort_by_key` cannot express),
+/// writing the key once: `sort_by_borrowed_key!(list, |x| (Reverse(x.count), &x.name))`.
+macro_rules! sort_by_borrowed_key {
+    ($v:expr, |$x:ident| $key:expr) => {
+        $v.sort_by(|a, b| {
+            let ka = {
+                let $x = a;
+                $key
+            };
+            let kb = {
+                let $x = b;
+                $key
+            };
+            ka.cmp(&kb)
+        })
+    };
+}
+
 mod config;
 mod decisions;
 mod detect;

@@ -19,5 +19,7 @@ mod properties;
 mod report;
 #[path = "engine/rules.rs"]
 mod rules;
+#[path = "engine/shared_hash.rs"]
+mod shared_hash;
 #[path = "engine/tickets.rs"]
 mod tickets;

@@ -130,14 +130,9 @@ fn cases() -> Vec<Case> {
             config: no_change,
             approval: pending(request("r1"), comm),
             rows: vec![
-                R::new(1).host("c1", "WS-1").sha("aa11").block().build(),
-                R::new(2)
-                    .host("c2", "WS-2")
-                    .sha("AA11")
-                    .block()
-                    .org(ORG2)
-                    .build(),
-                R::new(3).host("c3", "WS-3").sha("aa11").block().build(),
+                R::on(1).sha("aa11").block().build(),
+                R::on(2).sha("AA11").block().org(ORG2).build(),
+                R::on(3).sha("aa11").block().build(),
             ],
             auto: false,
             rule: "manual.fleet_spread",

@@ -18,16 +18,18 @@ const PS: &str = "c:\\windows\\system32\\windowspowershell\\v1.0\\powershell.exe
 const B64: &str =
     "SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA";
 
+/// PowerShell (hash `ps1`) run with `data` as its command line: row `id`, a permit.
+fn powershell(id: i64, data: &str) -> R {
+    R::new(id).path(PS).sha("ps1").data(data)
+}
+
 fn cases() -> Vec<Case> {
     let secure = || vec![computer("comp-1", "WS-1", ComputerMode::Secure)];
     let learning = || vec![computer("comp-1", "WS-1", ComputerMode::Learning)];
     vec![
         Case {
             name: "encoded_command_blocked_is_high_suspicious_execution",
-            rows: vec![R::new(1)
-                .path(PS)
-                .sha("ps1")
-                .data(&format!("powershell.exe -nop -enc {B64}"))
+            rows: vec![powershell(1, &format!("powershell.exe -nop -enc {B64}"))
                 .block()
                 .build()],
             computers: vec![],
@@ -36,11 +38,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "encoded_command_that_ran_escalates_to_critical",
-            rows: vec![R::new(1)
-                .path(PS)
-                .sha("ps1")
-                .data("powershell -EncodedCommand ZQBjAGgAbwAgAGgAaQA=")
-                .build()],
+            rows: vec![powershell(1, "powershell -EncodedCommand ZQBjAGgAbwAgAGgAaQA=").build()],
             computers: vec![],
             expect: Some((
                 "detect.encoded_powershell",
@@ -65,10 +63,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "char_join_obfuscation_is_found",
-            rows: vec![R::new(1)
-                .path(PS)
-                .sha("ps1")
-                .data("iex (([char[]](73,69,88)) -join '')")
+            rows: vec![powershell(1, "iex (([char[]](73,69,88)) -join '')")
                 .block()
                 .build()],
             computers: vec![],
@@ -77,22 +72,16 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "hidden_window_alone_is_not_obfuscation",
-            rows: vec![R::new(1)
-                .path(PS)
-                .sha("ps1")
-                .data("powershell.exe -w hidden -File c:\\scripts\\backup.ps1")
-                .build()],
+            rows: vec![
+                powershell(1, "powershell.exe -w hidden -File c:\\scripts\\backup.ps1").build(),
+            ],
             computers: vec![],
             expect: None,
             absent_rule: "detect.encoded_powershell",
         },
         Case {
             name: "plain_powershell_is_quiet",
-            rows: vec![R::new(1)
-                .path(PS)
-                .sha("ps1")
-                .data("powershell.exe -File c:\\scripts\\x.ps1 -e short")
-                .build()],
+            rows: vec![powershell(1, "powershell.exe -File c:\\scripts\\x.ps1 -e short").build()],
             computers: vec![],
             expect: None,
             absent_rule: "detect.encoded_powershell",
@@ -159,22 +148,19 @@ fn cases() -> Vec<Case> {
         Case {
             name: "unknown_hash_blocked_on_three_computers_is_fleet_spread",
             rows: vec![
-                R::new(3)
-                    .host("c3", "WS-3")
+                R::on(3)
                     .path("c:\\temp\\x.exe")
                     .sha("bad")
                     .block()
                     .at(30)
                     .build(),
-                R::new(1)
-                    .host("c1", "WS-1")
+                R::on(1)
                     .path("c:\\temp\\x.exe")
                     .sha("bad")
                     .block()
                     .at(10)
                     .build(),
-                R::new(2)
-                    .host("c2", "WS-2")
+                R::on(2)
                     .path("c:\\temp\\x.exe")
                     .sha("bad")
                     .block()
@@ -188,10 +174,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "hash_permitted_somewhere_is_not_fleet_spread",
             rows: vec![
-                R::new(1).host("c1", "WS-1").sha("known").block().build(),
-                R::new(2).host("c2", "WS-2").sha("known").block().build(),
-                R::new(3).host("c3", "WS-3").sha("known").block().build(),
-                R::new(4).host("c4", "WS-4").sha("known").build(),
+                R::on(1).sha("known").block().build(),
+                R::on(2).sha("known").block().build(),
+                R::on(3).sha("known").block().build(),
+                R::on(4).sha("known").build(),
             ],
             computers: vec![],
             expect: None,
@@ -200,8 +186,8 @@ fn cases() -> Vec<Case> {
         Case {
             name: "two_computers_are_below_the_fleet_threshold",
             rows: vec![
-                R::new(1).host("c1", "WS-1").sha("bad").block().build(),
-                R::new(2).host("c2", "WS-2").sha("bad").block().build(),
+                R::on(1).sha("bad").block().build(),
+                R::on(2).sha("bad").block().build(),
             ],
             computers: vec![],
             expect: None,
@@ -248,9 +234,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "three_blocks_across_apps_for_a_user_is_repeated_denials",
             rows: vec![
-                R::new(1).host("c1", "WS-1").sha("a").block().build(),
-                R::new(2).host("c2", "WS-2").sha("b").block().build(),
-                R::new(3).host("c3", "WS-3").sha("c").block().build(),
+                R::on(1).sha("a").block().build(),
+                R::on(2).sha("b").block().build(),
+                R::on(3).sha("c").block().build(),
             ],
             computers: vec![],
             expect: Some(("detect.repeated_denials_user", RiskLevel::Medium, "Blocked")),
@@ -374,14 +360,7 @@ fn trusted_hash_is_never_fleet_spread() {
 #[test]
 fn rows_of_one_incident_are_one_detection() {
     let rows = (1..=4)
-        .map(|i| {
-            R::new(i)
-                .path(PS)
-                .sha("ps1")
-                .data(&format!("-enc {B64}"))
-                .block()
-                .build()
-        })
+        .map(|i| powershell(i, &format!("-enc {B64}")).block().build())
         .collect();
     let d = engine().evaluate(&input(rows));
     let all: Vec<_> = d
@@ -400,11 +379,7 @@ fn detections_are_sorted_most_severe_first() {
         R::new(1).sha("a").block().build(),
         R::new(2).sha("a").block().build(),
         R::new(3).sha("a").block().build(),
-        R::new(4)
-            .path(PS)
-            .sha("ps1")
-            .data(&format!("-enc {B64}"))
-            .build(),
+        powershell(4, &format!("-enc {B64}")).build(),
     ];
     let d = engine().evaluate(&input(rows));
     let risks: Vec<RiskLevel> = d.detections.iter().map(|e| e.risk_level).collect();

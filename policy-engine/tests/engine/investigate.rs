@@ -2,8 +2,10 @@
 
 use chrono::Duration;
 use policy_engine::investigate::{
-    audit_only_on_secure, file_spread, repeated_denials, timeline, Anomaly, FileQuery, SubjectKind,
+    audit_only_on_secure, file_spread, repeated_denials, timeline, timeline_with_rules, Anomaly,
+    FileQuery, SubjectKind,
 };
+use policy_engine::Rules;
 use threatlocker_api::ComputerMode;
 
 use crate::support::*;
@@ -185,4 +187,84 @@ fn audit_only_on_secure_groups_by_policy_and_suggests_a_block() {
     assert_eq!(out[0].hits, 2);
     assert_eq!(out[0].action_log_ids, vec!["1", "2"]);
     assert!(out[0].suggestion.contains("deny"));
+}
+
+#[test]
+fn timeline_with_rules_honours_configured_lolbins_and_folders() {
+    let rows = vec![
+        R::new(1)
+            .at(10)
+            .path("c:\\program files\\acme\\AcmeTool.exe")
+            .sha("acme")
+            .build(),
+        R::new(2)
+            .at(11)
+            .path("c:\\program files\\app\\app.exe")
+            .process("c:\\program files\\acme\\acmetool.exe")
+            .sha("app")
+            .build(),
+        R::new(3)
+            .at(12)
+            .path("d:\\shares\\team\\report.exe")
+            .sha("rep")
+            .build(),
+    ];
+    let at = t(11);
+    let window = Duration::minutes(5);
+
+    // The built-in lists know neither the tool nor the share.
+    let plain = timeline(&rows, "WS-1", at, window);
+    assert_eq!(plain.first_anomaly, None);
+
+    let mut rules = Rules {
+        extra_lolbins: vec![" AcmeTool.EXE ".into()],
+        ..Rules::default()
+    };
+    rules.user_writable_paths.push("\\Shares\\".into());
+    let tl = timeline_with_rules(&rows, "WS-1", at, window, &rules).unwrap();
+    assert_eq!(tl.first_anomaly, Some(0));
+    assert_eq!(
+        tl.entries[0].anomalies,
+        vec![Anomaly::UnusualBinary(
+            "AcmeTool.exe: living-off-the-land binary".into()
+        )]
+    );
+    assert_eq!(
+        tl.entries[1].anomalies,
+        vec![Anomaly::LolbinChild(
+            "app.exe started by acmetool.exe".into()
+        )]
+    );
+    assert_eq!(
+        tl.entries[2].anomalies,
+        vec![Anomaly::UnusualBinary(
+            "report.exe: runs from a user-writable folder (\\shares\\)".into()
+        )]
+    );
+
+    // `lolbins` replaces the built-in list: certutil is no longer one.
+    let certutil = vec![R::new(4)
+        .at(10)
+        .path("c:\\windows\\system32\\certutil.exe")
+        .build()];
+    assert!(timeline(&certutil, "WS-1", at, window)
+        .first_anomaly
+        .is_some());
+    let only_acme = Rules {
+        lolbins: vec!["acmetool.exe".into()],
+        ..Rules::default()
+    };
+    let tl = timeline_with_rules(&certutil, "WS-1", at, window, &only_acme).unwrap();
+    assert_eq!(tl.first_anomaly, None);
+}
+
+#[test]
+fn timeline_with_rules_refuses_bad_lists_naming_the_key() {
+    let rules = Rules {
+        extra_lolbins: vec!["rundll32.exe".into(), "c:\\tools\\x.exe".into()],
+        ..Rules::default()
+    };
+    let err = timeline_with_rules(&[], "WS-1", t(0), Duration::minutes(5), &rules).unwrap_err();
+    assert_eq!(err.key, "rules.extra_lolbins[1]");
+    assert!(err.problem.contains("file name"), "{err}");
 }

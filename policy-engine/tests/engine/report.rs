@@ -25,69 +25,71 @@ fn report_serializes_to_the_design_shape() {
     let d = decisions();
     let r = build_report(&d, &Outcomes::new(true));
     let v = serde_json::to_value(&r).unwrap();
-    for k in [
-        "success",
-        "monitoring_summary",
-        "approval_requests",
-        "security_events",
-        "blocked_summary",
-        "auto_approvals_processed",
-        "manual_review_required",
-    ] {
-        assert!(v.get(k).is_some(), "missing {k}");
-    }
-    for k in [
-        "total_events",
-        "approval_requests",
-        "blocked_applications",
-        "security_alerts",
-        "policy_changes",
-    ] {
-        assert!(
-            v["monitoring_summary"].get(k).is_some(),
-            "missing monitoring_summary.{k}"
-        );
-    }
-    for k in [
-        "request_id",
-        "application",
-        "hash",
-        "requested_by",
-        "company",
-        "device",
-        "auto_approved",
-        "reason",
-    ] {
-        assert!(
-            v["approval_requests"][0].get(k).is_some(),
-            "missing approval_requests[].{k}"
-        );
-    }
-    for k in [
-        "event_type",
-        "application",
-        "company",
-        "device",
-        "user",
-        "action_taken",
-        "risk_level",
-        "ticket_created",
-        "ticket_id",
-    ] {
-        assert!(
-            v["security_events"][0].get(k).is_some(),
-            "missing security_events[].{k}"
-        );
-    }
-    for k in [
-        "unique_applications_blocked",
-        "repeat_blocks",
-        "tickets_created",
-    ] {
-        assert!(
-            v["blocked_summary"].get(k).is_some(),
-            "missing blocked_summary.{k}"
-        );
+    // (JSON pointer, keys the object there must have)
+    let shape: [(&str, &[&str]); 5] = [
+        (
+            "",
+            &[
+                "success",
+                "monitoring_summary",
+                "approval_requests",
+                "security_events",
+                "blocked_summary",
+                "auto_approvals_processed",
+                "manual_review_required",
+            ],
+        ),
+        (
+            "/monitoring_summary",
+            &[
+                "total_events",
+                "approval_requests",
+                "blocked_applications",
+                "security_alerts",
+                "policy_changes",
+            ],
+        ),
+        (
+            "/approval_requests/0",
+            &[
+                "request_id",
+                "application",
+                "hash",
+                "requested_by",
+                "company",
+                "device",
+                "auto_approved",
+                "reason",
+            ],
+        ),
+        (
+            "/security_events/0",
+            &[
+                "event_type",
+                "application",
+                "company",
+                "device",
+                "user",
+                "action_taken",
+                "risk_level",
+                "ticket_created",
+                "ticket_id",
+            ],
+        ),
+        (
+            "/blocked_summary",
+            &[
+                "unique_applications_blocked",
+                "repeat_blocks",
+                "tickets_created",
+            ],
+        ),
+    ];
+    for (at, keys) in shape {
+        let obj = v.pointer(at).unwrap_or_else(|| panic!("missing {at}"));
+        for k in keys {
+            assert!(obj.get(k).is_some(), "missing {at}/{k}");
+        }
     }
     assert_eq!(v["security_events"][0]["risk_level"], "Medium");
     assert_eq!(v["approval_requests"][0]["company"], "Contoso Dental");

@@ -36,6 +36,10 @@ impl R {
         r.is_monitor_mode = Some(false);
         Self(r)
     }
+    /// [`R::new`] on a computer of its own: `c<id>` / `WS-<id>`.
+    pub fn on(id: i64) -> Self {
+        Self::new(id).host(&format!("c{id}"), &format!("WS-{id}"))
+    }
     pub fn at(mut self, m: i64) -> Self {
         self.0.date_time = Some(t(m));
         self
