@@ -54,11 +54,15 @@ pub enum Command {
     ///
     /// Shows what a run does (events, approvals auto-approved or sent to review, detections,
     /// tickets), the JSON report, the tickets the PSA received, and that the second run (which
-    /// overlaps the first, as scheduled runs do) opens no ticket twice.
+    /// overlaps the first, as scheduled runs do) opens no ticket twice. It also writes the
+    /// day's report (as `threatlocker-monitor report` would) to an HTML file and prints its path.
     Demo {
         /// Print only the first run's report JSON.
         #[arg(long)]
         json: bool,
+        /// Where to write the day's HTML report (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        report_dir: PathBuf,
     },
     /// Run the workflow once and print the JSON report.
     ///
@@ -164,7 +168,7 @@ fn init_logging(default_level: &str) {
 /// Runs one command; returns the exit code.
 pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
     match command {
-        Command::Demo { json } => crate::demo::run(json).await,
+        Command::Demo { json, report_dir } => crate::demo::run(json, &report_dir).await,
         Command::Run {
             config,
             dry_run,
