@@ -89,9 +89,9 @@ pub enum Command {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Time between run starts (e.g. 30m, 1h).
-        #[arg(long, default_value = "30m", value_parser = parse_interval)]
-        interval: Duration,
+        /// Time between run starts, e.g. 30m, 1h (default: [watch] interval, else 30m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+        interval: Option<Duration>,
         /// Dry runs only.
         #[arg(long)]
         dry_run: bool,
@@ -305,7 +305,7 @@ pub fn failed_report_text(message: &str) -> String {
 
 async fn watch(
     path: &Path,
-    interval: Duration,
+    interval: Option<Duration>,
     dry_run: bool,
     triggers: &crate::triggers::WatchTriggerArgs,
     env: &dyn Env,

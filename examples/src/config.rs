@@ -135,7 +135,8 @@ impl ConfigError {
         }
     }
 
-    fn with_file(mut self, path: &Path) -> Self {
+    /// Names `path` as the file a parse error is in.
+    pub(crate) fn with_file(mut self, path: &Path) -> Self {
         if let Self::Parse { file, .. } = &mut self {
             *file = Some(path.to_path_buf());
         }

@@ -198,7 +198,7 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
     let Some(path) = cli.config else {
         return usage("--config FILE is required (the threatlocker-monitor configuration file)");
     };
-    let (config, _siem) = match crate::siem::config::load(&path) {
+    let config = match crate::config::Config::load(&path) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };

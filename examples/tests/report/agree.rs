@@ -198,6 +198,60 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(named), "{args:?}: {err}");
     }
+
+    // [report] in the file: its timezone and top apply; the flags override them.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[report]\ntimezone = \"Europe/Berlin\"\ntop = 1\n",
+            config_text(&portal.uri(), &dir.join("s.db"))
+        ),
+    )
+    .unwrap();
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let report = json(run(vec!["--format".into(), "json".into()]).await);
+    assert_eq!(report["period"]["timezone"], "Europe/Berlin");
+    assert_eq!(report["top_applications"].as_array().unwrap().len(), 1);
+    let report = json(
+        run(vec![
+            "--format".into(),
+            "json".into(),
+            "--timezone".into(),
+            "Asia/Tokyo".into(),
+            "--top".into(),
+            "2".into(),
+        ])
+        .await,
+    );
+    assert_eq!(report["period"]["timezone"], "Asia/Tokyo");
+    assert_eq!(report["top_applications"].as_array().unwrap().len(), 2);
+    // Bad values in [report] and [watch] name their key.
+    for (section, key) in [
+        ("[report]\ntimezone = \"Mars/Olympus\"\n", "report.timezone"),
+        ("[watch]\napproval_poll = \"1s\"\n", "watch.approval_poll"),
+        ("[watch]\nintervall = \"1h\"\n", "watch.intervall"),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "{}\n{section}",
+                config_text(&portal.uri(), &dir.join("s.db"))
+            ),
+        )
+        .unwrap();
+        let out = watch(&[]).await;
+        assert_eq!(out.status.code(), Some(2), "{section}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{section}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
