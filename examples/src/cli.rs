@@ -127,42 +127,66 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 /// Entry point of the binary: parses arguments (usage errors exit 2), sets up logging on
 /// stderr and runs the command.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     let default_level = match cli.command {
         Command::Demo { .. } => "warn",
         _ => "info",
     };
-    init_logging(default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging(default_level, true);
+    let runtime = match runtime(None, EXIT_RUN_FAILED) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUN_FAILED);
-        }
+        Err(code) => return code,
     };
     let code = runtime.block_on(dispatch(cli.command, &ProcessEnv));
     ExitCode::from(code)
 }
 
-fn init_logging(default_level: &str) {
+// The start-up the three binaries share (`threatlocker-monitor`, `tl-investigate`,
+// `siem-forward`): the same exit codes for usage errors, logs on stderr, one runtime.
+
+/// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
+/// printed by clap).
+pub(crate) fn parse_args<C: Parser>() -> Result<C, ExitCode> {
+    C::try_parse().map_err(|e| {
+        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        let _ = e.print();
+        ExitCode::from(code)
+    })
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
+pub(crate) fn init_logging(default_level: &str, with_time: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if with_time {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
+}
+
+/// The multi-threaded runtime (`workers` threads, or one per core); if it cannot start, says
+/// so and returns `fail_code`.
+pub(crate) fn runtime(
+    workers: Option<usize>,
+    fail_code: u8,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(fail_code)
+    })
 }
 
 /// Runs one command; returns the exit code.

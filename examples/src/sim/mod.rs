@@ -62,6 +62,18 @@ mod tests {
         r.send().await.unwrap()
     }
 
+    /// An action-log search with the `usenewsearch` header.
+    async fn search(http: &reqwest::Client, sim: &PortalSim, body: &Value) -> reqwest::Response {
+        post(
+            http,
+            sim,
+            "ActionLog/ActionLogGetByParametersV2",
+            body,
+            true,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn action_log_search_enforces_the_real_quirks() {
         let (sim, http) = portal().await;
@@ -94,39 +106,18 @@ mod tests {
         // No paramsFieldsDto: 500.
         let mut b = search_body(1, 10);
         b.as_object_mut().unwrap().remove("paramsFieldsDto");
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &b,
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 500);
         // No date range: 417.
         let mut b = search_body(1, 10);
         b.as_object_mut().unwrap().remove("startDate");
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &b,
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 417);
         assert!(r.text().await.unwrap().contains("Invalid Date Range"));
         // Parent scope without the child flag: 500.
         let mut b = search_body(1, 10);
         b["showChildOrganizations"] = json!(false);
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &b,
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 500);
     }
 
@@ -139,14 +130,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         let mut page = 1;
         loop {
-            let r = post(
-                &http,
-                &sim,
-                "ActionLog/ActionLogGetByParametersV2",
-                &search_body(page, 100),
-                true,
-            )
-            .await;
+            let r = search(&http, &sim, &search_body(page, 100)).await;
             assert_eq!(r.status(), 200);
             let meta: Value =
                 serde_json::from_str(r.headers()["pagination"].to_str().unwrap()).unwrap();
@@ -375,43 +359,15 @@ mod tests {
     async fn faults_hit_the_chosen_page_then_clear() {
         let (sim, http) = portal().await;
         sim.inject(Fault::on_page("ActionLogGetByParametersV2", 2, 503, 1));
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &search_body(1, 50),
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &search_body(1, 50)).await;
         assert_eq!(r.status(), 200);
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &search_body(2, 50),
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &search_body(2, 50)).await;
         assert_eq!(r.status(), 503);
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &search_body(2, 50),
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &search_body(2, 50)).await;
         assert_eq!(r.status(), 200);
         sim.inject(Fault::rate_limit_storm(2));
         for _ in 0..2 {
-            let r = post(
-                &http,
-                &sim,
-                "ActionLog/ActionLogGetByParametersV2",
-                &search_body(1, 5),
-                true,
-            )
-            .await;
+            let r = search(&http, &sim, &search_body(1, 5)).await;
             assert_eq!(r.status(), 429);
             assert_eq!(r.headers()["retry-after"], "0");
         }
