@@ -628,7 +628,13 @@ impl Run<'_> {
                 let ctx = self.ctx();
                 // The first hard failure (the state store, a test kill) stops the others where
                 // they are, as a crash would.
-                let done: Vec<TicketDone> = stream::iter(decisions.tickets.iter())
+                // The futures are made up front (they do nothing until polled) rather than by a
+                // closure inside the stream: a closure over borrowed tickets held across the
+                // await makes the run's future not `Send` (a higher-ranked lifetime the
+                // compiler cannot prove), and `watch` spawns runs on other tasks.
+                let tickets: Vec<_> = decisions
+                    .tickets
+                    .iter()
                     .map(|planned| {
                         let last_seen = decisions
                             .detections
@@ -637,6 +643,8 @@ impl Run<'_> {
                             .and_then(|d| d.last_seen);
                         ctx.ticket(sink.as_ref(), planned, last_seen)
                     })
+                    .collect();
+                let done: Vec<TicketDone> = stream::iter(tickets)
                     .buffered(TICKET_CONCURRENCY)
                     .try_collect()
                     .await?;
@@ -1370,4 +1378,18 @@ fn filter_detections(decisions: &mut Decisions, types: &[String]) {
         n.detection_keys.retain(|k| index.contains_key(k));
         !n.detection_keys.is_empty() || !n.approval_request_ids.is_empty()
     });
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    /// A run can be spawned on another task (`tokio::spawn`): its future is `Send`. Checked
+    /// at compile time; never called.
+    #[allow(dead_code)]
+    fn run_future_is_send(wf: &Workflow) {
+        assert_send(wf.run(RunOptions::new()));
+    }
 }

@@ -147,3 +147,15 @@ async fn a_raised_stop_flag_finishes_the_step_in_progress_and_stops() {
     assert!(state.intents(None, None).unwrap().is_empty());
     assert_eq!(state.windows_done().unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_run_can_be_spawned_on_another_task() {
+    let h = Harness::story().await;
+    let wf = h.workflow("");
+    let out = tokio::spawn(async move { wf.run(RunOptions::new().now(now())).await })
+        .await
+        .expect("the spawned run completes")
+        .unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    assert_eq!(h.psa.create_calls(), 6);
+}
