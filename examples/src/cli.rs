@@ -81,10 +81,16 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Run the workflow on a schedule until stopped.
+    /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
-    /// A failed run is logged and retried at the next tick. Ctrl-C finishes the step in
-    /// progress (no side effect is left half-recorded) and exits; a second Ctrl-C exits at once.
+    /// A full run every --interval; between runs the pending approval count is polled (a rise
+    /// runs the approval steps at once), optionally the action log for new High/Critical
+    /// detections, and the daily report can be produced at a local time. Scheduled and
+    /// triggered runs share the state file, so nothing is done twice. Each flag overrides the
+    /// matching key of the [watch] or [report] section. A failed run is logged and retried at
+    /// the next tick. Ctrl-C finishes the step in progress (no side effect is left
+    /// half-recorded) and exits; a second Ctrl-C exits at once. Exit 0 when stopped, 2 for bad
+    /// usage or configuration.
     Watch {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
@@ -92,7 +98,8 @@ pub enum Command {
         /// Time between run starts, e.g. 30m, 1h (default: [watch] interval, else 30m).
         #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
         interval: Option<Duration>,
-        /// Dry runs only.
+        /// Make every run a dry run: no write anywhere (ThreatLocker, PSA, notifications,
+        /// state file); each run's report lists the writes it would send.
         #[arg(long)]
         dry_run: bool,
         /// Event-driven runs and the daily report (issue 8).
@@ -109,6 +116,9 @@ pub enum Command {
     Report(crate::cli_report::ReportArgs),
     /// Check the configuration, the ThreatLocker key and each permission the workflow needs,
     /// the PSA and the notifiers; print a checklist with the fix for each failure.
+    ///
+    /// Nothing is written anywhere. Exit 0 when every check passed, 1 when one failed, 2 for
+    /// bad usage or configuration.
     Doctor {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]

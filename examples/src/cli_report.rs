@@ -33,8 +33,8 @@ pub struct ReportArgs {
     /// The configuration file (TOML).
     #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
-    /// The period, ending now (e.g. 24h, 7d).
-    #[arg(long, default_value = "24h", value_parser = parse_since)]
+    /// The period, ending now: 1h to 90d (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_since)]
     pub since: StdDuration,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Html)]

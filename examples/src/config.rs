@@ -1167,6 +1167,28 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_accepted_by_every_section_reader() {
+        let text = include_str!("../config.example.toml");
+        let c = Config::from_toml_str(text, Path::new("/etc/tl")).unwrap();
+        let siem = crate::siem::config::SiemConfig::from_config(&c)
+            .unwrap()
+            .expect("[siem] is documented");
+        assert_eq!(siem.address, "siem.msp.example:6514");
+        let report = crate::report::ReportSettings::from_config(&c).unwrap();
+        assert_eq!(report.timezone.map(|t| t.name()), Some("Europe/London"));
+        let watch = crate::triggers::WatchSettings::from_config(&c).unwrap();
+        assert_eq!(watch.interval, Some(std::time::Duration::from_secs(1800)));
+        crate::investigate::cli::check_section(&c).unwrap();
+        crate::workflow::engine_from_config(&c).unwrap();
+        let bad = format!("{text}\n[investigate]\nwindow = \"1h\"\n");
+        let e = crate::investigate::cli::check_section(
+            &Config::from_toml_str(&bad, Path::new("/")).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("investigate.window"), "{e}");
+    }
+
+    #[test]
     fn sections_of_other_commands_are_typed_by_them() {
         #[derive(Debug, Deserialize, PartialEq)]
         #[serde(deny_unknown_fields)]

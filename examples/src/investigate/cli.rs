@@ -23,7 +23,8 @@ pub const EXIT_USAGE: u8 = 2;
 
 const LONG_ABOUT: &str = "\
 Investigates the ThreatLocker action log (the Unified Audit) across every client organization, \
-with the same configuration file as threatlocker-monitor.
+with the same configuration file as threatlocker-monitor: every command needs --config FILE \
+(it reads [threatlocker]; the API key comes from the variable named by api_key_env).
 
   timeline  every action on a host around a time, the first anomaly marked, parent chains
   file      where a hash or path appeared across the fleet: patient zero, permits vs blocks
@@ -129,6 +130,19 @@ pub struct FileTarget {
     pub path: Option<String>,
 }
 
+/// The `[investigate]` section: no keys yet, so any key in it is a mistake to report.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvestigateSection {}
+
+/// Checks `[investigate]` (read through [`Config::section`](crate::config::Config::section));
+/// an unknown key is an error naming `investigate.<key>`.
+pub fn check_section(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    config
+        .section::<InvestigateSection>("investigate")
+        .map(|_| ())
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli: Cli = match crate::cli::parse_args() {
@@ -184,6 +198,9 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    if let Err(e) = check_section(&config) {
+        return usage(e);
+    }
     let client = match config.threatlocker_client(env) {
         Ok(c) => c,
         Err(e) => return usage(e),

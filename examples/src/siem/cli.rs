@@ -29,9 +29,10 @@ as CEF or JSON. Each record is sent once: a checkpoint and the ids sent are kept
 file and move only after the receiver accepted a batch; overlapping windows are de-duplicated by \
 id; a receiver that goes away is retried with backoff.
 
-Configure it in the [siem] section of the threatlocker-monitor configuration file (see \
-examples/README.md): transport, address, format, sources, batch_size, overlap, tls.ca_file, \
-tls.server_name.
+Configure it in the [siem] section of the threatlocker-monitor configuration file: transport \
+and address are required; examples/config.example.toml documents every key (format, sources, \
+batch_size, overlap, initial_lookback, max_window, severity, retain_ids, facility, hostname, \
+app_name, max_attempts, [siem.tls] ca_file and server_name) with its default.
 
 Without --once it polls every --interval until Ctrl-C (the batch in flight is either recorded \
 or resent later, never lost). Exit codes: 0 success, 1 a pass failed, 2 bad usage or \
@@ -47,8 +48,8 @@ pub struct Cli {
     /// One pass, then exit.
     #[arg(long)]
     pub once: bool,
-    /// Time between pass starts (e.g. 30s, 1m, 5m).
-    #[arg(long, default_value = "1m", value_parser = parse_interval)]
+    /// Time between pass starts, at least 1s (e.g. 30s, 1m, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_interval)]
     pub interval: Duration,
 }
 
