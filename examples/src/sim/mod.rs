@@ -62,6 +62,19 @@ mod tests {
         r.send().await.unwrap()
     }
 
+    /// The status of a permit POST.
+    async fn permit(http: &reqwest::Client, sim: &PortalSim, body: &Value) -> reqwest::StatusCode {
+        post(
+            http,
+            sim,
+            "ApprovalRequest/ApprovalRequestPermitApplication",
+            body,
+            false,
+        )
+        .await
+        .status()
+    }
+
     /// An action-log search with the `usenewsearch` header.
     async fn search(http: &reqwest::Client, sim: &PortalSim, body: &Value) -> reqwest::Response {
         post(
@@ -219,18 +232,7 @@ mod tests {
         body["matchingApplications"]["useMatchingApplication"] = json!(true);
         body["matchingApplications"]["matchingApplication"] = m["matchingApplications"][0].clone();
         // No userInstance → opaque 500.
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &body,
-                false
-            )
-            .await
-            .status(),
-            500
-        );
+        assert_eq!(permit(&http, &sim, &body).await, 500);
         body["userInstance"] = json!("g");
         // Stripped null → opaque 500.
         let mut stripped = body.clone();
@@ -238,46 +240,13 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("policyExpirationDate");
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &stripped,
-                false
-            )
-            .await
-            .status(),
-            500
-        );
+        assert_eq!(permit(&http, &sim, &stripped).await, 500);
         // toComputer → 417.
         let mut to_computer = body.clone();
         to_computer["policyLevel"]["toComputer"] = json!(true);
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &to_computer,
-                false
-            )
-            .await
-            .status(),
-            417
-        );
+        assert_eq!(permit(&http, &sim, &to_computer).await, 417);
         // The real thing.
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &body,
-                false
-            )
-            .await
-            .status(),
-            200
-        );
+        assert_eq!(permit(&http, &sim, &body).await, 200);
         assert_eq!(sim.approval_status(id), Some(4));
         let again = post(
             &http,
@@ -333,25 +302,9 @@ mod tests {
         body["hasOriginApprovalCenter"] = json!(true);
         body["matchingApplications"]["useMatchingApplication"] = json!(true);
         body["matchingApplications"]["matchingApplication"] = m["matchingApplications"][0].clone();
-        let r = post(
-            &http,
-            &sim,
-            "ApprovalRequest/ApprovalRequestPermitApplication",
-            &body,
-            false,
-        )
-        .await;
-        assert_eq!(r.status(), 401);
+        assert_eq!(permit(&http, &sim, &body).await, 401);
         body["policyLevel"]["toEntireOrganization"] = json!(true);
-        let r = post(
-            &http,
-            &sim,
-            "ApprovalRequest/ApprovalRequestPermitApplication",
-            &body,
-            false,
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        assert_eq!(permit(&http, &sim, &body).await, 200);
         assert_eq!(sim.permits()[0].scope, "organization");
     }
 
