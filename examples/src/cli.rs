@@ -54,11 +54,15 @@ pub enum Command {
     ///
     /// Shows what a run does (events, approvals auto-approved or sent to review, detections,
     /// tickets), the JSON report, the tickets the PSA received, and that the second run (which
-    /// overlaps the first, as scheduled runs do) opens no ticket twice.
+    /// overlaps the first, as scheduled runs do) opens no ticket twice. It also writes the
+    /// day's report (as `threatlocker-monitor report` would) to an HTML file and prints its path.
     Demo {
         /// Print only the first run's report JSON.
         #[arg(long)]
         json: bool,
+        /// Where to write the day's HTML report (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        report_dir: PathBuf,
     },
     /// Run the workflow once and print the JSON report.
     ///
@@ -77,18 +81,25 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Run the workflow on a schedule until stopped.
+    /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
-    /// A failed run is logged and retried at the next tick. Ctrl-C finishes the step in
-    /// progress (no side effect is left half-recorded) and exits; a second Ctrl-C exits at once.
+    /// A full run every --interval; between runs the pending approval count is polled (a rise
+    /// runs the approval steps at once), optionally the action log for new High/Critical
+    /// detections, and the daily report can be produced at a local time. Scheduled and
+    /// triggered runs share the state file, so nothing is done twice. Each flag overrides the
+    /// matching key of the [watch] or [report] section. A failed run is logged and retried at
+    /// the next tick. Ctrl-C finishes the step in progress (no side effect is left
+    /// half-recorded) and exits; a second Ctrl-C exits at once. Exit 0 when stopped, 2 for bad
+    /// usage or configuration.
     Watch {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Time between run starts (e.g. 30m, 1h).
-        #[arg(long, default_value = "30m", value_parser = parse_interval)]
-        interval: Duration,
-        /// Dry runs only.
+        /// Time between run starts, e.g. 30m, 1h (default: [watch] interval, else 30m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+        interval: Option<Duration>,
+        /// Make every run a dry run: no write anywhere (ThreatLocker, PSA, notifications,
+        /// state file); each run's report lists the writes it would send.
         #[arg(long)]
         dry_run: bool,
         /// Event-driven runs and the daily report (issue 8).
@@ -105,6 +116,9 @@ pub enum Command {
     Report(crate::cli_report::ReportArgs),
     /// Check the configuration, the ThreatLocker key and each permission the workflow needs,
     /// the PSA and the notifiers; print a checklist with the fix for each failure.
+    ///
+    /// Nothing is written anywhere. Exit 0 when every check passed, 1 when one failed, 2 for
+    /// bad usage or configuration.
     Doctor {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
@@ -123,48 +137,72 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 /// Entry point of the binary: parses arguments (usage errors exit 2), sets up logging on
 /// stderr and runs the command.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     let default_level = match cli.command {
         Command::Demo { .. } => "warn",
         _ => "info",
     };
-    init_logging(default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging(default_level, true);
+    let runtime = match runtime(None, EXIT_RUN_FAILED) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUN_FAILED);
-        }
+        Err(code) => return code,
     };
     let code = runtime.block_on(dispatch(cli.command, &ProcessEnv));
     ExitCode::from(code)
 }
 
-fn init_logging(default_level: &str) {
+// The start-up the three binaries share (`threatlocker-monitor`, `tl-investigate`,
+// `siem-forward`): the same exit codes for usage errors, logs on stderr, one runtime.
+
+/// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
+/// printed by clap).
+pub(crate) fn parse_args<C: Parser>() -> Result<C, ExitCode> {
+    C::try_parse().map_err(|e| {
+        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        let _ = e.print();
+        ExitCode::from(code)
+    })
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
+pub(crate) fn init_logging(default_level: &str, with_time: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if with_time {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
+}
+
+/// The multi-threaded runtime (`workers` threads, or one per core); if it cannot start, says
+/// so and returns `fail_code`.
+pub(crate) fn runtime(
+    workers: Option<usize>,
+    fail_code: u8,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(fail_code)
+    })
 }
 
 /// Runs one command; returns the exit code.
 pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
     match command {
-        Command::Demo { json } => crate::demo::run(json).await,
+        Command::Demo { json, report_dir } => crate::demo::run(json, &report_dir).await,
         Command::Run {
             config,
             dry_run,
@@ -301,7 +339,7 @@ pub fn failed_report_text(message: &str) -> String {
 
 async fn watch(
     path: &Path,
-    interval: Duration,
+    interval: Option<Duration>,
     dry_run: bool,
     triggers: &crate::triggers::WatchTriggerArgs,
     env: &dyn Env,

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! threatlocker-monitor report --config FILE [--since 24h] [--format html|markdown|json]
-//!                             [--output FILE] [--send] [--timezone Europe/Berlin]
+//!                             [--output FILE] [--send] [--timezone Europe/Berlin] [--top N]
 //! ```
+//!
+//! `--timezone` and `--top` override the `[report]` section's `timezone` and `top`.
 //!
 //! Reads ThreatLocker (nothing is written there), evaluates with the engine of the runs, reads
 //! what the runs did from the state file (opened read-only), and prints the report (or writes
@@ -22,7 +24,7 @@ use clap::Args;
 
 use crate::cli::{EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::config::{Config, Env};
-use crate::report::{self, ComputeOptions, Format, Scope, DEFAULT_TOP_N};
+use crate::report::{self, ComputeOptions, Format, ReportSettings, Scope, DEFAULT_TOP_N};
 use crate::state::StateStore;
 
 /// Arguments of `threatlocker-monitor report`.
@@ -31,8 +33,8 @@ pub struct ReportArgs {
     /// The configuration file (TOML).
     #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
-    /// The period, ending now (e.g. 24h, 7d).
-    #[arg(long, default_value = "24h", value_parser = parse_since)]
+    /// The period, ending now: 1h to 90d (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_since)]
     pub since: StdDuration,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Html)]
@@ -44,12 +46,13 @@ pub struct ReportArgs {
     /// threatlocker_notification_recipients through [notify.email].
     #[arg(long)]
     pub send: bool,
-    /// The IANA time zone times are shown in (default UTC), e.g. Europe/Berlin.
+    /// The IANA time zone times are shown in, e.g. Europe/Berlin (default: [report] timezone,
+    /// else UTC).
     #[arg(long, value_name = "ZONE", env = "THREATLOCKER_REPORT_TIMEZONE")]
     pub timezone: Option<String>,
-    /// Entries in the top-applications and top-users lists.
-    #[arg(long, default_value_t = DEFAULT_TOP_N)]
-    pub top: usize,
+    /// Entries in the top-applications and top-users lists (default: [report] top, else 10).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
 }
 
 /// Parses `--since`: a humantime duration from one hour to 90 days.
@@ -92,8 +95,16 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
             return EXIT_USAGE;
         }
     };
+    let settings = match ReportSettings::from_config(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // The flag (or its environment variable) overrides [report] timezone.
     let tz: Tz = match &args.timezone {
-        None => Tz::UTC,
+        None => settings.timezone.unwrap_or(Tz::UTC),
         Some(name) => match report::parse_timezone("--timezone", name) {
             Ok(tz) => tz,
             Err(e) => {
@@ -139,7 +150,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
     };
     let since = Duration::from_std(args.since).unwrap_or(Duration::hours(24));
     let options = ComputeOptions {
-        top_n: args.top,
+        top_n: args.top.or(settings.top).unwrap_or(DEFAULT_TOP_N),
         timezone: tz.name().to_owned(),
     };
     let daily = match report::daily_report(

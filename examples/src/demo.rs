@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -77,11 +77,14 @@ pub struct DemoOutcome {
     pub portal_uri: String,
     /// Where the simulated PSA listened.
     pub psa_uri: String,
+    /// The day's report (HTML), written after the second run.
+    pub report_path: PathBuf,
 }
 
 /// Starts both simulators, runs the workflow twice (the second run a minute later, over an
-/// overlapping window) with a scratch state file, and returns what happened.
-pub async fn demo_runs(now: DateTime<Utc>) -> Result<DemoOutcome, String> {
+/// overlapping window) with a scratch state file, writes the day's report as HTML into
+/// `report_dir` (see [`crate::report::write_demo_report`]), and returns what happened.
+pub async fn demo_runs(now: DateTime<Utc>, report_dir: &Path) -> Result<DemoOutcome, String> {
     let portal = PortalSim::start(Dataset::generate(SimConfig::demo(now)), DEMO_API_KEY).await;
     let creds = CwCredentials::default();
     let psa = ConnectWiseSim::start(creds.clone()).await;
@@ -107,13 +110,19 @@ pub async fn demo_runs(now: DateTime<Utc>) -> Result<DemoOutcome, String> {
             .run(RunOptions::new().now(now + Duration::minutes(1)))
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((first, second))
+        let report_path =
+            crate::report::write_demo_report(&workflow, &config, second.window_end, report_dir)
+                .await
+                .map_err(|e| format!("writing the day's report: {e}"))?;
+        // The full path, so it can be opened from anywhere after the demo exits.
+        let report_path = std::path::absolute(&report_path).unwrap_or(report_path);
+        Ok::<_, String>((first, second, report_path))
     }
     .await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", state_path.display()));
     }
-    let (first, second) = result?;
+    let (first, second, report_path) = result?;
     Ok(DemoOutcome {
         first,
         second,
@@ -123,12 +132,14 @@ pub async fn demo_runs(now: DateTime<Utc>) -> Result<DemoOutcome, String> {
         organizations: portal.dataset().orgs.len(),
         portal_uri: portal.uri(),
         psa_uri: psa.uri(),
+        report_path,
     })
 }
 
-/// Runs the demo and prints it; returns the exit code.
-pub async fn run(json_only: bool) -> u8 {
-    let outcome = match demo_runs(Utc::now()).await {
+/// Runs the demo (the day's report goes into `report_dir`) and prints it; returns the exit
+/// code.
+pub async fn run(json_only: bool, report_dir: &Path) -> u8 {
+    let outcome = match demo_runs(Utc::now(), report_dir).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: the demo failed: {e}");
@@ -138,6 +149,7 @@ pub async fn run(json_only: bool) -> u8 {
     let json = outcome.first.report_text();
     if json_only {
         println!("{json}");
+        eprintln!("The day's report (HTML): {}", outcome.report_path.display());
     } else {
         print!("{}", render(&outcome));
         println!("\nThe report of run 1, as `threatlocker-monitor run` prints it:\n{json}");
@@ -254,5 +266,10 @@ pub fn render(o: &DemoOutcome) -> String {
             t.external_xref.as_deref().unwrap_or("-")
         );
     }
+    let _ = writeln!(
+        s,
+        "\nThe day's report (HTML, open it in a browser): {}",
+        o.report_path.display()
+    );
     s
 }

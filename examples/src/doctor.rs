@@ -63,6 +63,19 @@ fn failed(name: &str, problem: impl Into<String>, fix: impl Into<String>) -> Che
     }
 }
 
+/// A check of one Portal API permission: `read` is the cheap read that needs it (its `Ok` is
+/// what was seen).
+fn permission_check(
+    name: &str,
+    permission: &str,
+    read: Result<String, threatlocker_api::Error>,
+) -> Check {
+    match read {
+        Ok(detail) => ok(name, detail),
+        Err(e) => failed(name, e.to_string(), permission_fix(permission, &e)),
+    }
+}
+
 fn permission_fix(permission: &str, e: &threatlocker_api::Error) -> String {
     if let threatlocker_api::Error::Transport { .. } = e {
         return "check the network path to the Portal API (proxy, firewall, DNS) and the base URL"
@@ -161,95 +174,89 @@ async fn permission_checks(client: &Client, config: &Config) -> Vec<Check> {
     let children = config.threatlocker().include_child_organizations;
     let now = Utc::now();
 
-    match client
-        .organizations()
-        .children()
-        .include_all_children(true)
-        .page_size(1)
-        .send()
-        .await
-    {
-        Ok(p) => out.push(ok(
-            "View Organization",
-            format!(
-                "child organizations readable ({} on the first page)",
-                p.items.len()
-            ),
-        )),
-        Err(e) => out.push(failed(
-            "View Organization",
-            e.to_string(),
-            permission_fix("View Organizations", &e),
-        )),
-    }
-    match client
-        .computers()
-        .list()
-        .child_organizations(children)
-        .page_size(1)
-        .send()
-        .await
-    {
-        Ok(_) => out.push(ok("Computers", "computer list readable")),
-        Err(e) => out.push(failed(
-            "Computers",
-            e.to_string(),
-            permission_fix("View Computers", &e),
-        )),
-    }
-    match client
+    let hour_ago = now - Duration::hours(1);
+    out.push(permission_check(
+        "View Organization",
+        "View Organizations",
+        client
+            .organizations()
+            .children()
+            .include_all_children(true)
+            .page_size(1)
+            .send()
+            .await
+            .map(|p| {
+                format!(
+                    "child organizations readable ({} on the first page)",
+                    p.items.len()
+                )
+            }),
+    ));
+    out.push(permission_check(
+        "Computers",
+        "View Computers",
+        client
+            .computers()
+            .list()
+            .child_organizations(children)
+            .page_size(1)
+            .send()
+            .await
+            .map(|_| "computer list readable".to_owned()),
+    ));
+    let pending = client
         .approvals()
         .search(ApprovalStatus::Pending)
         .child_organizations(children)
         .page_size(1)
         .send()
-        .await
-    {
-        Ok(_) => out.push(ok("Approvals", "pending approval requests readable")),
-        Err(e) => out.push(failed(
-            "Approvals",
-            e.to_string(),
-            permission_fix("View Approvals", &e),
-        )),
-    }
-    match client
-        .audit()
-        .search(now - Duration::hours(1), now)
-        .child_organizations(children)
-        .page_size(1)
-        .send()
-        .await
-    {
-        Ok(_) => out.push(ok("Unified Audit", "action log readable")),
-        Err(e) => out.push(failed(
-            "Unified Audit",
-            e.to_string(),
-            permission_fix("View Unified Audit", &e),
-        )),
-    }
-    match client.policies().list().page_size(1).send().await {
-        Ok(_) => out.push(ok("Policies", "application control policies readable")),
-        Err(e) => out.push(failed(
-            "Policies",
-            e.to_string(),
-            permission_fix("View Application Control Policies", &e),
-        )),
-    }
-    match client
-        .system_audit()
-        .search(now - Duration::hours(1), now)
-        .child_organizations(children)
-        .page_size(1)
-        .send()
-        .await
-    {
-        Ok(_) => out.push(ok("System Audit", "system audit readable")),
-        Err(e) => out.push(failed(
-            "System Audit",
-            e.to_string(),
-            permission_fix("View System Audit", &e),
-        )),
-    }
+        .await;
+    // A pending request to check the approve permissions with (below).
+    let first = pending
+        .as_ref()
+        .ok()
+        .and_then(|p| p.items.first())
+        .and_then(|r| r.approval_request_id.clone());
+    out.push(permission_check(
+        "Approvals",
+        "View Approvals",
+        pending.map(|_| "pending approval requests readable".to_owned()),
+    ));
+    out.push(permission_check(
+        "Unified Audit",
+        "View Unified Audit",
+        client
+            .audit()
+            .search(hour_ago, now)
+            .child_organizations(children)
+            .page_size(1)
+            .send()
+            .await
+            .map(|_| "action log readable".to_owned()),
+    ));
+    out.push(permission_check(
+        "Policies",
+        "View Application Control Policies",
+        client
+            .policies()
+            .list()
+            .page_size(1)
+            .send()
+            .await
+            .map(|_| "application control policies readable".to_owned()),
+    ));
+    out.push(permission_check(
+        "System Audit",
+        "View System Audit",
+        client
+            .system_audit()
+            .search(hour_ago, now)
+            .child_organizations(children)
+            .page_size(1)
+            .send()
+            .await
+            .map(|_| "system audit readable".to_owned()),
+    ));
 
     if !config.workflow().process_approvals {
         out.push(Check {
@@ -260,39 +267,30 @@ async fn permission_checks(client: &Client, config: &Config) -> Vec<Check> {
     }
     // The approve permissions are checked by planning a permit of a pending request: the
     // permit DTO and matching-list reads need them; nothing is written.
-    let first = client
-        .approvals()
-        .search(ApprovalStatus::Pending)
-        .child_organizations(children)
-        .page_size(1)
-        .send()
-        .await
-        .ok()
-        .and_then(|p| p.items.into_iter().next())
-        .and_then(|r| r.approval_request_id);
     match first {
         None => out.push(Check {
             name: "Approve".into(),
-            status: Status::Skipped("no pending approval request to check the approve permissions with".into()),
+            status: Status::Skipped(
+                "no pending approval request to check the approve permissions with".into(),
+            ),
         }),
         // A new application for the file: valid for any request, and nothing is written.
-        Some(id) => match client
-            .approvals()
-            .plan_permit(
-                &id,
-                &PermitOptions::new().application(ApplicationChoice::New(
-                    "threatlocker-monitor doctor check".into(),
-                )),
-            )
-            .await
-        {
-            Ok(_) => out.push(ok("Approve", "a permit can be prepared (permit DTO and matching list readable)")),
-            Err(e) => out.push(failed(
-                "Approve",
-                e.to_string(),
-                permission_fix("Approve for Single Computer / Approve for Group / Approve for Entire Organization", &e),
-            )),
-        },
+        Some(id) => out.push(permission_check(
+            "Approve",
+            "Approve for Single Computer / Approve for Group / Approve for Entire Organization",
+            client
+                .approvals()
+                .plan_permit(
+                    &id,
+                    &PermitOptions::new().application(ApplicationChoice::New(
+                        "threatlocker-monitor doctor check".into(),
+                    )),
+                )
+                .await
+                .map(|_| {
+                    "a permit can be prepared (permit DTO and matching list readable)".to_owned()
+                }),
+        )),
     }
     out
 }

@@ -51,6 +51,7 @@ use policy_engine::{Decisions, Engine, Input, RiskLevel};
 use threatlocker_api::{ApprovalStatus, Client};
 use tracing::{info, warn};
 
+use crate::report::ReportSettings;
 use crate::workflow::{RunOptions, RunOutput, Workflow, WorkflowError};
 
 /// Default time between approval-count polls.
@@ -650,6 +651,7 @@ pub struct DailyJob {
     state: Arc<crate::state::StateStore>,
     scope: crate::report::Scope,
     tz: Tz,
+    top: usize,
     dir: std::path::PathBuf,
     notifier: Option<Arc<dyn psa_connectors::Notifier>>,
     recipients: Vec<String>,
@@ -685,10 +687,18 @@ impl DailyJob {
             state,
             scope,
             tz,
+            top: crate::report::DEFAULT_TOP_N,
             dir,
             notifier: None,
             recipients: Vec::new(),
         }
+    }
+
+    /// Sets the number of entries in the top lists (default
+    /// [`DEFAULT_TOP_N`](crate::report::DEFAULT_TOP_N)).
+    pub fn top(mut self, n: usize) -> Self {
+        self.top = n.max(1);
+        self
     }
 
     /// Also sends the report through `notifier` to `recipients`.
@@ -707,7 +717,7 @@ impl DailyJob {
     pub async fn run(&self, now: DateTime<Utc>) -> Result<std::path::PathBuf, String> {
         let options = crate::report::ComputeOptions {
             timezone: self.tz.name().to_owned(),
-            ..Default::default()
+            top_n: self.top,
         };
         let report = crate::report::daily_report(
             &self.client,
@@ -749,34 +759,120 @@ impl DailyJob {
 // ---------------------------------------------------------------------------------------------
 // `watch` with triggers: the options and the driver the binary calls.
 
-/// `watch`'s trigger options (flattened into the `watch` subcommand).
+/// `watch`'s trigger options (flattened into the `watch` subcommand). Each flag overrides the
+/// matching key of `[watch]` or `[report]` (see [`WatchSettings`], [`ReportSettings`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchTriggerArgs {
     /// How often to poll the pending approval count; new requests run the approval steps at
-    /// once (e.g. 1m, 30s).
-    #[arg(long, default_value = "1m", value_parser = parse_poll)]
-    pub approval_poll: StdDuration,
+    /// once (e.g. 1m, 30s; default: [watch] approval_poll, else 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_poll)]
+    pub approval_poll: Option<StdDuration>,
     /// Do not poll the approval count (approvals wait for the next scheduled run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "approval_poll")]
     pub no_approval_poll: bool,
     /// Also poll the action log this often (e.g. 5m) for new High/Critical detections and
-    /// ticket them at once. Off by default.
-    #[arg(long, value_parser = parse_poll)]
+    /// ticket them at once (default: [watch] detection_poll, else off).
+    #[arg(long, value_name = "DURATION", value_parser = parse_poll)]
     pub detection_poll: Option<StdDuration>,
-    /// Produce the daily report at this local time (HH:MM, in --timezone).
+    /// Produce the daily report at this local time (HH:MM in --timezone; default:
+    /// [report] daily_report_at, else no daily report).
     #[arg(long, value_name = "HH:MM", value_parser = parse_at)]
     pub daily_report_at: Option<NaiveTime>,
-    /// The IANA time zone of --daily-report-at and of the report's times (default UTC).
+    /// The IANA time zone of --daily-report-at and of the report's times (default:
+    /// [report] timezone, else UTC).
     #[arg(long, value_name = "ZONE", env = "THREATLOCKER_REPORT_TIMEZONE")]
     pub timezone: Option<String>,
-    /// Where daily reports are written (default: `reports/` beside the configuration file).
+    /// Where daily reports are written (default: [report] directory, else `reports/` beside
+    /// the configuration file).
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<std::path::PathBuf>,
     /// Also e-mail the daily report to threatlocker_notification_recipients through
-    /// [notify.email] (not in a dry run).
-    #[arg(long, requires = "daily_report_at")]
+    /// [notify.email] (not in a dry run; default: [watch] send_daily_report).
+    #[arg(long)]
     pub send_daily_report: bool,
 }
+
+/// The `[watch]` section of the configuration file:
+///
+/// ```toml
+/// [watch]
+/// interval = "30m"            # time between full runs (at least 10s)
+/// approval_poll = "1m"        # poll the pending approval count this often, or "off"
+/// detection_poll = "5m"       # poll the action log for High/Critical detections (default off)
+/// send_daily_report = false   # also e-mail the daily report ([report] daily_report_at)
+/// ```
+///
+/// The `watch` flags (`--interval`, `--approval-poll`, `--no-approval-poll`,
+/// `--detection-poll`, `--send-daily-report`) override it.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct WatchSettings {
+    /// `interval`.
+    pub interval: Option<StdDuration>,
+    /// `approval_poll`: `Some(None)` for `"off"`.
+    pub approval_poll: Option<Option<StdDuration>>,
+    /// `detection_poll`.
+    pub detection_poll: Option<StdDuration>,
+    /// `send_daily_report`.
+    pub send_daily_report: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    interval: Option<String>,
+    approval_poll: Option<String>,
+    detection_poll: Option<String>,
+    #[serde(default)]
+    send_daily_report: bool,
+}
+
+impl WatchSettings {
+    /// Reads the `[watch]` section of `config` (all unset when there is none); unknown keys and
+    /// bad values are errors naming `watch.<key>`.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
+        let Some(raw) = config.section::<RawWatch>("watch")? else {
+            return Ok(Self::default());
+        };
+        let invalid = |key: &str, message: String| crate::config::ConfigError::Invalid {
+            key: format!("watch.{key}"),
+            message,
+        };
+        let duration = |key: &str, s: &str, min_secs: u64| {
+            let d = humantime::parse_duration(s.trim()).map_err(|e| {
+                invalid(
+                    key,
+                    format!("{s:?} is not a duration ({e}); use e.g. 1m, 30m"),
+                )
+            })?;
+            if d < StdDuration::from_secs(min_secs) {
+                return Err(invalid(key, format!("must be at least {min_secs}s")));
+            }
+            Ok(d)
+        };
+        Ok(Self {
+            interval: raw
+                .interval
+                .map(|s| duration("interval", &s, 10))
+                .transpose()?,
+            approval_poll: raw
+                .approval_poll
+                .map(|s| match s.trim() {
+                    "off" => Ok(None),
+                    s => duration("approval_poll", s, 10).map(Some),
+                })
+                .transpose()?,
+            detection_poll: raw
+                .detection_poll
+                .map(|s| duration("detection_poll", &s, 10))
+                .transpose()?,
+            send_daily_report: raw.send_daily_report,
+        })
+    }
+}
+
+/// Default time between full runs.
+pub const DEFAULT_INTERVAL: StdDuration = StdDuration::from_secs(30 * 60);
 
 fn parse_poll(s: &str) -> Result<StdDuration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 1m, 30s)"))?;
@@ -790,12 +886,14 @@ fn parse_at(s: &str) -> Result<NaiveTime, String> {
     parse_time_of_day("--daily-report-at", s)
 }
 
-/// Runs `watch` with its triggers until `stop` is set: full runs every `interval`, approval and
-/// detection polls, the daily report. Returns the exit code (2 for a configuration problem).
+/// Runs `watch` with its triggers until `stop` is set: full runs every `interval` (default:
+/// `[watch] interval`, else 30 minutes), approval and detection polls, the daily report.
+/// Flags override `[watch]` and `[report]`. Returns the exit code (2 for a configuration
+/// problem).
 pub async fn watch(
     config: &crate::config::Config,
     env: &dyn crate::config::Env,
-    interval: StdDuration,
+    interval: Option<StdDuration>,
     args: &WatchTriggerArgs,
     stop: Arc<AtomicBool>,
 ) -> u8 {
@@ -804,13 +902,31 @@ pub async fn watch(
         eprintln!("error: {e}");
         EXIT_USAGE
     };
+    let watch_settings = match WatchSettings::from_config(config) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let report_settings = match ReportSettings::from_config(config) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let interval = interval
+        .or(watch_settings.interval)
+        .unwrap_or(DEFAULT_INTERVAL);
     let tz = match &args.timezone {
-        None => Tz::UTC,
+        None => report_settings.timezone.unwrap_or(Tz::UTC),
         Some(name) => match crate::report::parse_timezone("--timezone", name) {
             Ok(tz) => tz,
             Err(e) => return fail(&e),
         },
     };
+    let daily_report_at = args.daily_report_at.or(report_settings.daily_report_at);
+    let send_daily_report = args.send_daily_report || watch_settings.send_daily_report;
+    if send_daily_report && daily_report_at.is_none() {
+        return fail(
+            &"--send-daily-report (or [watch] send_daily_report) needs --daily-report-at or [report] daily_report_at",
+        );
+    }
     let runner = match WorkflowRunner::from_config(config, env) {
         Ok(r) => r,
         Err(e) => return fail(&e),
@@ -825,8 +941,8 @@ pub async fn watch(
 
     let dry_run = config.workflow().dry_run;
     let mut runner = runner.with_stop_flag(Arc::clone(&stop));
-    if args.daily_report_at.is_some() {
-        let notifier = if args.send_daily_report && !dry_run {
+    if daily_report_at.is_some() {
+        let notifier = if send_daily_report && !dry_run {
             match crate::connect::notifiers(config, env) {
                 Ok(n) => match n.into_iter().find(|n| n.name() == "email") {
                     Some(n) => Some(n),
@@ -844,6 +960,7 @@ pub async fn watch(
         let dir = args
             .report_dir
             .clone()
+            .or(report_settings.directory.clone())
             .unwrap_or_else(|| config.base_dir().join("reports"));
         let mut job = DailyJob::new(
             client.clone(),
@@ -852,7 +969,8 @@ pub async fn watch(
             crate::report::Scope::from_config(config),
             tz,
             dir,
-        );
+        )
+        .top(report_settings.top.unwrap_or(crate::report::DEFAULT_TOP_N));
         if let Some(n) = notifier {
             job = job.send_with(n, crate::cli_report::recipients(config));
         }
@@ -860,14 +978,21 @@ pub async fn watch(
         runner = runner.with_daily_report(daily);
     }
     let mut settings = TriggerSettings::new(interval);
-    settings.approval_poll = (!args.no_approval_poll).then_some(args.approval_poll);
-    settings.detection_poll = args.detection_poll;
-    settings.daily_report_at = args.daily_report_at.map(|at| (at, tz));
+    settings.approval_poll = if args.no_approval_poll {
+        None
+    } else {
+        args.approval_poll.or(match watch_settings.approval_poll {
+            Some(configured) => configured,
+            None => Some(DEFAULT_APPROVAL_POLL),
+        })
+    };
+    settings.detection_poll = args.detection_poll.or(watch_settings.detection_poll);
+    settings.daily_report_at = daily_report_at.map(|at| (at, tz));
     info!(
         interval = %humantime::format_duration(interval),
         approval_poll = ?settings.approval_poll.map(humantime::format_duration).map(|d| d.to_string()),
         detection_poll = ?settings.detection_poll.map(humantime::format_duration).map(|d| d.to_string()),
-        daily_report_at = ?args.daily_report_at,
+        daily_report_at = ?daily_report_at,
         timezone = tz.name(),
         "watching"
     );
@@ -877,4 +1002,54 @@ pub async fn watch(
         .await;
     info!("stopped cleanly");
     EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn watch_section(body: &str) -> Result<WatchSettings, crate::config::ConfigError> {
+        let text = format!("[threatlocker]\ninstance = \"g\"\n[watch]\n{body}");
+        WatchSettings::from_config(
+            &Config::from_toml_str(&text, std::path::Path::new("/")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn watch_section_reads_durations_and_off() {
+        let none = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            WatchSettings::from_config(&none).unwrap(),
+            WatchSettings::default()
+        );
+        let s = watch_section(
+            "interval = \"1h\"\napproval_poll = \"off\"\ndetection_poll = \"5m\"\nsend_daily_report = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.interval, Some(StdDuration::from_secs(3600)));
+        assert_eq!(s.approval_poll, Some(None));
+        assert_eq!(s.detection_poll, Some(StdDuration::from_secs(300)));
+        assert!(s.send_daily_report);
+        assert_eq!(
+            watch_section("approval_poll = \"30s\"\n")
+                .unwrap()
+                .approval_poll,
+            Some(Some(StdDuration::from_secs(30)))
+        );
+        for (body, key) in [
+            ("interval = \"5s\"\n", "watch.interval"),
+            ("approval_poll = \"soon\"\n", "watch.approval_poll"),
+            ("detection_poll = 5\n", "watch.detection_poll"),
+            ("send_daily_report = \"yes\"\n", "watch.send_daily_report"),
+            ("colour = \"red\"\n", "watch.colour"),
+        ] {
+            let e = watch_section(body).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{body}: {e}");
+        }
+    }
 }

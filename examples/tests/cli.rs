@@ -334,13 +334,51 @@ async fn doctor_prints_a_checklist_with_fixes() {
 
 #[test]
 fn demo_runs_twice_and_the_second_run_opens_no_ticket() {
-    let out = Command::new(BIN).arg("demo").output().unwrap();
+    // Run from a scratch directory: by default the day's report is written to the current one.
+    let dir = scratch_path("cli-demo").with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(BIN)
+        .arg("demo")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("Run 2"));
     assert!(stdout.contains("0 tickets opened"), "{stdout}");
     assert!(stdout.contains("\"success\": true"));
     assert!(stdout.contains("externalXRef"));
+
+    // The day's report: written where the summary says, as HTML, with the runs' numbers.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("The day's report (HTML"))
+        .unwrap_or_else(|| panic!("the summary names the report file: {stdout}"));
+    let path = PathBuf::from(line.split_once("): ").unwrap().1.trim());
+    assert!(path.is_absolute(), "{}", path.display());
+    assert_eq!(path.parent(), Some(dir.canonicalize().unwrap().as_path()));
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..80]);
+    let field = |name: &str| -> u64 {
+        let at = format!("data-field=\"{name}\">");
+        let rest = &html[html.find(&at).unwrap_or_else(|| panic!("{name}")) + at.len()..];
+        rest[..rest.find('<').unwrap()].parse().unwrap()
+    };
+    let summary = |prefix: &str| -> u64 {
+        let rest = &stdout[stdout.find(prefix).unwrap() + prefix.len()..];
+        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap();
+        rest[..end].parse().unwrap()
+    };
+    // Every ticket the demo's runs opened, the approvals run 1 permitted, and the requests it
+    // left for review (the only ones still pending when the report is read).
+    assert_eq!(
+        field("tickets_opened"),
+        summary("Tickets in the simulated ConnectWise PSA (")
+    );
+    assert_eq!(field("tickets_opened"), summary("  tickets opened     "));
+    assert_eq!(field("auto_approved"), summary("pending: "));
+    assert_eq!(field("approval_requests"), summary("auto-approved, "));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -23,7 +23,8 @@ pub const EXIT_USAGE: u8 = 2;
 
 const LONG_ABOUT: &str = "\
 Investigates the ThreatLocker action log (the Unified Audit) across every client organization, \
-with the same configuration file as threatlocker-monitor.
+with the same configuration file as threatlocker-monitor: every command needs --config FILE \
+(it reads [threatlocker]; the API key comes from the variable named by api_key_env).
 
   timeline  every action on a host around a time, the first anomaly marked, parent chains
   file      where a hash or path appeared across the fleet: patient zero, permits vs blocks
@@ -129,34 +130,29 @@ pub struct FileTarget {
     pub path: Option<String>,
 }
 
+/// The `[investigate]` section: no keys yet, so any key in it is a mistake to report.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvestigateSection {}
+
+/// Checks `[investigate]` (read through [`Config::section`](crate::config::Config::section));
+/// an unknown key is an error naming `investigate.<key>`.
+pub fn check_section(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    config
+        .section::<InvestigateSection>("investigate")
+        .map(|_| ())
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match crate::cli::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    crate::cli::init_logging("warn", false);
+    let runtime = match crate::cli::runtime(Some(2), EXIT_FAILED) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+        Err(code) => return code,
     };
     let now = Utc::now();
     let now = now - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
@@ -198,10 +194,13 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
     let Some(path) = cli.config else {
         return usage("--config FILE is required (the threatlocker-monitor configuration file)");
     };
-    let (config, _siem) = match crate::siem::config::load(&path) {
+    let config = match crate::config::Config::load(&path) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    if let Err(e) = check_section(&config) {
+        return usage(e);
+    }
     let client = match config.threatlocker_client(env) {
         Ok(c) => c,
         Err(e) => return usage(e),

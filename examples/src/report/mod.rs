@@ -34,13 +34,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use futures_util::{stream, StreamExt, TryStreamExt};
-use policy_engine::{Engine, Input, PendingApproval, RiskLevel};
+use policy_engine::{Engine, Input, RiskLevel};
 use psa_connectors::{Notification, Notifier, Severity};
-use threatlocker_api::{
-    ApprovalRequest, ApprovalStatus, Client, MatchQuery, Organization, OrganizationId,
-};
-use tracing::warn;
+use threatlocker_api::Client;
 
 pub use compute::{
     compute, period_events, Activity, ComputeOptions, DeployDone, PermitDone, DEFAULT_TOP_N,
@@ -48,8 +44,9 @@ pub use compute::{
 pub use model::DailyReport;
 pub use render::{render, Format, RenderError};
 
-use crate::config::CompanyMap;
 use crate::state::StateStore;
+use crate::workflow::fetch;
+pub use crate::workflow::Scope;
 
 /// Why a report could not be produced, written or sent.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +75,9 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// A section of the configuration file is malformed (an unknown key, a wrong type).
+    #[error(transparent)]
+    File(#[from] crate::config::ConfigError),
     /// Sending failed.
     #[error("sending the report through {channel}: {message}")]
     Send {
@@ -116,105 +116,61 @@ pub struct ReportSettings {
     pub timezone: Option<Tz>,
     /// `daily_report_at`.
     pub daily_report_at: Option<chrono::NaiveTime>,
-    /// `directory` (as written; anchor relative paths at the configuration file's directory).
+    /// `directory` (relative paths anchored at the configuration file's directory).
     pub directory: Option<PathBuf>,
     /// `top`.
     pub top: Option<usize>,
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    timezone: Option<String>,
+    daily_report_at: Option<String>,
+    directory: Option<PathBuf>,
+    top: Option<i64>,
+}
+
 impl ReportSettings {
-    /// Reads `[report]`; unknown keys and bad values are errors naming `report.<key>`.
-    pub fn from_table(table: &toml::Table) -> Result<Self, ReportError> {
+    /// Reads the `[report]` section of `config` (all unset when there is none); unknown keys
+    /// and bad values are errors naming `report.<key>`. A relative `directory` is anchored at
+    /// the configuration file's directory.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, ReportError> {
+        let Some(raw) = config.section::<RawReport>("report")? else {
+            return Ok(Self::default());
+        };
         let err = |key: &str, message: String| ReportError::Config {
             key: format!("report.{key}"),
             message,
         };
-        let string = |key: &str, v: &toml::Value| -> Result<String, ReportError> {
-            v.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| err(key, format!("expected a string, found {}", v.type_str())))
-        };
-        let mut out = Self::default();
-        for (key, value) in table {
-            match key.as_str() {
-                "timezone" => {
-                    out.timezone = Some(parse_timezone("report.timezone", &string(key, value)?)?)
-                }
-                "daily_report_at" => {
-                    let s = string(key, value)?;
-                    out.daily_report_at = Some(
-                        crate::triggers::parse_time_of_day("report.daily_report_at", &s)
-                            .map_err(|m| err(key, m))?,
-                    );
-                }
-                "directory" => out.directory = Some(PathBuf::from(string(key, value)?)),
-                "top" => {
-                    let n = value
-                        .as_integer()
+        Ok(Self {
+            timezone: raw
+                .timezone
+                .map(|name| parse_timezone("report.timezone", &name))
+                .transpose()?,
+            daily_report_at: raw
+                .daily_report_at
+                .map(|s| {
+                    crate::triggers::parse_time_of_day("report.daily_report_at", &s)
+                        .map_err(|m| err("daily_report_at", m))
+                })
+                .transpose()?,
+            directory: raw.directory.map(|d| config.base_dir().join(d)),
+            top: raw
+                .top
+                .map(|n| {
+                    usize::try_from(n)
+                        .ok()
                         .filter(|n| (1..=1000).contains(n))
                         .ok_or_else(|| {
                             err(
-                                key,
-                                format!("expected a number from 1 to 1000, found {value:?}"),
+                                "top",
+                                format!("expected a number from 1 to 1000, found {n}"),
                             )
-                        })?;
-                    out.top = usize::try_from(n).ok();
-                }
-                other => {
-                    return Err(err(
-                        other,
-                        "unknown key (known: timezone, daily_report_at, directory, top)".to_owned(),
-                    ))
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Which organizations the report covers (the workflow's scope rules).
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct Scope {
-    /// Read every child organization.
-    pub include_child_organizations: bool,
-    /// Only organizations mapped to this PSA company (`workflow.company_id`).
-    pub company_id: Option<String>,
-    /// ThreatLocker organization → PSA company.
-    pub companies: CompanyMap,
-    /// Organizations read at once.
-    pub concurrency: usize,
-}
-
-impl Scope {
-    /// Every child organization, six at a time.
-    pub fn all() -> Self {
-        Self {
-            include_child_organizations: true,
-            company_id: None,
-            companies: CompanyMap::default(),
-            concurrency: 6,
-        }
-    }
-
-    /// The scope of a configuration file (`[threatlocker]`, `[workflow] company_id`,
-    /// `[companies]`).
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self {
-            include_child_organizations: config.threatlocker().include_child_organizations,
-            company_id: config.workflow().company_id.clone(),
-            companies: config.companies().clone(),
-            concurrency: config.threatlocker().max_concurrency.unwrap_or(6).max(1),
-        }
-    }
-
-    fn contains(&self, org: Option<&OrganizationId>) -> bool {
-        match &self.company_id {
-            None => true,
-            Some(company) => org
-                .and_then(|o| self.companies.company_for(o.as_str()))
-                .is_some_and(|c| c == company),
-        }
+                        })
+                })
+                .transpose()?,
+        })
     }
 }
 
@@ -222,6 +178,9 @@ impl Scope {
 /// organization in scope, computers, and pending approval requests with their applications and
 /// research categories. Failures are collected as messages (the report is still produced and
 /// lists them); nothing is written anywhere.
+///
+/// These are the workflow's own steps 1 and 2 (every action type, whatever the `[workflow]`
+/// switches), so the report reads exactly what a run reads.
 pub async fn gather(
     client: &Client,
     scope: &Scope,
@@ -229,153 +188,16 @@ pub async fn gather(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> (Input, Vec<String>) {
-    let mut errors = Vec::new();
-    let organizations: Vec<Organization> = match client
-        .organizations()
-        .children()
-        .include_all_children(true)
-        .stream()
-        .try_collect::<Vec<Organization>>()
-        .await
-    {
-        Ok(orgs) => {
-            let mut seen = std::collections::BTreeSet::new();
-            orgs.iter()
-                .flat_map(|o| o.flatten())
-                .filter(|o| {
-                    o.organization_id
-                        .as_ref()
-                        .is_some_and(|id| seen.insert(id.clone()))
-                })
-                .cloned()
-                .collect()
-        }
-        Err(e) => {
-            errors.push(format!("listing child organizations: {e}"));
-            Vec::new()
-        }
-    };
-    let orgs: Vec<OrganizationId> = if scope.include_child_organizations {
-        organizations
-            .iter()
-            .filter_map(|o| o.organization_id.clone())
-            .filter(|o| scope.contains(Some(o)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut events = Vec::new();
-    if orgs.is_empty() {
-        match client
-            .audit()
-            .search(start, end)
-            .child_organizations(scope.include_child_organizations && organizations.is_empty())
-            .stream()
-            .try_collect::<Vec<_>>()
-            .await
-        {
-            Ok(rows) => events = rows,
-            Err(e) => errors.push(format!("reading the action log: {e}")),
-        }
-    } else {
-        let results: Vec<_> = stream::iter(orgs)
-            .map(|org| {
-                let c = client.with_organization(org.clone());
-                async move {
-                    let rows = c
-                        .audit()
-                        .search(start, end)
-                        .child_organizations(false)
-                        .stream()
-                        .try_collect::<Vec<_>>()
-                        .await;
-                    (org, rows)
-                }
-            })
-            .buffer_unordered(scope.concurrency.max(1))
-            .collect()
-            .await;
-        for (org, r) in results {
-            match r {
-                Ok(mut rows) => events.append(&mut rows),
-                Err(e) => errors.push(format!("reading the action log of organization {org}: {e}")),
-            }
-        }
-    }
-    let computers = match client
-        .computers()
-        .list()
-        .child_organizations(scope.include_child_organizations)
-        .stream()
-        .try_collect::<Vec<_>>()
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            errors.push(format!("listing computers: {e}"));
-            Vec::new()
-        }
-    };
-    let requests: Vec<ApprovalRequest> = match client
-        .approvals()
-        .search(ApprovalStatus::Pending)
-        .child_organizations(scope.include_child_organizations)
-        .stream()
-        .try_collect()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            errors.push(format!("reading pending approval requests: {e}"));
-            Vec::new()
-        }
-    };
-    let mut approvals: Vec<PendingApproval> = stream::iter(requests)
-        .map(|r| enrich(client, r))
-        .buffered(scope.concurrency.max(1))
-        .collect()
-        .await;
-    events.retain(|r| scope.contains(r.organization_id.as_ref()));
-    let mut computers = computers;
-    computers.retain(|c| scope.contains(c.organization_id.as_ref()));
-    approvals.retain(|a| scope.contains(a.request.organization_id.as_ref()));
+    let retrieved = fetch::retrieve(client, scope, start, end, &[], true).await;
+    let mut errors = retrieved.errors;
+    let (approvals, mut more) = fetch::pending_approvals(client, scope).await;
+    errors.append(&mut more);
     let input = Input::new(now, start, end)
-        .with_events(events)
+        .with_events(retrieved.events)
         .with_approvals(approvals)
-        .with_computers(computers)
-        .with_organizations(organizations);
+        .with_computers(retrieved.computers)
+        .with_organizations(retrieved.organizations);
     (input, errors)
-}
-
-async fn enrich(client: &Client, request: ApprovalRequest) -> PendingApproval {
-    let scoped = match &request.organization_id {
-        Some(org) => client.with_organization(org.clone()),
-        None => client.clone(),
-    };
-    let matching = match scoped
-        .applications()
-        .matching_list(MatchQuery::for_request(&request))
-        .await
-    {
-        Ok(m) => m,
-        Err(e) => {
-            warn!(request = ?request.approval_request_id, error = %e, "matching-list lookup failed");
-            return PendingApproval::new(request);
-        }
-    };
-    let mut apps = matching.matching_applications;
-    apps.sort_by_key(|a| a.is_master_owned());
-    let Some(app) = apps.into_iter().next() else {
-        return PendingApproval::new(request);
-    };
-    let mut pending = PendingApproval::new(request);
-    if let Some(id) = app.application_id.clone() {
-        match scoped.applications().research_details(&id).await {
-            Ok(r) => pending = pending.with_research(r),
-            Err(e) => warn!(application = %id, error = %e, "research-details lookup failed"),
-        }
-    }
-    pending.with_application(app)
 }
 
 /// Produces the daily report for the `since` hours ending at `now`: reads ThreatLocker

@@ -1,6 +1,5 @@
 //! `siem-forward`: argument parsing and the pass loop. The binary only calls [`main`].
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,9 +29,10 @@ as CEF or JSON. Each record is sent once: a checkpoint and the ids sent are kept
 file and move only after the receiver accepted a batch; overlapping windows are de-duplicated by \
 id; a receiver that goes away is retried with backoff.
 
-Configure it in the [siem] section of the threatlocker-monitor configuration file (see \
-examples/README.md): transport, address, format, sources, batch_size, overlap, tls.ca_file, \
-tls.server_name.
+Configure it in the [siem] section of the threatlocker-monitor configuration file: transport \
+and address are required; examples/config.example.toml documents every key (format, sources, \
+batch_size, overlap, initial_lookback, max_window, severity, retain_ids, facility, hostname, \
+app_name, max_attempts, [siem.tls] ca_file and server_name) with its default.
 
 Without --once it polls every --interval until Ctrl-C (the batch in flight is either recorded \
 or resent later, never lost). Exit codes: 0 success, 1 a pass failed, 2 bad usage or \
@@ -48,8 +48,8 @@ pub struct Cli {
     /// One pass, then exit.
     #[arg(long)]
     pub once: bool,
-    /// Time between pass starts (e.g. 30s, 1m, 5m).
-    #[arg(long, default_value = "1m", value_parser = parse_interval)]
+    /// Time between pass starts, at least 1s (e.g. 30s, 1m, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_interval)]
     pub interval: Duration,
 }
 
@@ -63,33 +63,14 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match crate::cli::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    crate::cli::init_logging("info", true);
+    let runtime = match crate::cli::runtime(Some(2), EXIT_FAILED) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+        Err(code) => return code,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,5 +1,5 @@
-//! The `[siem]` section of the shared configuration file, parsed here because the shared
-//! [`Config`] refuses unknown sections.
+//! The `[siem]` section of the shared configuration file, read through
+//! [`Config::section`] and validated here.
 //!
 //! ```toml
 //! [siem]
@@ -194,31 +194,17 @@ impl SiemConfig {
         }
     }
 
-    /// Parses and validates a `[siem]` table; errors name the key (`siem.batch_size`).
-    /// Relative `tls.ca_file` paths are taken relative to `base_dir`.
-    pub fn from_table(table: toml::Table, base_dir: &Path) -> Result<Self, ConfigError> {
-        let raw: RawSiem =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let msg = inner.message().trim().to_owned();
-                let missing = msg
-                    .strip_prefix("missing field `")
-                    .and_then(|r| r.split('`').next())
-                    .map(str::to_owned);
-                let key = match (path.as_str(), missing) {
-                    (".", Some(f)) => format!("siem.{f}"),
-                    (p, Some(f)) => format!("siem.{p}.{f}"),
-                    (".", None) => "siem".to_owned(),
-                    (p, None) => format!("siem.{p}"),
-                };
-                ConfigError::Parse {
-                    file: None,
-                    key: Some(key),
-                    line: None,
-                    message: msg,
-                }
-            })?;
+    /// Reads and validates the `[siem]` section of `config` (`Ok(None)` when there is none);
+    /// errors name the key (`siem.batch_size`). Relative `tls.ca_file` paths are taken
+    /// relative to the configuration file's directory.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
+        config
+            .section::<RawSiem>("siem")?
+            .map(|raw| Self::validate(raw, config.base_dir()))
+            .transpose()
+    }
+
+    fn validate(raw: RawSiem, base_dir: &Path) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             key: key.to_owned(),
             message,
@@ -318,87 +304,11 @@ impl SiemConfig {
     }
 }
 
-/// Splits the `[siem]` section (and its sub-tables) off configuration text: returns the text
-/// with those lines blanked (so line numbers in other errors stay right) and the section.
-///
-/// A `siem` key written another way (a dotted `siem.x = ...` key or an inline table) is left in
-/// place, where the shared parser reports it as an unknown key.
-pub fn split_siem(text: &str) -> Result<(String, Option<toml::Table>), ConfigError> {
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        ConfigError::Parse {
-            file: None,
-            key: None,
-            line,
-            message: e.message().trim().to_owned(),
-        }
-    })?;
-    let siem = match table.remove("siem") {
-        Some(toml::Value::Table(t)) => Some(t),
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                key: "siem".into(),
-                message: format!("expected a table ([siem]), found {}", other.type_str()),
-            })
-        }
-        None => None,
-    };
-    let mut out = String::with_capacity(text.len());
-    let mut skipping = false;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.starts_with('[') {
-            let name = t
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches('"');
-            skipping = name == "siem" || name.starts_with("siem.");
-        }
-        if skipping {
-            if line.ends_with('\n') {
-                out.push('\n');
-            }
-        } else {
-            out.push_str(line);
-        }
-    }
-    Ok((out, siem))
-}
-
 /// Loads the shared configuration file and its `[siem]` section (if any). Errors name the file
 /// and key, as [`Config::load`]'s do.
 pub fn load(path: &Path) -> Result<(Config, Option<SiemConfig>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
-    let with_file = |e: ConfigError| match e {
-        ConfigError::Parse {
-            key, line, message, ..
-        } => ConfigError::Parse {
-            file: Some(path.to_path_buf()),
-            key,
-            line,
-            message,
-        },
-        other => other,
-    };
-    let (rest, siem) = split_siem(&text).map_err(with_file)?;
-    let config = Config::from_toml_str(&rest, &base_dir).map_err(with_file)?;
-    let siem = siem
-        .map(|t| SiemConfig::from_table(t, &base_dir))
-        .transpose()
-        .map_err(with_file)?;
+    let config = Config::load(path)?;
+    let siem = SiemConfig::from_config(&config).map_err(|e| e.with_file(path))?;
     Ok((config, siem))
 }
 
@@ -410,9 +320,8 @@ mod tests {
 
     fn parse(siem: &str) -> Result<SiemConfig, ConfigError> {
         let text = format!("{BASE}[siem]\n{siem}");
-        let (rest, table) = split_siem(&text)?;
-        Config::from_toml_str(&rest, Path::new("/etc/tl"))?;
-        SiemConfig::from_table(table.expect("siem table"), Path::new("/etc/tl"))
+        let config = Config::from_toml_str(&text, Path::new("/etc/tl"))?;
+        Ok(SiemConfig::from_config(&config)?.expect("a [siem] section"))
     }
 
     #[test]
@@ -479,18 +388,15 @@ mod tests {
     }
 
     #[test]
-    fn splitting_keeps_line_numbers_and_other_sections() {
+    fn no_section_is_none_and_other_sections_are_still_checked() {
+        let c = Config::from_toml_str(BASE, Path::new("/")).unwrap();
+        assert_eq!(SiemConfig::from_config(&c).unwrap(), None);
         let text = format!(
             "{BASE}[siem]\ntransport = \"udp\"\n[siem.tls]\n\n[workflow]\nmonitor_blocks = 3\n"
         );
-        let (rest, siem) = split_siem(&text).unwrap();
-        assert!(siem.is_some());
-        let e = Config::from_toml_str(&rest, Path::new("/")).unwrap_err();
+        let e = Config::from_toml_str(&text, Path::new("/")).unwrap_err();
         assert_eq!(e.key(), Some("workflow.monitor_blocks"));
         assert!(e.to_string().contains("(line 8)"), "{e}");
-        let (rest, siem) = split_siem(BASE).unwrap();
-        assert_eq!(rest, BASE);
-        assert!(siem.is_none());
     }
 
     #[test]

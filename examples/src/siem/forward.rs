@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
+use futures_util::{Stream, TryStreamExt};
 use policy_engine::Engine;
 use psa_connectors::syslog::Format;
 use psa_connectors::{SiemRecord, SiemSink};
@@ -281,23 +281,16 @@ impl Forwarder {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ActionLogRow>, SiemError> {
-        let client = self.client.as_ref().ok_or_else(|| {
-            SiemError::Setup("the action_log source needs a ThreatLocker client".into())
-        })?;
-        let mut stream = std::pin::pin!(client
+        let stream = self
+            .client
+            .as_ref()
+            .ok_or_else(|| no_client(SourceKind::ActionLog))?
             .audit()
             .search(from, to)
             .child_organizations(self.child_organizations)
             .page_size(1000)
-            .stream());
-        let mut rows = Vec::new();
-        while let Some(r) = stream.next().await {
-            rows.push(r.map_err(|error| SiemError::Api {
-                source_name: "action log",
-                error,
-            })?);
-        }
-        Ok(rows)
+            .stream();
+        collect("action log", stream).await
     }
 
     async fn fetch_system_audit(
@@ -305,22 +298,15 @@ impl Forwarder {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SystemAuditEntry>, SiemError> {
-        let client = self.client.as_ref().ok_or_else(|| {
-            SiemError::Setup("the system_audit source needs a ThreatLocker client".into())
-        })?;
-        let mut stream = std::pin::pin!(client
+        let stream = self
+            .client
+            .as_ref()
+            .ok_or_else(|| no_client(SourceKind::SystemAudit))?
             .system_audit()
             .search(from, to)
             .child_organizations(self.child_organizations)
-            .stream());
-        let mut rows = Vec::new();
-        while let Some(r) = stream.next().await {
-            rows.push(r.map_err(|error| SiemError::Api {
-                source_name: "system audit",
-                error,
-            })?);
-        }
-        Ok(rows)
+            .stream();
+        collect("system audit", stream).await
     }
 
     /// Forwards one window of action-log rows (the pipeline `run_once` uses after fetching;
@@ -528,6 +514,25 @@ fn engine_id(r: &ActionLogRow) -> String {
         (None, Some(e)) => e.to_string(),
         (None, None) => String::new(),
     }
+}
+
+/// Reads a whole paged stream; the first failure names `source_name`.
+async fn collect<T>(
+    source_name: &'static str,
+    stream: impl Stream<Item = threatlocker_api::Result<T>>,
+) -> Result<Vec<T>, SiemError> {
+    stream
+        .map_err(|error| SiemError::Api { source_name, error })
+        .try_collect()
+        .await
+}
+
+/// The error when a ThreatLocker source has no client to read with.
+fn no_client(source: SourceKind) -> SiemError {
+    SiemError::Setup(format!(
+        "the {} source needs a ThreatLocker client",
+        source.as_str()
+    ))
 }
 
 #[cfg(test)]

@@ -62,6 +62,31 @@ mod tests {
         r.send().await.unwrap()
     }
 
+    /// The status of a permit POST.
+    async fn permit(http: &reqwest::Client, sim: &PortalSim, body: &Value) -> reqwest::StatusCode {
+        post(
+            http,
+            sim,
+            "ApprovalRequest/ApprovalRequestPermitApplication",
+            body,
+            false,
+        )
+        .await
+        .status()
+    }
+
+    /// An action-log search with the `usenewsearch` header.
+    async fn search(http: &reqwest::Client, sim: &PortalSim, body: &Value) -> reqwest::Response {
+        post(
+            http,
+            sim,
+            "ActionLog/ActionLogGetByParametersV2",
+            body,
+            true,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn action_log_search_enforces_the_real_quirks() {
         let (sim, http) = portal().await;
@@ -94,39 +119,18 @@ mod tests {
         // No paramsFieldsDto: 500.
         let mut b = search_body(1, 10);
         b.as_object_mut().unwrap().remove("paramsFieldsDto");
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &b,
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 500);
         // No date range: 417.
         let mut b = search_body(1, 10);
         b.as_object_mut().unwrap().remove("startDate");
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &b,
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 417);
         assert!(r.text().await.unwrap().contains("Invalid Date Range"));
         // Parent scope without the child flag: 500.
         let mut b = search_body(1, 10);
         b["showChildOrganizations"] = json!(false);
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &b,
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 500);
     }
 
@@ -139,14 +143,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         let mut page = 1;
         loop {
-            let r = post(
-                &http,
-                &sim,
-                "ActionLog/ActionLogGetByParametersV2",
-                &search_body(page, 100),
-                true,
-            )
-            .await;
+            let r = search(&http, &sim, &search_body(page, 100)).await;
             assert_eq!(r.status(), 200);
             let meta: Value =
                 serde_json::from_str(r.headers()["pagination"].to_str().unwrap()).unwrap();
@@ -235,18 +232,7 @@ mod tests {
         body["matchingApplications"]["useMatchingApplication"] = json!(true);
         body["matchingApplications"]["matchingApplication"] = m["matchingApplications"][0].clone();
         // No userInstance → opaque 500.
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &body,
-                false
-            )
-            .await
-            .status(),
-            500
-        );
+        assert_eq!(permit(&http, &sim, &body).await, 500);
         body["userInstance"] = json!("g");
         // Stripped null → opaque 500.
         let mut stripped = body.clone();
@@ -254,46 +240,13 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("policyExpirationDate");
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &stripped,
-                false
-            )
-            .await
-            .status(),
-            500
-        );
+        assert_eq!(permit(&http, &sim, &stripped).await, 500);
         // toComputer → 417.
         let mut to_computer = body.clone();
         to_computer["policyLevel"]["toComputer"] = json!(true);
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &to_computer,
-                false
-            )
-            .await
-            .status(),
-            417
-        );
+        assert_eq!(permit(&http, &sim, &to_computer).await, 417);
         // The real thing.
-        assert_eq!(
-            post(
-                &http,
-                &sim,
-                "ApprovalRequest/ApprovalRequestPermitApplication",
-                &body,
-                false
-            )
-            .await
-            .status(),
-            200
-        );
+        assert_eq!(permit(&http, &sim, &body).await, 200);
         assert_eq!(sim.approval_status(id), Some(4));
         let again = post(
             &http,
@@ -349,25 +302,9 @@ mod tests {
         body["hasOriginApprovalCenter"] = json!(true);
         body["matchingApplications"]["useMatchingApplication"] = json!(true);
         body["matchingApplications"]["matchingApplication"] = m["matchingApplications"][0].clone();
-        let r = post(
-            &http,
-            &sim,
-            "ApprovalRequest/ApprovalRequestPermitApplication",
-            &body,
-            false,
-        )
-        .await;
-        assert_eq!(r.status(), 401);
+        assert_eq!(permit(&http, &sim, &body).await, 401);
         body["policyLevel"]["toEntireOrganization"] = json!(true);
-        let r = post(
-            &http,
-            &sim,
-            "ApprovalRequest/ApprovalRequestPermitApplication",
-            &body,
-            false,
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        assert_eq!(permit(&http, &sim, &body).await, 200);
         assert_eq!(sim.permits()[0].scope, "organization");
     }
 
@@ -375,43 +312,15 @@ mod tests {
     async fn faults_hit_the_chosen_page_then_clear() {
         let (sim, http) = portal().await;
         sim.inject(Fault::on_page("ActionLogGetByParametersV2", 2, 503, 1));
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &search_body(1, 50),
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &search_body(1, 50)).await;
         assert_eq!(r.status(), 200);
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &search_body(2, 50),
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &search_body(2, 50)).await;
         assert_eq!(r.status(), 503);
-        let r = post(
-            &http,
-            &sim,
-            "ActionLog/ActionLogGetByParametersV2",
-            &search_body(2, 50),
-            true,
-        )
-        .await;
+        let r = search(&http, &sim, &search_body(2, 50)).await;
         assert_eq!(r.status(), 200);
         sim.inject(Fault::rate_limit_storm(2));
         for _ in 0..2 {
-            let r = post(
-                &http,
-                &sim,
-                "ActionLog/ActionLogGetByParametersV2",
-                &search_body(1, 5),
-                true,
-            )
-            .await;
+            let r = search(&http, &sim, &search_body(1, 5)).await;
             assert_eq!(r.status(), 429);
             assert_eq!(r.headers()["retry-after"], "0");
         }

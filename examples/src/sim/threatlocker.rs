@@ -289,6 +289,24 @@ fn page_args(body: &Value) -> (u64, u64) {
     (n("pageNumber", 1).max(1), n("pageSize", 25).max(1))
 }
 
+/// Page `page` (1-based) of `size` items of `all`, each rendered by `row`, with the
+/// pagination header.
+fn page_of<T>(all: Vec<T>, page: u64, size: u64, row: impl FnMut(T) -> Value) -> ResponseTemplate {
+    let total = all.len() as u64;
+    let rows: Vec<Value> = all
+        .into_iter()
+        .skip((page.saturating_sub(1) * size) as usize)
+        .take(size as usize)
+        .map(row)
+        .collect();
+    paged(
+        Value::Array(rows).to_string().into_bytes(),
+        page,
+        size,
+        total,
+    )
+}
+
 fn paged(rows: Vec<u8>, page: u64, size: u64, total: u64) -> ResponseTemplate {
     let pages = total.div_ceil(size);
     raw_json(200, rows).insert_header(
@@ -605,19 +623,7 @@ impl Portal {
         if ascending {
             matching.reverse();
         }
-        let total = matching.len() as u64;
-        let rows: Vec<Value> = matching
-            .into_iter()
-            .skip(((page - 1) * size) as usize)
-            .take(size as usize)
-            .map(|a| self.approval_row(a))
-            .collect();
-        paged(
-            Value::Array(rows).to_string().into_bytes(),
-            page,
-            size,
-            total,
-        )
+        page_of(matching, page, size, |a| self.approval_row(a))
     }
 
     fn approval_count(&self, req: &Request, scope: Scope) -> ResponseTemplate {
@@ -1022,38 +1028,26 @@ impl Portal {
             .filter(|c| self.visible(scope, c.org, child))
             .filter(|c| mode.is_none_or(|m| m.eq_ignore_ascii_case(c.mode)))
             .collect();
-        let total = all.len() as u64;
-        let rows: Vec<Value> = all
-            .into_iter()
-            .skip(((page - 1) * size) as usize)
-            .take(size as usize)
-            .map(|c| {
-                json!({
-                    "computerId": c.id,
-                    "computerName": c.name,
-                    "hostname": c.name,
-                    "group": c.group,
-                    "computerGroupId": c.group_id,
-                    "organizationId": self.ds.orgs[c.org].id,
-                    "osType": 1,
-                    "action": c.mode,
-                    "mode": c.mode,
-                    "maintenanceTypeId": match c.mode { "MonitorOnly" => 1, "Installation" => 2, "Learning" => 3, _ => 0 },
-                    "maintenanceEndDate": null,
-                    "isIsolated": false,
-                    "isLockedOut": false,
-                    "isTamperProtectionDisabled": false,
-                    "lastCheckin": (self.ds.config.now - chrono::Duration::minutes(7)).to_rfc3339_opts(SecondsFormat::Micros, true),
-                    "threatLockerVersion": "10.3.4",
-                })
+        page_of(all, page, size, |c| {
+            json!({
+                "computerId": c.id,
+                "computerName": c.name,
+                "hostname": c.name,
+                "group": c.group,
+                "computerGroupId": c.group_id,
+                "organizationId": self.ds.orgs[c.org].id,
+                "osType": 1,
+                "action": c.mode,
+                "mode": c.mode,
+                "maintenanceTypeId": match c.mode { "MonitorOnly" => 1, "Installation" => 2, "Learning" => 3, _ => 0 },
+                "maintenanceEndDate": null,
+                "isIsolated": false,
+                "isLockedOut": false,
+                "isTamperProtectionDisabled": false,
+                "lastCheckin": (self.ds.config.now - chrono::Duration::minutes(7)).to_rfc3339_opts(SecondsFormat::Micros, true),
+                "threatLockerVersion": "10.3.4",
             })
-            .collect();
-        paged(
-            Value::Array(rows).to_string().into_bytes(),
-            page,
-            size,
-            total,
-        )
+        })
     }
 
     fn children(&self, body: &Value, scope: Scope) -> ResponseTemplate {
@@ -1074,27 +1068,15 @@ impl Portal {
                 .collect(),
             Scope::Org(_) => Vec::new(),
         };
-        let total = all.len() as u64;
-        let rows: Vec<Value> = all
-            .into_iter()
-            .skip(((page - 1) * size) as usize)
-            .take(size as usize)
-            .map(|o| {
-                json!({
-                    "organizationId": o.id,
-                    "name": o.name,
-                    "displayName": o.display_name,
-                    "dateAdded": "2023-02-01T15:22:10Z",
-                    "computerCount": o.computers.len(),
-                })
+        page_of(all, page, size, |o| {
+            json!({
+                "organizationId": o.id,
+                "name": o.name,
+                "displayName": o.display_name,
+                "dateAdded": "2023-02-01T15:22:10Z",
+                "computerCount": o.computers.len(),
             })
-            .collect();
-        paged(
-            Value::Array(rows).to_string().into_bytes(),
-            page,
-            size,
-            total,
-        )
+        })
     }
 }
 

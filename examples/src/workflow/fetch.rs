@@ -1,6 +1,9 @@
 //! Steps 1 and 2: retrieve events, computers and organizations across every child
 //! organization, and the pending approval requests with their matching application and its
 //! research categories. Bounded concurrency; the client's shared rate limit paces every call.
+//!
+//! The daily report ([`crate::report::gather`]) reads through the same two functions,
+//! [`retrieve`] and [`pending_approvals`], so a report and a run see the same data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,18 +16,147 @@ use threatlocker_api::{
 };
 use tracing::{debug, warn};
 
-/// Which organizations a run covers.
+use crate::config::{CompanyMap, Config};
+
+/// Which organizations a run (or a report) covers: the workflow's scope rules.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Scope {
+    /// Read every child organization.
+    pub include_child_organizations: bool,
+    /// Only organizations mapped to this PSA company (`workflow.company_id`).
+    pub company_id: Option<String>,
+    /// ThreatLocker organization → PSA company.
+    pub companies: CompanyMap,
+    /// Organizations (or approval lookups) read at once.
+    pub concurrency: usize,
+}
+
+impl Scope {
+    /// Every child organization, [`super::DEFAULT_CONCURRENCY`] at a time.
+    pub fn all() -> Self {
+        Self {
+            include_child_organizations: true,
+            company_id: None,
+            companies: CompanyMap::default(),
+            concurrency: super::DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// The scope of a configuration file (`[threatlocker]`, `[workflow] company_id`,
+    /// `[companies]`).
+    pub fn from_config(config: &Config) -> Self {
+        let t = config.threatlocker();
+        Self {
+            include_child_organizations: t.include_child_organizations,
+            company_id: config.workflow().company_id.clone(),
+            companies: config.companies().clone(),
+            concurrency: t
+                .max_concurrency
+                .unwrap_or(super::DEFAULT_CONCURRENCY)
+                .max(1),
+        }
+    }
+
+    /// Whether a row of `org` is in scope (everything is when no `company_id` is set).
+    pub fn contains(&self, org: Option<&OrganizationId>) -> bool {
+        match &self.company_id {
+            None => true,
+            Some(company) => org
+                .and_then(|o| self.companies.company_for(o.as_str()))
+                .is_some_and(|c| c == company),
+        }
+    }
+}
+
+/// What step 1 read.
+#[derive(Debug, Default)]
+pub(crate) struct Retrieved {
+    /// Every child organization (for names), in or out of scope.
+    pub organizations: Vec<Organization>,
+    /// The action-log rows of the organizations in scope.
+    pub events: Vec<ActionLogRow>,
+    /// The computers in scope.
+    pub computers: Vec<Computer>,
+    /// What failed, as messages for the report.
+    pub errors: Vec<String>,
+}
+
+/// Step 1: the organizations, then (with `read_log`) the action log of each organization in
+/// scope and the computers, all filtered to `scope`. Failures become messages; what could be
+/// read is returned.
+pub(crate) async fn retrieve(
+    client: &Client,
+    scope: &Scope,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    action_types: &[String],
+    read_log: bool,
+) -> Retrieved {
+    let mut out = Retrieved::default();
+    match organizations(client).await {
+        Ok(o) => out.organizations = o,
+        Err(e) => out.errors.push(format!("listing child organizations: {e}")),
+    }
+    if !read_log {
+        return out;
+    }
+    let targets = Targets {
+        orgs: if scope.include_child_organizations {
+            out.organizations
+                .iter()
+                .filter_map(|o| o.organization_id.clone())
+                .filter(|o| scope.contains(Some(o)))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        include_children: scope.include_child_organizations && out.organizations.is_empty(),
+    };
+    let (mut rows, mut errors) = events(
+        client,
+        &targets,
+        start,
+        end,
+        action_types,
+        scope.concurrency,
+    )
+    .await;
+    out.errors.append(&mut errors);
+    match computers(client, scope.include_child_organizations).await {
+        Ok(c) => out.computers = c,
+        Err(e) => out.errors.push(format!("listing computers: {e}")),
+    }
+    rows.retain(|r| scope.contains(r.organization_id.as_ref()));
+    out.events = rows;
+    out.computers
+        .retain(|c| scope.contains(c.organization_id.as_ref()));
+    out
+}
+
+/// Step 2: the pending approval requests in scope, enriched (see [`approvals`]).
+pub(crate) async fn pending_approvals(
+    client: &Client,
+    scope: &Scope,
+) -> (Vec<PendingApproval>, Vec<String>) {
+    let (mut found, errors) =
+        approvals(client, scope.include_child_organizations, scope.concurrency).await;
+    found.retain(|a| scope.contains(a.request.organization_id.as_ref()));
+    (found, errors)
+}
+
+/// Which organizations the action log is read for.
 #[derive(Debug, Clone)]
-pub(crate) struct Scope {
+struct Targets {
     /// Organizations to read one by one (`managedOrganizationId`), or empty to read at the
     /// client's own scope.
-    pub orgs: Vec<OrganizationId>,
+    orgs: Vec<OrganizationId>,
     /// Read children through the child-organization flags (parent scope).
-    pub include_children: bool,
+    include_children: bool,
 }
 
 /// Lists the child organizations (all descendants) visible to the client.
-pub(crate) async fn organizations(client: &Client) -> threatlocker_api::Result<Vec<Organization>> {
+async fn organizations(client: &Client) -> threatlocker_api::Result<Vec<Organization>> {
     let mut out: Vec<Organization> = client
         .organizations()
         .children()
@@ -48,9 +180,9 @@ pub(crate) async fn organizations(client: &Client) -> threatlocker_api::Result<V
 }
 
 /// Reads the action log of every organization in scope, `concurrency` organizations at a time.
-pub(crate) async fn events(
+async fn events(
     client: &Client,
-    scope: &Scope,
+    scope: &Targets,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     action_types: &[String],
@@ -99,7 +231,7 @@ pub(crate) async fn events(
 }
 
 /// Reads every computer in scope (for the computer modes).
-pub(crate) async fn computers(
+async fn computers(
     client: &Client,
     include_children: bool,
 ) -> threatlocker_api::Result<Vec<Computer>> {
@@ -116,7 +248,7 @@ pub(crate) async fn computers(
 /// application's research categories (`concurrency` lookups at a time; research once per
 /// distinct application). A lookup that fails leaves the request without research, which sends
 /// it to manual review.
-pub(crate) async fn approvals(
+async fn approvals(
     client: &Client,
     include_children: bool,
     concurrency: usize,

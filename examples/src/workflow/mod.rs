@@ -26,7 +26,9 @@
 //! done. Notes and notifications have no remote record to search, so an interrupted one is sent
 //! again (at least once, never silently lost).
 
-mod fetch;
+pub(crate) mod fetch;
+
+pub use fetch::Scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -96,6 +98,27 @@ impl Settings {
     pub fn include_child_organizations(mut self, yes: bool) -> Self {
         self.include_child_organizations = yes;
         self
+    }
+
+    /// The settings of a configuration file (`[workflow]`, `[threatlocker]`, `[companies]`).
+    pub fn from_config(config: &Config) -> Self {
+        let scope = Scope::from_config(config);
+        Self {
+            workflow: config.workflow().clone(),
+            include_child_organizations: scope.include_child_organizations,
+            companies: scope.companies,
+            concurrency: scope.concurrency,
+        }
+    }
+
+    /// Which organizations a run reads (the same rules as [`Scope::from_config`]).
+    pub fn scope(&self) -> Scope {
+        Scope {
+            include_child_organizations: self.include_child_organizations,
+            company_id: self.workflow.company_id.clone(),
+            companies: self.companies.clone(),
+            concurrency: self.concurrency.max(1),
+        }
     }
 }
 
@@ -338,13 +361,7 @@ impl Workflow {
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
         let state = Arc::new(StateStore::open(&config.state_path())?);
-        let t = config.threatlocker();
-        let settings = Settings {
-            workflow: config.workflow().clone(),
-            include_child_organizations: t.include_child_organizations,
-            companies: config.companies().clone(),
-            concurrency: t.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        };
+        let settings = Settings::from_config(config);
         let mut wf = Self::new(client, engine, state, settings);
         wf.sink = crate::connect::ticket_sink(config, env)?;
         wf.notifiers = crate::connect::notifiers(config, env)?;
@@ -357,13 +374,7 @@ impl Workflow {
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
         let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
-        let t = config.threatlocker();
-        let mut settings = Settings {
-            workflow: config.workflow().clone(),
-            include_child_organizations: t.include_child_organizations,
-            companies: config.companies().clone(),
-            concurrency: t.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        };
+        let mut settings = Settings::from_config(config);
         settings.workflow.dry_run = true;
         let mut wf = Self::new(client, engine, state, settings);
         wf.sink = crate::connect::ticket_sink(config, env)?;
@@ -532,55 +543,24 @@ impl Run<'_> {
         let client = &wf.client;
 
         // 1. Retrieve events.
-        let organizations = match fetch::organizations(client).await {
-            Ok(o) => o,
-            Err(e) => {
-                self.error(format!("listing child organizations: {e}"));
-                Vec::new()
-            }
-        };
-        let in_scope = |org: Option<&OrganizationId>| match &s.workflow.company_id {
-            None => true,
-            Some(company) => org
-                .and_then(|o| s.companies.company_for(o.as_str()))
-                .is_some_and(|c| c == company),
-        };
-        let scope_orgs: Vec<OrganizationId> = if s.include_child_organizations {
-            organizations
-                .iter()
-                .filter_map(|o| o.organization_id.clone())
-                .filter(|o| in_scope(Some(o)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let scope = fetch::Scope {
-            include_children: s.include_child_organizations && organizations.is_empty(),
-            orgs: scope_orgs,
-        };
-        let mut events = Vec::new();
-        let mut computers = Vec::new();
-        if s.workflow.monitor_blocks {
-            let (rows, errors) = fetch::events(
-                client,
-                &scope,
-                start,
-                end,
-                &s.workflow.action_types(),
-                s.concurrency,
-            )
-            .await;
-            events = rows;
-            for e in errors {
-                self.error(e);
-            }
-            match fetch::computers(client, s.include_child_organizations).await {
-                Ok(c) => computers = c,
-                Err(e) => self.error(format!("listing computers: {e}")),
-            }
+        let scope = s.scope();
+        let retrieved = fetch::retrieve(
+            client,
+            &scope,
+            start,
+            end,
+            &s.workflow.action_types(),
+            s.workflow.monitor_blocks,
+        )
+        .await;
+        for e in retrieved.errors {
+            self.error(e);
         }
-        events.retain(|r| in_scope(r.organization_id.as_ref()));
-        computers.retain(|c| in_scope(c.organization_id.as_ref()));
+        let (organizations, events, computers) = (
+            retrieved.organizations,
+            retrieved.events,
+            retrieved.computers,
+        );
         info!(
             events = events.len(),
             computers = computers.len(),
@@ -591,13 +571,11 @@ impl Run<'_> {
         // 2. Process approvals.
         let mut approvals = Vec::new();
         if s.workflow.process_approvals {
-            let (found, errors) =
-                fetch::approvals(client, s.include_child_organizations, s.concurrency).await;
+            let (found, errors) = fetch::pending_approvals(client, &scope).await;
             approvals = found;
             for e in errors {
                 self.error(e);
             }
-            approvals.retain(|a| in_scope(a.request.organization_id.as_ref()));
         }
         info!(pending = approvals.len(), "approval requests retrieved");
         self.next("process approvals", "analyse blocks")?;
@@ -650,7 +628,13 @@ impl Run<'_> {
                 let ctx = self.ctx();
                 // The first hard failure (the state store, a test kill) stops the others where
                 // they are, as a crash would.
-                let done: Vec<TicketDone> = stream::iter(decisions.tickets.iter())
+                // The futures are made up front (they do nothing until polled) rather than by a
+                // closure inside the stream: a closure over borrowed tickets held across the
+                // await makes the run's future not `Send` (a higher-ranked lifetime the
+                // compiler cannot prove), and `watch` spawns runs on other tasks.
+                let tickets: Vec<_> = decisions
+                    .tickets
+                    .iter()
                     .map(|planned| {
                         let last_seen = decisions
                             .detections
@@ -659,6 +643,8 @@ impl Run<'_> {
                             .and_then(|d| d.last_seen);
                         ctx.ticket(sink.as_ref(), planned, last_seen)
                     })
+                    .collect();
+                let done: Vec<TicketDone> = stream::iter(tickets)
                     .buffered(TICKET_CONCURRENCY)
                     .try_collect()
                     .await?;
@@ -1392,4 +1378,18 @@ fn filter_detections(decisions: &mut Decisions, types: &[String]) {
         n.detection_keys.retain(|k| index.contains_key(k));
         !n.detection_keys.is_empty() || !n.approval_request_ids.is_empty()
     });
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    /// A run can be spawned on another task (`tokio::spawn`): its future is `Send`. Checked
+    /// at compile time; never called.
+    #[allow(dead_code)]
+    fn run_future_is_send(wf: &Workflow) {
+        assert_send(wf.run(RunOptions::new()));
+    }
 }

@@ -105,9 +105,10 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config_text(&portal.uri(), &dir.join("s.db"))).unwrap();
-    let run = |args: Vec<String>| {
+    // `threatlocker-monitor <command> --config <cfg> <args>`, with the simulator's key.
+    let command = |command: &'static str, args: &[&str]| {
         let mut c = Command::new(BIN);
-        c.arg("report")
+        c.arg(command)
             .arg("--config")
             .arg(&cfg)
             .args(args)
@@ -120,8 +121,10 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
                 .unwrap()
         }
     };
+    let run = |args: &[&str]| command("report", args);
+    let watch = |args: &[&str]| command("watch", args);
 
-    let out = run(vec!["--format".into(), "json".into()]).await;
+    let out = run(&["--format", "json"]).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -133,13 +136,13 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
     assert_eq!(json["period"]["timezone"], "UTC");
 
     let html = dir.join("out/report.html");
-    let out = run(vec![
-        "--output".into(),
-        html.display().to_string(),
-        "--timezone".into(),
-        "America/New_York".into(),
-        "--since".into(),
-        "12h".into(),
+    let out = run(&[
+        "--output",
+        &html.display().to_string(),
+        "--timezone",
+        "America/New_York",
+        "--since",
+        "12h",
     ])
     .await;
     assert_eq!(
@@ -152,35 +155,20 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
     assert!(text.starts_with("<!DOCTYPE html>") && text.contains("<svg"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("report written to"));
 
-    let out = run(vec!["--format".into(), "markdown".into()]).await;
+    let out = run(&["--format", "markdown"]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("## ThreatLocker daily security report"));
 
-    let out = run(vec!["--timezone".into(), "Mars/Olympus".into()]).await;
+    let out = run(&["--timezone", "Mars/Olympus"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--timezone"));
-    let out = run(vec!["--since".into(), "5m".into()]).await;
+    let out = run(&["--since", "5m"]).await;
     assert_eq!(out.status.code(), Some(2));
-    let out = run(vec!["--send".into()]).await;
+    let out = run(&["--send"]).await;
     assert_eq!(out.status.code(), Some(2), "--send without [notify.email]");
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.email"));
 
     // watch's trigger flags are checked before anything runs.
-    let watch = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.arg("watch")
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .env("THREATLOCKER_API_KEY", DEMO_API_KEY)
-            .env_remove("THREATLOCKER_REPORT_TIMEZONE")
-            .stdin(Stdio::null());
-        async move {
-            tokio::task::spawn_blocking(move || c.output().unwrap())
-                .await
-                .unwrap()
-        }
-    };
     for (args, named) in [
         (&["--daily-report-at", "25:00"][..], "--daily-report-at"),
         (
@@ -197,6 +185,50 @@ async fn the_report_command_writes_each_format_and_names_bad_input() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(named), "{args:?}: {err}");
+    }
+
+    // [report] in the file: its timezone and top apply; the flags override them.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[report]\ntimezone = \"Europe/Berlin\"\ntop = 1\n",
+            config_text(&portal.uri(), &dir.join("s.db"))
+        ),
+    )
+    .unwrap();
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let report = json(run(&["--format", "json"]).await);
+    assert_eq!(report["period"]["timezone"], "Europe/Berlin");
+    assert_eq!(report["top_applications"].as_array().unwrap().len(), 1);
+    let report = json(run(&["--format", "json", "--timezone", "Asia/Tokyo", "--top", "2"]).await);
+    assert_eq!(report["period"]["timezone"], "Asia/Tokyo");
+    assert_eq!(report["top_applications"].as_array().unwrap().len(), 2);
+    // Bad values in [report] and [watch] name their key.
+    for (section, key) in [
+        ("[report]\ntimezone = \"Mars/Olympus\"\n", "report.timezone"),
+        ("[watch]\napproval_poll = \"1s\"\n", "watch.approval_poll"),
+        ("[watch]\nintervall = \"1h\"\n", "watch.intervall"),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "{}\n{section}",
+                config_text(&portal.uri(), &dir.join("s.db"))
+            ),
+        )
+        .unwrap();
+        let out = watch(&[]).await;
+        assert_eq!(out.status.code(), Some(2), "{section}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{section}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

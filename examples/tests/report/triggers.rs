@@ -342,15 +342,27 @@ path = "{}"
 
 #[test]
 fn report_settings_name_the_key_of_a_bad_value() {
+    use examples::config::Config;
     use examples::report::ReportSettings;
-    let ok: toml::Table = toml::from_str(
+    let config = |section: &str| {
+        Config::from_toml_str(
+            &format!("[threatlocker]\ninstance = \"g\"\n[report]\n{section}\n"),
+            std::path::Path::new("/etc/tl"),
+        )
+        .unwrap()
+    };
+    let s = ReportSettings::from_config(&config(
         "timezone = \"Europe/Berlin\"\ndaily_report_at = \"07:00\"\ndirectory = \"reports\"\ntop = 5",
-    )
+    ))
     .unwrap();
-    let s = ReportSettings::from_table(&ok).unwrap();
     assert_eq!(s.timezone.unwrap().name(), "Europe/Berlin");
     assert_eq!(s.daily_report_at.unwrap().to_string(), "07:00:00");
     assert_eq!(s.top, Some(5));
+    assert_eq!(
+        s.directory.as_deref(),
+        Some(std::path::Path::new("/etc/tl/reports")),
+        "relative to the configuration file"
+    );
     for (text, key) in [
         ("timezone = \"Nowhere/Land\"", "report.timezone"),
         ("timezone = 3", "report.timezone"),
@@ -358,8 +370,9 @@ fn report_settings_name_the_key_of_a_bad_value() {
         ("top = 0", "report.top"),
         ("colour = \"red\"", "report.colour"),
     ] {
-        let t: toml::Table = toml::from_str(text).unwrap();
-        let e = ReportSettings::from_table(&t).unwrap_err().to_string();
+        let e = ReportSettings::from_config(&config(text))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(key), "{text}: {e}");
     }
 }

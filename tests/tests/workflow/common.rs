@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use examples::config::Config;
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
 use examples::state::{scratch_path, StateStore};
-use examples::workflow::{engine_from_config, Settings, Workflow};
+use examples::workflow::{engine_from_config, RunOptions, RunOutput, Settings, Workflow};
 use threatlocker_api::{Client, RetryPolicy, Sleeper};
 
 /// A fixed "now" so every number is reproducible.
@@ -119,6 +119,15 @@ path = "{state}"
     /// The workflow exactly as `run` builds it from the configuration.
     pub fn workflow(&self, workflow_extra: &str) -> Workflow {
         Workflow::from_config(&self.config(workflow_extra), &self.env()).expect("workflow builds")
+    }
+
+    /// One run at [`now`] of the workflow with `workflow_extra` in `[workflow]`; it must not
+    /// stop with an error (a run with step errors still returns its report).
+    pub async fn run(&self, workflow_extra: &str) -> RunOutput {
+        self.workflow(workflow_extra)
+            .run(RunOptions::new().now(now()))
+            .await
+            .expect("the run returns a report")
     }
 
     /// The workflow with a client that pages `page_size` rows at a time, retries `attempts`

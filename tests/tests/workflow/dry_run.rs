@@ -36,11 +36,7 @@ async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
         .mount(h.psa.server())
         .await;
 
-    let out = h
-        .workflow("dry_run = true")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("dry_run = true").await;
     assert!(out.dry_run && out.run_id.is_none());
     assert!(out.report.success, "{:?}", out.report.errors);
     // The numbers are those a real run would report, marked as not applied.
@@ -117,11 +113,7 @@ async fn a_dry_run_after_a_real_run_plans_nothing_already_done() {
         .await
         .unwrap();
     let tickets = h.psa.tickets().len();
-    let out = h
-        .workflow("dry_run = true")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("dry_run = true").await;
     assert!(out
         .planned_writes
         .iter()
@@ -149,11 +141,7 @@ async fn no_secret_appears_in_the_report_the_plan_the_state_or_debug_output() {
     let secrets: Vec<String> = env.values().cloned().collect();
     let wf = h.workflow("");
     let real = wf.run(RunOptions::new().now(now())).await.unwrap();
-    let dry = h
-        .workflow("dry_run = true")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let dry = h.run("dry_run = true").await;
     let state = examples::state::StateStore::open(&h.state_path).unwrap();
     let intents = serde_json::to_string(&state.intents(None, None).unwrap()).unwrap();
     let texts = [

@@ -138,11 +138,7 @@ async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status() {
     );
     assert_eq!(h.portal.permits().len(), 1);
 
-    let out = h
-        .workflow("create_tickets = false")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("create_tickets = false").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     // The killed permit was not sent again; the other one was sent once.
     let permits = h.portal.permits();
@@ -189,11 +185,7 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
             matches!(killed, Err(WorkflowError::Killed { .. })),
             "kill at {n}"
         );
-        let out = h
-            .workflow("")
-            .run(RunOptions::new().now(now()))
-            .await
-            .unwrap();
+        let out = h.run("").await;
         assert!(out.report.success, "kill at {n}: {:?}", out.report.errors);
         let refs = h.ticket_refs();
         assert_unique(&refs);
@@ -245,11 +237,7 @@ async fn an_intent_recorded_before_a_crash_is_completed_once() {
             )
             .unwrap();
     }
-    let out = h
-        .workflow("")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(
         h.portal
@@ -287,11 +275,7 @@ async fn a_request_actioned_by_a_technician_meanwhile_is_left_alone() {
         .find(|id| *id != permitted)
         .unwrap();
     h.portal.action_elsewhere(&other, 10, "tech@msp.example");
-    let out = h
-        .workflow("create_tickets = false")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("create_tickets = false").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(
         h.portal.permits().len(),
@@ -312,11 +296,7 @@ async fn a_lost_state_file_does_not_duplicate_tickets() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", h.state_path.display()));
     }
-    let out = h
-        .workflow("")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(
         h.ticket_refs().len(),

@@ -2,19 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use examples::workflow::RunOptions;
 use serde_json::json;
 
-use super::common::{now, Harness};
+use super::common::Harness;
 
 #[tokio::test]
 async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
     let h = Harness::story().await;
-    let out = h
-        .workflow("")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("").await;
     let r = &out.report;
     assert!(r.success, "errors: {:?}", r.errors);
     let m = &r.monitoring_summary;
@@ -111,11 +106,7 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
 #[tokio::test]
 async fn report_json_has_the_original_workflow_shape() {
     let h = Harness::story().await;
-    let out = h
-        .workflow("")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("").await;
     let v = out.report_json();
     for key in [
         "success",

@@ -67,11 +67,7 @@ async fn a_page_that_keeps_failing_fails_the_run_and_the_rerun_completes_it() {
     );
     // The API recovers; the rerun completes the run and nothing is done twice.
     h.portal.clear_faults();
-    let out = h
-        .workflow("")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(out.report.monitoring_summary.total_events, 13);
     super::common::assert_unique(&h.ticket_refs());
@@ -84,11 +80,7 @@ async fn a_throttled_psa_still_gets_each_ticket_once() {
     let mut fault = Fault::rate_limit_storm(2);
     fault.route = "service/tickets".into();
     h.psa.inject(fault);
-    let out = h
-        .workflow("")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     let refs = h.ticket_refs();
     super::common::assert_unique(&refs);

@@ -11,11 +11,7 @@ fn route_count(h: &Harness, route: &str) -> u64 {
 #[tokio::test]
 async fn process_approvals_off_reads_and_actions_no_request() {
     let h = Harness::story().await;
-    let out = h
-        .workflow("process_approvals = false")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("process_approvals = false").await;
     assert!(out.report.success);
     assert_eq!(out.report.monitoring_summary.approval_requests, 0);
     assert_eq!(
@@ -30,11 +26,7 @@ async fn process_approvals_off_reads_and_actions_no_request() {
 #[tokio::test]
 async fn monitor_blocks_off_reads_no_event() {
     let h = Harness::story().await;
-    let out = h
-        .workflow("monitor_blocks = false")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("monitor_blocks = false").await;
     assert!(out.report.success);
     assert_eq!(route_count(&h, "ActionLog/ActionLogGetByParametersV2"), 0);
     assert_eq!(out.report.monitoring_summary.total_events, 0);
@@ -44,11 +36,7 @@ async fn monitor_blocks_off_reads_no_event() {
 #[tokio::test]
 async fn create_tickets_off_opens_none() {
     let h = Harness::story().await;
-    let out = h
-        .workflow("create_tickets = false")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("create_tickets = false").await;
     assert!(out.report.success);
     assert!(out.report.monitoring_summary.security_alerts > 0);
     assert!(out
@@ -86,11 +74,7 @@ async fn company_id_limits_the_run_to_that_companys_organizations() {
 #[tokio::test]
 async fn event_types_narrow_the_detections_and_the_search() {
     let h = Harness::story().await;
-    let out = h
-        .workflow("event_types = [\"suspicious_execution\"]")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("event_types = [\"suspicious_execution\"]").await;
     assert!(out.report.success);
     assert_eq!(out.report.security_events.len(), 1);
     assert_eq!(
@@ -100,11 +84,7 @@ async fn event_types_narrow_the_detections_and_the_search() {
     assert_eq!(h.psa.tickets().len(), 1);
 
     let h = Harness::story().await;
-    let out = h
-        .workflow("event_types = [\"network\"]")
-        .run(RunOptions::new().now(now()))
-        .await
-        .unwrap();
+    let out = h.run("event_types = [\"network\"]").await;
     // The story has only `execute` rows: an action-type filter on `network` finds none.
     assert_eq!(out.report.monitoring_summary.total_events, 0);
 }
@@ -166,4 +146,16 @@ async fn a_raised_stop_flag_finishes_the_step_in_progress_and_stops() {
     let state = examples::state::StateStore::open(&h.state_path).unwrap();
     assert!(state.intents(None, None).unwrap().is_empty());
     assert_eq!(state.windows_done().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_run_can_be_spawned_on_another_task() {
+    let h = Harness::story().await;
+    let wf = h.workflow("");
+    let out = tokio::spawn(async move { wf.run(RunOptions::new().now(now())).await })
+        .await
+        .expect("the spawned run completes")
+        .unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    assert_eq!(h.psa.create_calls(), 6);
 }
