@@ -551,10 +551,11 @@ struct CheckedPermit {
 }
 
 /// Whether a read of the permit flow was refused in a way taking ownership could cure: the
-/// server answered the permit DTO (or matching list) read with 401/403 before ownership.
+/// server answered the permit DTO read with 400, 401 or 403 before ownership (the API documents
+/// no status for "not the owner", so any refusal of the caller is taken as possibly that).
 #[cfg(feature = "client")]
 fn refused_before_ownership(e: &Error) -> bool {
-    matches!(e, Error::Api { status: 401 | 403, endpoint, .. } if endpoint.contains("GetPermitApplicationById"))
+    matches!(e, Error::Api { status: 400 | 401 | 403, endpoint, .. } if endpoint.contains("GetPermitApplicationById"))
 }
 
 #[cfg(feature = "client")]
