@@ -102,16 +102,20 @@ pub fn detections_by_risk_svg(counts: &RiskCounts) -> Option<String> {
             .margin(8)
             .x_label_area_size(24)
             .y_label_area_size(70)
-            .build_cartesian_2d(0u64..max + max.div_ceil(10), 0u32..4)
+            // Segmented: each risk level is a band with its label at the band's centre.
+            .build_cartesian_2d(0u64..max + max.div_ceil(10), (0u32..4).into_segmented())
             .ok()?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(4)
-            .y_label_formatter(&|i| {
-                rows.get(3usize.saturating_sub(*i as usize))
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => 3usize
+                    .checked_sub(*i as usize)
+                    .and_then(|k| rows.get(k))
                     .map(|r| r.0.to_owned())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                _ => String::new(),
             })
             .x_labels(5)
             .label_style(("sans-serif", 13))
@@ -120,7 +124,13 @@ pub fn detections_by_risk_svg(counts: &RiskCounts) -> Option<String> {
         chart
             .draw_series(rows.iter().enumerate().map(|(i, (_, n, color))| {
                 let y = 3 - i as u32;
-                let mut r = Rectangle::new([(0, y), (*n, y + 1)], color.filled());
+                let mut r = Rectangle::new(
+                    [
+                        (0, SegmentValue::Exact(y)),
+                        (*n, SegmentValue::Exact(y + 1)),
+                    ],
+                    color.filled(),
+                );
                 r.set_margin(4, 4, 0, 0);
                 r
             }))
