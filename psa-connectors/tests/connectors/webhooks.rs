@@ -216,6 +216,20 @@ mod slack {
         assert!(p["blocks"].as_array().unwrap().len() <= 50);
     }
 
+    #[test]
+    fn block_limits_hold_after_escaping() {
+        // Every `<` is sent as four characters; Slack's limits count what it receives.
+        let n = Notification::new("x", "<".repeat(2500)).fact("<&>".repeat(40), "&".repeat(1400));
+        let p = payload(&n);
+        let text = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(text.chars().count() <= 3000, "section text over 3 000");
+        assert!(text.starts_with("&lt;&lt;") && text.ends_with("&lt;…"));
+        let field = p["blocks"][2]["fields"][0]["text"].as_str().unwrap();
+        assert!(field.chars().count() <= 2000, "field over 2 000");
+        assert!(field.ends_with("&amp;…"));
+        assert!(p["text"].as_str().unwrap().chars().count() <= 3000);
+    }
+
     #[tokio::test]
     async fn plain_text_error_codes_are_reported() {
         let server = MockServer::start().await;
