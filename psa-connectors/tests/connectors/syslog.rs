@@ -307,6 +307,42 @@ async fn udp_messages_are_truncated_on_a_character_boundary() {
     assert!(json.get("raw").is_none());
 }
 
+#[test]
+fn truncation_keeps_structured_data_well_formed() {
+    let mut config = Config::new("127.0.0.1:1", Transport::Udp);
+    config.sd_id = Some("event@32473".into());
+    config.max_message_bytes = Some(2048);
+    let encoder = Encoder::new(&config).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n")
+        .hostname("WS07")
+        .field("user", "CONTOSO\\jdoe")
+        .field("path", "C:\\big]\"".repeat(400));
+    let msg = encoder.message(&rec);
+    assert!(msg.len() <= 2048);
+    let m = parse_message(&msg, Variant::RFC5424);
+    assert_eq!(m.structured_data.len(), 1, "SD element survives whole");
+    let params: Vec<(String, String)> = m.structured_data[0]
+        .params()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(
+        params,
+        vec![
+            ("host".to_owned(), "WS07".to_owned()),
+            ("user".into(), "CONTOSO\\jdoe".into()),
+        ]
+    );
+    assert!(m.msg.starts_with("CEF:0|"), "MSG follows the SD: {msg}");
+
+    // When not even the host parameter fits, the SD becomes the NILVALUE.
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").hostname("h".repeat(3000));
+    let msg = encoder.message(&rec);
+    assert!(msg.len() <= 2048);
+    let m = parse_message(&msg, Variant::RFC5424);
+    assert!(m.structured_data.is_empty());
+    assert!(msg.contains(" - CEF:0|"), "{msg}");
+}
+
 #[tokio::test]
 async fn tcp_reconnects_after_the_collector_drops_the_connection() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
