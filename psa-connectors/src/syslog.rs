@@ -133,7 +133,8 @@ pub struct Config {
     /// structured data under this SD-ID.
     #[serde(default)]
     pub sd_id: Option<String>,
-    /// Largest message in bytes (default 8192 for UDP, unlimited for TCP/TLS). A longer message first drops JSON `raw`, then
+    /// Largest message in bytes (default 2048 for UDP, the size RFC 5426 says every receiver
+    /// should accept; unlimited for TCP/TLS). A longer message first drops JSON `raw`, then
     /// structured-data parameters from the end (so the SD element always stays well-formed), and
     /// finally has its MSG truncated on a character boundary.
     #[serde(default)]
@@ -220,7 +221,7 @@ impl Encoder {
             None => None,
         };
         let max_bytes = config.max_message_bytes.or(match config.transport {
-            Transport::Udp => Some(8192),
+            Transport::Udp => Some(2048),
             Transport::Tcp | Transport::Tls => None,
         });
         Ok(Encoder {

@@ -308,6 +308,16 @@ async fn udp_messages_are_truncated_on_a_character_boundary() {
 }
 
 #[test]
+fn udp_messages_default_to_2048_bytes() {
+    // RFC 5426 §3.2: every receiver should accept 2048 octets; larger is only "encouraged".
+    let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Udp)).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").field("msg", "x".repeat(3000));
+    assert_eq!(encoder.message(&rec).len(), 2048);
+    let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Tcp)).unwrap();
+    assert!(encoder.message(&rec).len() > 3000, "TCP/TLS are not capped");
+}
+
+#[test]
 fn truncation_keeps_structured_data_well_formed() {
     let mut config = Config::new("127.0.0.1:1", Transport::Udp);
     config.sd_id = Some("event@32473".into());
