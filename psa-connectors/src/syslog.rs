@@ -211,13 +211,7 @@ impl Encoder {
         );
         cef_prefix.push('|');
         let sd_id = match &config.sd_id {
-            Some(id) => {
-                let mut out = String::new();
-                if !escape::syslog_sd_name_into(id, &mut out) {
-                    return Err(Error::config("syslog.sd_id", "not a valid SD-ID"));
-                }
-                Some(out)
-            }
+            Some(id) => Some(private_sd_id(id)?),
             None => None,
         };
         let max_bytes = config.max_message_bytes.or(match config.transport {
@@ -376,6 +370,35 @@ impl Encoder {
             out.push('=');
             escape::cef_extension_into(escape::truncate_chars(v, 4000), out);
         }
+    }
+}
+
+/// Validates a configured SD-ID as RFC 5424 §6.3.2 requires of a private one: `name@<PEN>`,
+/// at most 32 characters of printable US-ASCII other than `=`, space, `]` and `"`, with one `@`
+/// followed by the private enterprise number. Names without `@` are reserved for IANA.
+/// Nothing is stripped or shortened silently: a changed SD-ID would break the SIEM's parser.
+fn private_sd_id(id: &str) -> Result<String> {
+    let mut clean = String::new();
+    escape::syslog_sd_name_into(id, &mut clean);
+    if clean != id {
+        return Err(Error::config(
+            "syslog.sd_id",
+            "must be 1-32 printable US-ASCII characters without `=`, space, `]` or `\"`",
+        ));
+    }
+    let valid_pen = |pen: &str| {
+        !pen.is_empty()
+            && pen
+                .split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match id.split_once('@') {
+        Some((name, pen)) if !name.is_empty() && valid_pen(pen) => Ok(clean),
+        _ => Err(Error::config(
+            "syslog.sd_id",
+            "must be `name@<enterprise number>` (for example `event@32473`); \
+             SD-IDs without `@` are reserved for IANA",
+        )),
     }
 }
 

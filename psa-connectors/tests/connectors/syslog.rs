@@ -472,6 +472,26 @@ fn bad_configuration_names_the_key() {
         .unwrap_err()
         .to_string()
         .contains("syslog.facility"));
+    // A private SD-ID is `name@<PEN>` (RFC 5424 §6.3.2), used verbatim or refused.
+    for bad in [
+        "tlEvent",
+        "event@",
+        "@32473",
+        "event@32473x",
+        "event@1@2",
+        "ev ent@32473",
+        "averyveryverylongname@1234567890123",
+    ] {
+        let mut config = Config::new("127.0.0.1:514", Transport::Udp);
+        config.sd_id = Some(bad.into());
+        let err = SyslogSink::new(config).unwrap_err();
+        assert!(err.to_string().contains("syslog.sd_id"), "{bad}: {err}");
+    }
+    for good in ["event@32473", "x@1.3.6"] {
+        let mut config = Config::new("127.0.0.1:514", Transport::Udp);
+        config.sd_id = Some(good.into());
+        assert!(SyslogSink::new(config).is_ok(), "{good}");
+    }
     let err = serde_json::from_value::<Config>(serde_json::json!({
         "address": "h:514", "transport": "tcp", "fromat": "json"
     }))
