@@ -147,6 +147,24 @@ mod teams {
     }
 
     #[test]
+    fn payload_budget_cannot_exceed_the_28_kb_limit() {
+        let config = |max| {
+            let mut c = Config::new(
+                "https://prod-1.example.logic.azure.com/hook"
+                    .to_owned()
+                    .into(),
+            );
+            c.max_payload_bytes = max;
+            TeamsWebhook::new(c)
+        };
+        assert!(config(28 * 1024).is_ok());
+        for bad in [28 * 1024 + 1, 64 * 1024, 1023] {
+            let err = config(bad).unwrap_err();
+            assert!(err.to_string().contains("teams.max_payload_bytes"), "{err}");
+        }
+    }
+
+    #[test]
     fn non_https_urls_are_refused_without_echoing_them() {
         let err = TeamsWebhook::new(Config::new(
             "http://example.com/hook?sig=SECRETSIG".to_owned().into(),
