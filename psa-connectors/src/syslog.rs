@@ -367,8 +367,9 @@ impl Encoder {
                 out.truncate(mark);
                 continue;
             }
+            let max = cef_value_max(&out[mark + 1..]);
             out.push('=');
-            escape::cef_extension_into(escape::truncate_chars(v, 4000), out);
+            escape::cef_extension_into(escape::truncate_chars(v, max), out);
         }
     }
 }
@@ -399,6 +400,21 @@ fn private_sd_id(id: &str) -> Result<String> {
             "must be `name@<enterprise number>` (for example `event@32473`); \
              SD-IDs without `@` are reserved for IANA",
         )),
+    }
+}
+
+/// The CEF dictionary's length limit for an extension key's value, in characters (4 000 for
+/// keys not listed, the largest limit CEF defines).
+fn cef_value_max(key: &str) -> usize {
+    match key {
+        "act" | "outcome" => 63,
+        "externalId" => 40,
+        "dvchost" => 100,
+        "fileHash" | "deviceExternalId" => 255,
+        "duser" | "suser" | "fname" | "filePath" | "sproc" | "dproc" | "cat" | "msg"
+        | "request" | "cs1Label" | "cs2Label" | "cs3Label" | "cs4Label" | "cs5Label"
+        | "cs6Label" | "cn1Label" | "cn2Label" | "cn3Label" => 1023,
+        _ => 4000,
     }
 }
 

@@ -308,10 +308,45 @@ async fn udp_messages_are_truncated_on_a_character_boundary() {
 }
 
 #[test]
+fn cef_extension_values_respect_the_dictionary_limits() {
+    let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Tcp)).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n")
+        .field("act", "a".repeat(100))
+        .field("outcome", "o".repeat(100))
+        .field("externalId", "e".repeat(100))
+        .field("fileHash", "f".repeat(300))
+        .field("msg", "m=".repeat(1000))
+        .field("cs1Label", "l".repeat(2000))
+        .field("cs1", "c".repeat(3000));
+    let msg = encoder.message(&rec);
+    let m = parse_message(&msg, Variant::RFC5424);
+    let (_, ext) = split_cef(m.msg);
+    let lengths: Vec<(String, usize)> = parse_cef_extension(&ext)
+        .into_iter()
+        .map(|(k, v)| (k, v.chars().count()))
+        .collect();
+    let expected = [
+        ("rt", 13),
+        ("act", 63),
+        ("outcome", 63),
+        ("externalId", 40),
+        ("fileHash", 255),
+        ("msg", 1023),
+        ("cs1Label", 1023),
+        ("cs1", 3000),
+    ];
+    assert_eq!(
+        lengths,
+        expected.map(|(k, n)| (k.to_owned(), n)).to_vec(),
+        "value lengths after unescaping"
+    );
+}
+
+#[test]
 fn udp_messages_default_to_2048_bytes() {
     // RFC 5426 §3.2: every receiver should accept 2048 octets; larger is only "encouraged".
     let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Udp)).unwrap();
-    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").field("msg", "x".repeat(3000));
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").field("cs1", "x".repeat(3000));
     assert_eq!(encoder.message(&rec).len(), 2048);
     let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Tcp)).unwrap();
     assert!(encoder.message(&rec).len() > 3000, "TCP/TLS are not capped");
