@@ -128,6 +128,41 @@ pub fn slack(s: &str) -> Cow<'_, str> {
     )
 }
 
+/// [`slack`]-escaped text of at most `max` characters counted *after* escaping (Slack's block
+/// limits apply to the text as sent), ending with `…` when something was cut. An entity such
+/// as `&amp;` is never split.
+pub fn slack_ellipsized(s: &str, max: usize) -> Cow<'_, str> {
+    let escaped = slack(s);
+    if escaped.chars().count() <= max {
+        return escaped;
+    }
+    let mut out = String::with_capacity(max + 3);
+    let mut used = 0;
+    for c in s.chars() {
+        let piece = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            _ => "",
+        };
+        let width = if piece.is_empty() { 1 } else { piece.len() };
+        // Keep one character for the ellipsis.
+        if used + width + 1 > max {
+            break;
+        }
+        if piece.is_empty() {
+            out.push(c);
+        } else {
+            out.push_str(piece);
+        }
+        used += width;
+    }
+    if max > 0 {
+        out.push('…');
+    }
+    Cow::Owned(out)
+}
+
 /// Appends a CEF header field: `\` → `\\`, `|` → `\|`, CR/LF (not allowed in the header) →
 /// space.
 pub fn cef_header_into(s: &str, out: &mut String) {

@@ -6,7 +6,8 @@
 //! * Escaping: Slack's own rule (`&`, `<`, `>` as entities) via [`escape::slack`], which stops
 //!   `<!channel>` mentions and `<url|label>` links in untrusted text.
 //! * Limits: header 150 characters, section text 3 000, 10 fields of 2 000, well under the
-//!   50-block and 40 000-character ceilings.
+//!   50-block and 40 000-character ceilings. Text is measured after escaping (an `&` is sent
+//!   as the five characters `&amp;`), since the limits apply to what Slack receives.
 //! * Responses: 200 with body `ok`; errors arrive as a plain-text code (`invalid_payload`,
 //!   `channel_not_found`, …) kept in [`crate::Error::Api`]; 429 honours `Retry-After`.
 //!
@@ -102,7 +103,7 @@ pub fn payload(n: &Notification) -> Value {
     if !n.text.is_empty() {
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": escape::slack(&escape::ellipsize(&n.text, 2900))},
+            "text": {"type": "mrkdwn", "text": escape::slack_ellipsized(&n.text, 2900)},
         }));
     }
     let fields: Vec<Value> = n
@@ -110,9 +111,8 @@ pub fn payload(n: &Notification) -> Value {
         .iter()
         .take(10)
         .map(|(k, v)| {
-            let label =
-                escape::slack(&escape::ellipsize(&escape::single_line(k), 100)).into_owned();
-            let value = escape::slack(&escape::ellipsize(v, 1500)).into_owned();
+            let label = escape::slack_ellipsized(&escape::single_line(k), 100).into_owned();
+            let value = escape::slack_ellipsized(v, 1500).into_owned();
             json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")})
         })
         .collect();
@@ -131,7 +131,7 @@ pub fn payload(n: &Notification) -> Value {
     }
     let fallback = format!("{}: {}", subject, n.text);
     json!({
-        "text": escape::slack(&escape::ellipsize(&fallback, 3000)),
+        "text": escape::slack_ellipsized(&fallback, 3000),
         "blocks": blocks,
     })
 }

@@ -37,6 +37,8 @@ use crate::{Error, Result, SiemRecord, SiemSink};
 const BACKEND: &str = "syslog";
 const CHUNK: usize = 64 * 1024;
 const BOM: &str = "\u{FEFF}";
+/// `sd_params` value asking for the NILVALUE instead of the SD element.
+const SD_NIL: usize = usize::MAX - 1;
 
 /// How messages travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +133,10 @@ pub struct Config {
     /// structured data under this SD-ID.
     #[serde(default)]
     pub sd_id: Option<String>,
-    /// Largest message in bytes (default 8192 for UDP, unlimited for TCP/TLS); longer
-    /// messages are truncated on a character boundary (JSON first drops `raw`).
+    /// Largest message in bytes (default 2048 for UDP, the size RFC 5426 says every receiver
+    /// should accept; unlimited for TCP/TLS). A longer message first drops JSON `raw`, then
+    /// structured-data parameters from the end (so the SD element always stays well-formed), and
+    /// finally has its MSG truncated on a character boundary.
     #[serde(default)]
     pub max_message_bytes: Option<usize>,
     /// Prefix a non-ASCII MSG with the UTF-8 BOM (default true).
@@ -207,17 +211,11 @@ impl Encoder {
         );
         cef_prefix.push('|');
         let sd_id = match &config.sd_id {
-            Some(id) => {
-                let mut out = String::new();
-                if !escape::syslog_sd_name_into(id, &mut out) {
-                    return Err(Error::config("syslog.sd_id", "not a valid SD-ID"));
-                }
-                Some(out)
-            }
+            Some(id) => Some(private_sd_id(id)?),
             None => None,
         };
         let max_bytes = config.max_message_bytes.or(match config.transport {
-            Transport::Udp => Some(8192),
+            Transport::Udp => Some(2048),
             Transport::Tcp | Transport::Tls => None,
         });
         Ok(Encoder {
@@ -236,11 +234,22 @@ impl Encoder {
     /// Appends one complete RFC 5424 message (no framing) to `out`.
     pub fn message_into(&self, record: &SiemRecord, out: &mut String) {
         let start = out.len();
-        self.write_message(record, out, true);
+        let mut msg_start = self.write_message(record, out, true, usize::MAX);
         if let Some(max) = self.max_bytes {
-            if out.len() - start > max && self.format == Format::Json && record.raw_json.is_some() {
+            let with_raw = !(out.len() - start > max
+                && self.format == Format::Json
+                && record.raw_json.is_some());
+            if !with_raw {
                 out.truncate(start);
-                self.write_message(record, out, false);
+                msg_start = self.write_message(record, out, false, usize::MAX);
+            }
+            // Cutting inside the SD element would leave it unterminated: drop parameters
+            // from the end until header and SD fit, and fall back to the NILVALUE.
+            let mut sd_params = record.fields.len();
+            while msg_start - start > max && self.sd_id.is_some() && sd_params != SD_NIL {
+                sd_params = sd_params.checked_sub(1).unwrap_or(SD_NIL);
+                out.truncate(start);
+                msg_start = self.write_message(record, out, with_raw, sd_params);
             }
             if out.len() - start > max {
                 let keep = escape::truncate_bytes(&out[start..], max).len();
@@ -273,7 +282,15 @@ impl Encoder {
         buf.extend_from_slice(scratch.as_bytes());
     }
 
-    fn write_message(&self, r: &SiemRecord, out: &mut String, with_raw: bool) {
+    /// Writes one message with at most `sd_params` of the record's fields in the SD element
+    /// (`SD_NIL`: the NILVALUE instead); returns where MSG starts.
+    fn write_message(
+        &self,
+        r: &SiemRecord,
+        out: &mut String,
+        with_raw: bool,
+        sd_params: usize,
+    ) -> usize {
         let pri = u16::from(self.facility) * 8 + u16::from(r.syslog_severity());
         let _ = write!(out, "<{pri}>1 ");
         write_timestamp(r.timestamp, out);
@@ -289,7 +306,7 @@ impl Encoder {
         out.push(' ');
         escape::syslog_header_into(r.msg_id.as_deref().unwrap_or(""), 32, out);
         out.push(' ');
-        self.write_sd(r, out);
+        self.write_sd(r, out, sd_params);
         out.push(' ');
         let msg_start = out.len();
         match self.format {
@@ -299,10 +316,11 @@ impl Encoder {
         if self.bom && !out[msg_start..].is_ascii() {
             out.insert_str(msg_start, BOM);
         }
+        msg_start
     }
 
-    fn write_sd(&self, r: &SiemRecord, out: &mut String) {
-        let Some(sd_id) = &self.sd_id else {
+    fn write_sd(&self, r: &SiemRecord, out: &mut String, params: usize) {
+        let Some(sd_id) = self.sd_id.as_ref().filter(|_| params != SD_NIL) else {
             out.push('-');
             return;
         };
@@ -313,7 +331,7 @@ impl Encoder {
             escape::syslog_sd_param_into(host, out);
             out.push('"');
         }
-        for (k, v) in &r.fields {
+        for (k, v) in r.fields.iter().take(params) {
             let mark = out.len();
             out.push(' ');
             if !escape::syslog_sd_name_into(k, out) {
@@ -349,9 +367,54 @@ impl Encoder {
                 out.truncate(mark);
                 continue;
             }
+            let max = cef_value_max(&out[mark + 1..]);
             out.push('=');
-            escape::cef_extension_into(escape::truncate_chars(v, 4000), out);
+            escape::cef_extension_into(escape::truncate_chars(v, max), out);
         }
+    }
+}
+
+/// Validates a configured SD-ID as RFC 5424 §6.3.2 requires of a private one: `name@<PEN>`,
+/// at most 32 characters of printable US-ASCII other than `=`, space, `]` and `"`, with one `@`
+/// followed by the private enterprise number. Names without `@` are reserved for IANA.
+/// Nothing is stripped or shortened silently: a changed SD-ID would break the SIEM's parser.
+fn private_sd_id(id: &str) -> Result<String> {
+    let mut clean = String::new();
+    escape::syslog_sd_name_into(id, &mut clean);
+    if clean != id {
+        return Err(Error::config(
+            "syslog.sd_id",
+            "must be 1-32 printable US-ASCII characters without `=`, space, `]` or `\"`",
+        ));
+    }
+    let valid_pen = |pen: &str| {
+        !pen.is_empty()
+            && pen
+                .split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match id.split_once('@') {
+        Some((name, pen)) if !name.is_empty() && valid_pen(pen) => Ok(clean),
+        _ => Err(Error::config(
+            "syslog.sd_id",
+            "must be `name@<enterprise number>` (for example `event@32473`); \
+             SD-IDs without `@` are reserved for IANA",
+        )),
+    }
+}
+
+/// The CEF dictionary's length limit for an extension key's value, in characters (4 000 for
+/// keys not listed, the largest limit CEF defines).
+fn cef_value_max(key: &str) -> usize {
+    match key {
+        "act" | "outcome" => 63,
+        "externalId" => 40,
+        "dvchost" => 100,
+        "fileHash" | "deviceExternalId" => 255,
+        "duser" | "suser" | "fname" | "filePath" | "sproc" | "dproc" | "cat" | "msg"
+        | "request" | "cs1Label" | "cs2Label" | "cs3Label" | "cs4Label" | "cs5Label"
+        | "cs6Label" | "cn1Label" | "cn2Label" | "cn3Label" => 1023,
+        _ => 4000,
     }
 }
 

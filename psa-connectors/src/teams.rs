@@ -31,6 +31,9 @@ use crate::secret::{de_secret, REDACTED};
 use crate::{Error, Notification, Notifier, Result, Severity};
 
 const BACKEND: &str = "teams";
+/// Teams' documented message size limit (28 KB); a larger payload is rejected, and a Workflows
+/// trigger reports that only inside the flow, never to the sender.
+pub const MAX_PAYLOAD_BYTES: usize = 28 * 1024;
 
 fn default_max() -> usize {
     20_000
@@ -43,7 +46,7 @@ pub struct Config {
     /// The full Workflows (or legacy connector) URL, signature included.
     #[serde(deserialize_with = "de_secret")]
     pub webhook_url: SecretString,
-    /// Largest JSON payload to send, in bytes (default 20 000).
+    /// Largest JSON payload to send, in bytes (default 20 000; 1 024 to [`MAX_PAYLOAD_BYTES`]).
     #[serde(default = "default_max")]
     pub max_payload_bytes: usize,
     /// Request timeout in seconds (default 30).
@@ -98,10 +101,10 @@ impl TeamsWebhook {
     /// Builds the notifier.
     pub fn new(config: Config) -> Result<Self> {
         let url = http::webhook_url("teams.webhook_url", &config.webhook_url)?;
-        if config.max_payload_bytes < 1024 {
+        if !(1024..=MAX_PAYLOAD_BYTES).contains(&config.max_payload_bytes) {
             return Err(Error::config(
                 "teams.max_payload_bytes",
-                "must be at least 1024",
+                format!("must be 1024-{MAX_PAYLOAD_BYTES} (Teams rejects messages over 28 KB)"),
             ));
         }
         Ok(TeamsWebhook {

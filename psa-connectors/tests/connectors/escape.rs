@@ -71,6 +71,11 @@ fn truncation_table() {
     assert_eq!(ellipsize("abc", 4), "abc");
     assert_eq!(ellipsize("abc", 0), "");
     assert_eq!(single_line("a\r\nb\tc"), "a  b c");
+    // Slack limits count the escaped text; an entity is never split.
+    assert_eq!(slack_ellipsized("a<b", 6), "a&lt;b");
+    assert_eq!(slack_ellipsized("a<b", 5), "a…");
+    assert_eq!(slack_ellipsized("&&&", 12), "&amp;&amp;…");
+    assert_eq!(slack_ellipsized("abc", 0), "");
     let mut out = String::new();
     syslog_header_into("héllo wörld", 5, &mut out);
     assert_eq!(out, "h_llo");
@@ -201,6 +206,15 @@ proptest! {
         prop_assert!(!h.contains('<') && !h.contains('>') && !h.contains('"') && !h.contains('\''));
         let k = slack(&s);
         prop_assert!(!k.contains('<') && !k.contains('>'));
+    }
+
+    #[test]
+    fn slack_ellipsized_fits_after_escaping(s in hostile_string(), max in 0usize..60) {
+        let out = slack_ellipsized(&s, max);
+        prop_assert!(out.chars().count() <= max);
+        prop_assert!(!out.contains('<') && !out.contains('>'));
+        let body = out.strip_suffix('…').unwrap_or(&out);
+        prop_assert!(slack(&s).starts_with(body));
     }
 
     #[test]

@@ -307,6 +307,87 @@ async fn udp_messages_are_truncated_on_a_character_boundary() {
     assert!(json.get("raw").is_none());
 }
 
+#[test]
+fn cef_extension_values_respect_the_dictionary_limits() {
+    let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Tcp)).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n")
+        .field("act", "a".repeat(100))
+        .field("outcome", "o".repeat(100))
+        .field("externalId", "e".repeat(100))
+        .field("fileHash", "f".repeat(300))
+        .field("msg", "m=".repeat(1000))
+        .field("cs1Label", "l".repeat(2000))
+        .field("cs1", "c".repeat(3000));
+    let msg = encoder.message(&rec);
+    let m = parse_message(&msg, Variant::RFC5424);
+    let (_, ext) = split_cef(m.msg);
+    let lengths: Vec<(String, usize)> = parse_cef_extension(&ext)
+        .into_iter()
+        .map(|(k, v)| (k, v.chars().count()))
+        .collect();
+    let expected = [
+        ("rt", 13),
+        ("act", 63),
+        ("outcome", 63),
+        ("externalId", 40),
+        ("fileHash", 255),
+        ("msg", 1023),
+        ("cs1Label", 1023),
+        ("cs1", 3000),
+    ];
+    assert_eq!(
+        lengths,
+        expected.map(|(k, n)| (k.to_owned(), n)).to_vec(),
+        "value lengths after unescaping"
+    );
+}
+
+#[test]
+fn udp_messages_default_to_2048_bytes() {
+    // RFC 5426 §3.2: every receiver should accept 2048 octets; larger is only "encouraged".
+    let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Udp)).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").field("cs1", "x".repeat(3000));
+    assert_eq!(encoder.message(&rec).len(), 2048);
+    let encoder = Encoder::new(&Config::new("127.0.0.1:1", Transport::Tcp)).unwrap();
+    assert!(encoder.message(&rec).len() > 3000, "TCP/TLS are not capped");
+}
+
+#[test]
+fn truncation_keeps_structured_data_well_formed() {
+    let mut config = Config::new("127.0.0.1:1", Transport::Udp);
+    config.sd_id = Some("event@32473".into());
+    config.max_message_bytes = Some(2048);
+    let encoder = Encoder::new(&config).unwrap();
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n")
+        .hostname("WS07")
+        .field("user", "CONTOSO\\jdoe")
+        .field("path", "C:\\big]\"".repeat(400));
+    let msg = encoder.message(&rec);
+    assert!(msg.len() <= 2048);
+    let m = parse_message(&msg, Variant::RFC5424);
+    assert_eq!(m.structured_data.len(), 1, "SD element survives whole");
+    let params: Vec<(String, String)> = m.structured_data[0]
+        .params()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(
+        params,
+        vec![
+            ("host".to_owned(), "WS07".to_owned()),
+            ("user".into(), "CONTOSO\\jdoe".into()),
+        ]
+    );
+    assert!(m.msg.starts_with("CEF:0|"), "MSG follows the SD: {msg}");
+
+    // When not even the host parameter fits, the SD becomes the NILVALUE.
+    let rec = SiemRecord::new(chrono::Utc::now(), 5, "s", "n").hostname("h".repeat(3000));
+    let msg = encoder.message(&rec);
+    assert!(msg.len() <= 2048);
+    let m = parse_message(&msg, Variant::RFC5424);
+    assert!(m.structured_data.is_empty());
+    assert!(msg.contains(" - CEF:0|"), "{msg}");
+}
+
 #[tokio::test]
 async fn tcp_reconnects_after_the_collector_drops_the_connection() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -426,6 +507,26 @@ fn bad_configuration_names_the_key() {
         .unwrap_err()
         .to_string()
         .contains("syslog.facility"));
+    // A private SD-ID is `name@<PEN>` (RFC 5424 §6.3.2), used verbatim or refused.
+    for bad in [
+        "tlEvent",
+        "event@",
+        "@32473",
+        "event@32473x",
+        "event@1@2",
+        "ev ent@32473",
+        "averyveryverylongname@1234567890123",
+    ] {
+        let mut config = Config::new("127.0.0.1:514", Transport::Udp);
+        config.sd_id = Some(bad.into());
+        let err = SyslogSink::new(config).unwrap_err();
+        assert!(err.to_string().contains("syslog.sd_id"), "{bad}: {err}");
+    }
+    for good in ["event@32473", "x@1.3.6"] {
+        let mut config = Config::new("127.0.0.1:514", Transport::Udp);
+        config.sd_id = Some(good.into());
+        assert!(SyslogSink::new(config).is_ok(), "{good}");
+    }
     let err = serde_json::from_value::<Config>(serde_json::json!({
         "address": "h:514", "transport": "tcp", "fromat": "json"
     }))

@@ -147,6 +147,24 @@ mod teams {
     }
 
     #[test]
+    fn payload_budget_cannot_exceed_the_28_kb_limit() {
+        let config = |max| {
+            let mut c = Config::new(
+                "https://prod-1.example.logic.azure.com/hook"
+                    .to_owned()
+                    .into(),
+            );
+            c.max_payload_bytes = max;
+            TeamsWebhook::new(c)
+        };
+        assert!(config(28 * 1024).is_ok());
+        for bad in [28 * 1024 + 1, 64 * 1024, 1023] {
+            let err = config(bad).unwrap_err();
+            assert!(err.to_string().contains("teams.max_payload_bytes"), "{err}");
+        }
+    }
+
+    #[test]
     fn non_https_urls_are_refused_without_echoing_them() {
         let err = TeamsWebhook::new(Config::new(
             "http://example.com/hook?sig=SECRETSIG".to_owned().into(),
@@ -214,6 +232,20 @@ mod slack {
             .all(|f| f["text"].as_str().unwrap().chars().count() <= 2000));
         assert!(serde_json::to_string(&p).unwrap().chars().count() < 40_000);
         assert!(p["blocks"].as_array().unwrap().len() <= 50);
+    }
+
+    #[test]
+    fn block_limits_hold_after_escaping() {
+        // Every `<` is sent as four characters; Slack's limits count what it receives.
+        let n = Notification::new("x", "<".repeat(2500)).fact("<&>".repeat(40), "&".repeat(1400));
+        let p = payload(&n);
+        let text = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(text.chars().count() <= 3000, "section text over 3 000");
+        assert!(text.starts_with("&lt;&lt;") && text.ends_with("&lt;…"));
+        let field = p["blocks"][2]["fields"][0]["text"].as_str().unwrap();
+        assert!(field.chars().count() <= 2000, "field over 2 000");
+        assert!(field.ends_with("&amp;…"));
+        assert!(p["text"].as_str().unwrap().chars().count() <= 3000);
     }
 
     #[tokio::test]
