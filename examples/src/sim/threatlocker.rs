@@ -91,6 +91,7 @@ struct Mutable {
     rejects: Vec<String>,
     deploys: Vec<String>,
     faults: Vec<Fault>,
+    owning_org_only: bool,
     counts: BTreeMap<String, u64>,
     spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
@@ -184,6 +185,15 @@ impl PortalSim {
     /// Removes every injected fault that has not fired yet.
     pub fn clear_faults(&self) {
         self.portal.lock().faults.clear();
+    }
+
+    /// The strict reading of `managedOrganizationId` (reference §1.3): a call without the
+    /// header acts on the key's home (parent) organization only, so looking up, taking
+    /// ownership of, permitting or rejecting a child organization's approval request by id
+    /// needs the header naming that organization (else 400 "Approval request not found").
+    /// Off by default (the lenient reading: the parent sees its children's requests).
+    pub fn require_owning_organization(&self, on: bool) {
+        self.portal.lock().owning_org_only = on;
     }
 
     /// Permits accepted so far.
@@ -653,10 +663,12 @@ impl Portal {
             .iter()
             .find(|a| a.id.eq_ignore_ascii_case(id.trim()))
             .ok_or_else(|| Box::new(error(400, "Approval request not found")))?;
-        if let Scope::Org(i) = scope {
-            if i != a.org {
-                return Err(Box::new(error(400, "Approval request not found")));
-            }
+        let visible = match scope {
+            Scope::Org(i) => i == a.org,
+            Scope::Parent => !self.lock().owning_org_only,
+        };
+        if !visible {
+            return Err(Box::new(error(400, "Approval request not found")));
         }
         Ok(a)
     }
