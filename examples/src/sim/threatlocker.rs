@@ -92,6 +92,7 @@ struct Mutable {
     deploys: Vec<String>,
     faults: Vec<Fault>,
     owning_org_only: bool,
+    source_table_required: bool,
     counts: BTreeMap<String, u64>,
     spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
@@ -194,6 +195,14 @@ impl PortalSim {
     /// Off by default (the lenient reading: the parent sees its children's requests).
     pub fn require_owning_organization(&self, on: bool) {
         self.portal.lock().owning_org_only = on;
+    }
+
+    /// The reading in which the V2 action-log search needs `sourceTableId` (reference
+    /// §3.1.1, UNCERTAIN: one source reports HTTP 500 without it): a search without it gets
+    /// a 500, and one with it gets that table's rows only (1 permits and other non-denies,
+    /// 2 denies, 3 and 4 none). Off by default.
+    pub fn require_source_table(&self, on: bool) {
+        self.portal.lock().source_table_required = on;
     }
 
     /// Permits accepted so far.
@@ -550,6 +559,9 @@ impl Portal {
         };
         if from > to {
             return error(417, "Invalid Date Range");
+        }
+        if self.lock().source_table_required && body.get("sourceTableId").is_none() {
+            return error(500, "A problem occurred with the request (0HSIM00000007)");
         }
         let child = body
             .get("showChildOrganizations")
@@ -1099,6 +1111,7 @@ struct EventFilter {
     monitor_only: Option<bool>,
     action_types: Option<Vec<String>>,
     hostname: Option<String>,
+    source_table: Option<i64>,
 }
 
 impl EventFilter {
@@ -1141,6 +1154,7 @@ impl EventFilter {
         if !types.is_empty() {
             f.action_types = Some(types);
         }
+        f.source_table = body.get("sourceTableId").and_then(Value::as_i64);
         f.hostname = body
             .get("hostname")
             .and_then(Value::as_str)
@@ -1150,10 +1164,24 @@ impl EventFilter {
     }
 
     fn is_empty(&self) -> bool {
-        self.action_ids.is_none() && self.action_types.is_none() && self.hostname.is_none()
+        self.action_ids.is_none()
+            && self.action_types.is_none()
+            && self.hostname.is_none()
+            && self.source_table.is_none()
     }
 
     fn matches(&self, row: &super::data::ActionLogRowOut) -> bool {
+        if let Some(table) = self.source_table {
+            let deny = matches!(row.action_id, 2 | 3);
+            let in_table = match table {
+                1 => !deny,
+                2 => deny,
+                _ => false,
+            };
+            if !in_table {
+                return false;
+            }
+        }
         if let Some(ids) = &self.action_ids {
             if !ids.contains(&row.action_id) {
                 return false;

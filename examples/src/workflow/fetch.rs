@@ -12,7 +12,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::PendingApproval;
 use threatlocker_api::{
     ActionLogRow, Application, ApplicationId, ApprovalRequest, ApprovalStatus, Client, Computer,
-    MatchQuery, Organization, OrganizationId, ResearchDetails,
+    MatchQuery, Organization, OrganizationId, ResearchDetails, SourceTable,
 };
 use tracing::{debug, warn};
 
@@ -199,18 +199,9 @@ async fn events(
     action_types: &[String],
     concurrency: usize,
 ) -> (Vec<ActionLogRow>, Vec<String>) {
-    let search = |c: Client, child: bool| {
-        let mut s = c.audit().search(start, end).child_organizations(child);
-        if !action_types.is_empty() {
-            s = s.action_types(action_types.to_vec());
-        }
-        s.stream()
-    };
+    let search = |c: Client, child: bool| read_log(c, child, start, end, action_types);
     if scope.orgs.is_empty() {
-        return match search(client.clone(), scope.include_children)
-            .try_collect::<Vec<_>>()
-            .await
-        {
+        return match search(client.clone(), scope.include_children).await {
             Ok(rows) => (rows, Vec::new()),
             Err(e) => (Vec::new(), vec![format!("reading the action log: {e}")]),
         };
@@ -218,7 +209,7 @@ async fn events(
     let results: Vec<(OrganizationId, threatlocker_api::Result<Vec<ActionLogRow>>)> =
         stream::iter(scope.orgs.iter().cloned())
             .map(|org| {
-                let rows = search(client.with_organization(org.clone()), false).try_collect();
+                let rows = search(client.with_organization(org.clone()), false);
                 async move { (org, rows.await) }
             })
             .buffer_unordered(concurrency.max(1))
@@ -239,6 +230,49 @@ async fn events(
         }
     }
     (rows, errors)
+}
+
+/// One action-log read (every page) at the client's scope.
+///
+/// The search is sent without `sourceTableId`, which most clients do successfully. One source
+/// reports HTTP 500 without it (reference §3.1.1, UNCERTAIN): on a 500 the read is repeated
+/// once per source table (1 ActionLog, 2 DenyActionLog, 3 Baseline, 4 EventLog) and the rows
+/// merged, de-duplicated by row id (a server that ignores the table answers the same rows
+/// four times). When the per-table reads fail too, the first error is returned.
+async fn read_log(
+    client: Client,
+    child: bool,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    action_types: &[String],
+) -> threatlocker_api::Result<Vec<ActionLogRow>> {
+    let search = |table: Option<SourceTable>| {
+        let mut s = client.audit().search(start, end).child_organizations(child);
+        if !action_types.is_empty() {
+            s = s.action_types(action_types.to_vec());
+        }
+        if let Some(t) = table {
+            s = s.source_table(t);
+        }
+        s.stream().try_collect::<Vec<ActionLogRow>>()
+    };
+    let first = match search(None).await {
+        Err(e) if e.status() == Some(500) => e,
+        other => return other,
+    };
+    debug!(error = %first, "action-log search answered 500; reading per source table");
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for table in SourceTable::ALL {
+        let Ok(part) = search(Some(table)).await else {
+            return Err(first);
+        };
+        rows.extend(
+            part.into_iter()
+                .filter(|r| r.dedupe_key().is_none_or(|k| seen.insert(k))),
+        );
+    }
+    Ok(rows)
 }
 
 /// Reads every computer in scope (for the computer modes).
