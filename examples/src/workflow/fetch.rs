@@ -237,8 +237,9 @@ async fn events(
 /// The search is sent without `sourceTableId`, which most clients do successfully. One source
 /// reports HTTP 500 without it (reference §3.1.1, UNCERTAIN): on a 500 the read is repeated
 /// once per source table (1 ActionLog, 2 DenyActionLog, 3 Baseline, 4 EventLog) and the rows
-/// merged, de-duplicated by row id (a server that ignores the table answers the same rows
-/// four times). When the per-table reads fail too, the first error is returned.
+/// merged, de-duplicated by the pair of row ids (a server that ignores the table answers the
+/// same rows four times; the numeric id alone may repeat across tables). When the per-table
+/// reads fail too, the first error is returned.
 async fn read_log(
     client: Client,
     child: bool,
@@ -267,10 +268,14 @@ async fn read_log(
         let Ok(part) = search(Some(table)).await else {
             return Err(first);
         };
-        rows.extend(
-            part.into_iter()
-                .filter(|r| r.dedupe_key().is_none_or(|k| seen.insert(k))),
-        );
+        // Both ids: the numeric one may be per table, the string one names the row.
+        rows.extend(part.into_iter().filter(|r| {
+            let key = (
+                r.action_log_id.map(|i| i.get()),
+                r.e_action_log_id.as_ref().map(|e| e.as_str().to_owned()),
+            );
+            key == (None, None) || seen.insert(key)
+        }));
     }
     Ok(rows)
 }
