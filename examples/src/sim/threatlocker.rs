@@ -91,6 +91,8 @@ struct Mutable {
     rejects: Vec<String>,
     deploys: Vec<String>,
     faults: Vec<Fault>,
+    owning_org_only: bool,
+    source_table_required: bool,
     counts: BTreeMap<String, u64>,
     spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
@@ -184,6 +186,23 @@ impl PortalSim {
     /// Removes every injected fault that has not fired yet.
     pub fn clear_faults(&self) {
         self.portal.lock().faults.clear();
+    }
+
+    /// The strict reading of `managedOrganizationId` (reference §1.3): a call without the
+    /// header acts on the key's home (parent) organization only, so looking up, taking
+    /// ownership of, permitting or rejecting a child organization's approval request by id
+    /// needs the header naming that organization (else 400 "Approval request not found").
+    /// Off by default (the lenient reading: the parent sees its children's requests).
+    pub fn require_owning_organization(&self, on: bool) {
+        self.portal.lock().owning_org_only = on;
+    }
+
+    /// The reading in which the V2 action-log search needs `sourceTableId` (reference
+    /// §3.1.1, UNCERTAIN: one source reports HTTP 500 without it): a search without it gets
+    /// a 500, and one with it gets that table's rows only (1 permits and other non-denies,
+    /// 2 denies, 3 and 4 none). Off by default.
+    pub fn require_source_table(&self, on: bool) {
+        self.portal.lock().source_table_required = on;
     }
 
     /// Permits accepted so far.
@@ -541,6 +560,9 @@ impl Portal {
         if from > to {
             return error(417, "Invalid Date Range");
         }
+        if self.lock().source_table_required && body.get("sourceTableId").is_none() {
+            return error(500, "A problem occurred with the request (0HSIM00000007)");
+        }
         let child = body
             .get("showChildOrganizations")
             .and_then(Value::as_bool)
@@ -653,10 +675,12 @@ impl Portal {
             .iter()
             .find(|a| a.id.eq_ignore_ascii_case(id.trim()))
             .ok_or_else(|| Box::new(error(400, "Approval request not found")))?;
-        if let Scope::Org(i) = scope {
-            if i != a.org {
-                return Err(Box::new(error(400, "Approval request not found")));
-            }
+        let visible = match scope {
+            Scope::Org(i) => i == a.org,
+            Scope::Parent => !self.lock().owning_org_only,
+        };
+        if !visible {
+            return Err(Box::new(error(400, "Approval request not found")));
         }
         Ok(a)
     }
@@ -1087,6 +1111,7 @@ struct EventFilter {
     monitor_only: Option<bool>,
     action_types: Option<Vec<String>>,
     hostname: Option<String>,
+    source_table: Option<i64>,
 }
 
 impl EventFilter {
@@ -1129,6 +1154,7 @@ impl EventFilter {
         if !types.is_empty() {
             f.action_types = Some(types);
         }
+        f.source_table = body.get("sourceTableId").and_then(Value::as_i64);
         f.hostname = body
             .get("hostname")
             .and_then(Value::as_str)
@@ -1138,10 +1164,24 @@ impl EventFilter {
     }
 
     fn is_empty(&self) -> bool {
-        self.action_ids.is_none() && self.action_types.is_none() && self.hostname.is_none()
+        self.action_ids.is_none()
+            && self.action_types.is_none()
+            && self.hostname.is_none()
+            && self.source_table.is_none()
     }
 
     fn matches(&self, row: &super::data::ActionLogRowOut) -> bool {
+        if let Some(table) = self.source_table {
+            let deny = matches!(row.action_id, 2 | 3);
+            let in_table = match table {
+                1 => !deny,
+                2 => deny,
+                _ => false,
+            };
+            if !in_table {
+                return false;
+            }
+        }
         if let Some(ids) = &self.action_ids {
             if !ids.contains(&row.action_id) {
                 return false;

@@ -12,7 +12,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::PendingApproval;
 use threatlocker_api::{
     ActionLogRow, Application, ApplicationId, ApprovalRequest, ApprovalStatus, Client, Computer,
-    MatchQuery, Organization, OrganizationId, ResearchDetails,
+    MatchQuery, Organization, OrganizationId, ResearchDetails, SourceTable,
 };
 use tracing::{debug, warn};
 
@@ -113,15 +113,26 @@ pub(crate) async fn retrieve(
         },
         include_children: scope.include_child_organizations && out.organizations.is_empty(),
     };
-    let (mut rows, mut errors) = events(
-        client,
-        &targets,
-        start,
-        end,
-        action_types,
-        scope.concurrency,
-    )
-    .await;
+    // The organizations were listed but the company filter keeps none of them: nothing to
+    // read. Falling through to a parent-scope search without the child flag would only ask
+    // for rows the filter drops (and a parent key gets HTTP 500 for it, reference §1.3).
+    let nothing_in_scope = scope.include_child_organizations
+        && !out.organizations.is_empty()
+        && targets.orgs.is_empty();
+    let (mut rows, mut errors) = if nothing_in_scope {
+        debug!("no child organization is in scope; the action log is not read");
+        (Vec::new(), Vec::new())
+    } else {
+        events(
+            client,
+            &targets,
+            start,
+            end,
+            action_types,
+            scope.concurrency,
+        )
+        .await
+    };
     out.errors.append(&mut errors);
     match computers(client, scope.include_child_organizations).await {
         Ok(c) => out.computers = c,
@@ -188,18 +199,9 @@ async fn events(
     action_types: &[String],
     concurrency: usize,
 ) -> (Vec<ActionLogRow>, Vec<String>) {
-    let search = |c: Client, child: bool| {
-        let mut s = c.audit().search(start, end).child_organizations(child);
-        if !action_types.is_empty() {
-            s = s.action_types(action_types.to_vec());
-        }
-        s.stream()
-    };
+    let search = |c: Client, child: bool| read_log(c, child, start, end, action_types);
     if scope.orgs.is_empty() {
-        return match search(client.clone(), scope.include_children)
-            .try_collect::<Vec<_>>()
-            .await
-        {
+        return match search(client.clone(), scope.include_children).await {
             Ok(rows) => (rows, Vec::new()),
             Err(e) => (Vec::new(), vec![format!("reading the action log: {e}")]),
         };
@@ -207,7 +209,7 @@ async fn events(
     let results: Vec<(OrganizationId, threatlocker_api::Result<Vec<ActionLogRow>>)> =
         stream::iter(scope.orgs.iter().cloned())
             .map(|org| {
-                let rows = search(client.with_organization(org.clone()), false).try_collect();
+                let rows = search(client.with_organization(org.clone()), false);
                 async move { (org, rows.await) }
             })
             .buffer_unordered(concurrency.max(1))
@@ -228,6 +230,54 @@ async fn events(
         }
     }
     (rows, errors)
+}
+
+/// One action-log read (every page) at the client's scope.
+///
+/// The search is sent without `sourceTableId`, which most clients do successfully. One source
+/// reports HTTP 500 without it (reference §3.1.1, UNCERTAIN): on a 500 the read is repeated
+/// once per source table (1 ActionLog, 2 DenyActionLog, 3 Baseline, 4 EventLog) and the rows
+/// merged, de-duplicated by the pair of row ids (a server that ignores the table answers the
+/// same rows four times; the numeric id alone may repeat across tables). When the per-table
+/// reads fail too, the first error is returned.
+async fn read_log(
+    client: Client,
+    child: bool,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    action_types: &[String],
+) -> threatlocker_api::Result<Vec<ActionLogRow>> {
+    let search = |table: Option<SourceTable>| {
+        let mut s = client.audit().search(start, end).child_organizations(child);
+        if !action_types.is_empty() {
+            s = s.action_types(action_types.to_vec());
+        }
+        if let Some(t) = table {
+            s = s.source_table(t);
+        }
+        s.stream().try_collect::<Vec<ActionLogRow>>()
+    };
+    let first = match search(None).await {
+        Err(e) if e.status() == Some(500) => e,
+        other => return other,
+    };
+    debug!(error = %first, "action-log search answered 500; reading per source table");
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for table in SourceTable::ALL {
+        let Ok(part) = search(Some(table)).await else {
+            return Err(first);
+        };
+        // Both ids: the numeric one may be per table, the string one names the row.
+        rows.extend(part.into_iter().filter(|r| {
+            let key = (
+                r.action_log_id.map(|i| i.get()),
+                r.e_action_log_id.as_ref().map(|e| e.as_str().to_owned()),
+            );
+            key == (None, None) || seen.insert(key)
+        }));
+    }
+    Ok(rows)
 }
 
 /// Reads every computer in scope (for the computer modes).

@@ -702,7 +702,11 @@ impl Run<'_> {
         builtin: &BTreeSet<String>,
         permitted: &mut BTreeMap<OrganizationId, Vec<String>>,
     ) -> Result<(), WorkflowError> {
-        let client = &self.wf.client;
+        // Every call of the permit (the request read, take ownership, the DTO, the matching
+        // list, the permit, the read-back) acts on the request's own organization: a parent
+        // key without `managedOrganizationId` acts on its home organization (reference §1.3).
+        let client = scoped_client(&self.wf.client, change.organization_id.as_ref());
+        let client = &client;
         let id = change.request_id.clone();
         let key = format!("permit:{id}");
         let scope = match (change.scope, &change.computer_group_id) {
@@ -1189,7 +1193,14 @@ impl Run<'_> {
                 continue;
             };
             let id = threatlocker_api::ApprovalRequestId::from(id);
-            match self.wf.client.approvals().get(&id).await {
+            let org = intent
+                .payload
+                .get("organization_id")
+                .and_then(|v| v.as_str())
+                .filter(|o| !o.trim().is_empty())
+                .map(OrganizationId::from);
+            let client = scoped_client(&self.wf.client, org.as_ref());
+            match client.approvals().get(&id).await {
                 Ok(r) if r.status_id == Some(ApprovalStatus::Approved) => {
                     self.wf
                         .state
@@ -1378,6 +1389,14 @@ fn filter_detections(decisions: &mut Decisions, types: &[String]) {
         n.detection_keys.retain(|k| index.contains_key(k));
         !n.detection_keys.is_empty() || !n.approval_request_ids.is_empty()
     });
+}
+
+/// The client acting on `org` (its `managedOrganizationId`), or the client as configured.
+fn scoped_client(client: &Client, org: Option<&OrganizationId>) -> Client {
+    match org {
+        Some(org) => client.with_organization(org.clone()),
+        None => client.clone(),
+    }
 }
 
 #[cfg(test)]

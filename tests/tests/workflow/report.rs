@@ -104,6 +104,28 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
 }
 
 #[tokio::test]
+async fn permits_act_on_the_requests_own_organization() {
+    // The strict reading of `managedOrganizationId`: without the header a parent key acts on
+    // its home organization, where the child organizations' requests are not found by id.
+    let h = Harness::story().await;
+    h.portal.require_owning_organization(true);
+    let out = h.run("").await;
+    assert!(out.report.success, "errors: {:?}", out.report.errors);
+    assert_eq!(out.report.auto_approvals_processed, 2);
+    let permits = h.portal.permits();
+    assert_eq!(permits.len(), 2);
+    for p in &permits {
+        assert_eq!(h.portal.approval_status(&p.approval_request_id), Some(4));
+    }
+    let mut deploys = h.portal.deploys();
+    deploys.sort();
+    let mut orgs: Vec<String> = permits.iter().map(|p| p.organization_id.clone()).collect();
+    orgs.sort();
+    orgs.dedup();
+    assert_eq!(deploys, orgs);
+}
+
+#[tokio::test]
 async fn report_json_has_the_original_workflow_shape() {
     let h = Harness::story().await;
     let out = h.run("").await;

@@ -86,3 +86,15 @@ async fn a_throttled_psa_still_gets_each_ticket_once() {
     super::common::assert_unique(&refs);
     assert_eq!(refs.len(), 6);
 }
+
+#[tokio::test]
+async fn a_portal_that_needs_source_table_ids_is_read_table_by_table() {
+    // Reference §3.1.1 (UNCERTAIN): one source reports HTTP 500 for a V2 search without
+    // `sourceTableId`. The run then reads each source table and merges the rows.
+    let h = Harness::story().await;
+    h.portal.require_source_table(true);
+    let out = h.run("").await;
+    assert!(out.report.success, "errors: {:?}", out.report.errors);
+    assert_eq!(out.report.monitoring_summary.total_events, 13);
+    assert_eq!(out.report.monitoring_summary.blocked_applications, 12);
+}

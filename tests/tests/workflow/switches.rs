@@ -72,6 +72,25 @@ async fn company_id_limits_the_run_to_that_companys_organizations() {
 }
 
 #[tokio::test]
+async fn a_company_with_no_organization_reads_no_action_log() {
+    // No organization maps to company 250: the run must not fall back to a parent-scope
+    // action-log search without the child flag (a parent key gets HTTP 500 for it).
+    let h = Harness::story().await;
+    let text = h
+        .config_text("company_id = \"250\"")
+        .replace("\"*\" = \"250\"", "\"*\" = \"999\"");
+    let out = h
+        .workflow_from_text(&text)
+        .run(RunOptions::new().now(now()))
+        .await
+        .unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    assert_eq!(route_count(&h, "ActionLog/ActionLogGetByParametersV2"), 0);
+    assert_eq!(out.report.monitoring_summary.total_events, 0);
+    assert_eq!(out.report.monitoring_summary.approval_requests, 0);
+}
+
+#[tokio::test]
 async fn event_types_narrow_the_detections_and_the_search() {
     let h = Harness::story().await;
     let out = h.run("event_types = [\"suspicious_execution\"]").await;

@@ -303,7 +303,7 @@ impl AuditGet {
                 &[]
             };
             match self.client.execute_with(&req, final_statuses).await {
-                Ok(raw) => match decode_optional::<ActionLogRow>(&endpoint, &raw.body)? {
+                Ok(raw) => match decode_event(&endpoint, &raw.body, &self.id)? {
                     Some(row) => return Ok(row),
                     None => {
                         last = Some(not_found(&endpoint, &self.id, table));
@@ -315,6 +315,22 @@ impl AuditGet {
         }
         Err(last.unwrap_or_else(|| not_found(GET_PATH, &self.id, None)))
     }
+}
+
+/// Decodes a get-by-id answer: the event as one object, or (the parent-chain shape is
+/// UNCERTAIN, reference §3.1.2) a list of rows, from which the row with the requested id is
+/// taken, else the first. An empty body, `null` or `[]` is `None`.
+fn decode_event(endpoint: &str, body: &[u8], id: &EActionLogId) -> Result<Option<ActionLogRow>> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return decode_optional(endpoint, body);
+    }
+    let rows: Vec<ActionLogRow> = decode_list(endpoint, body)?;
+    let wanted = rows.iter().position(|r| {
+        r.e_action_log_id
+            .as_ref()
+            .is_some_and(|e| e.as_str().eq_ignore_ascii_case(id.as_str()))
+    });
+    Ok(rows.into_iter().nth(wanted.unwrap_or(0)))
 }
 
 fn fallback_worthy(e: &Error) -> bool {

@@ -35,7 +35,10 @@ pub struct Policy {
     pub status: Option<i64>,
     /// Ringfenced.
     pub ringfence: Option<bool>,
-    /// Monitor mode (0 inherit, 1 secured, 2 monitor-only).
+    /// Monitor mode (0 inherit, 1 secured, 2 monitor-only). Sources disagree on its type
+    /// (reference §3.6: an integer, or a boolean in one client), so both are read: `true` as
+    /// 2 (monitor-only), `false` as 0; a numeric string as its number.
+    #[serde(default, deserialize_with = "monitor_mode_lenient")]
     pub monitor_mode: Option<i64>,
     /// Write matches to the unified audit.
     pub log_action: Option<bool>,
@@ -48,4 +51,27 @@ pub struct Policy {
     /// Fields this crate does not model.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// Reads `monitorMode` as an integer, a numeric string or a boolean (`true` → 2, `false` → 0).
+fn monitor_mode_lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    use serde_json::Value;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(if b { 2 } else { 0 })),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("monitorMode {n} is not an integer"))),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("monitorMode {s:?} is not an integer"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "monitorMode {other} is not an integer or a boolean"
+        ))),
+    }
 }

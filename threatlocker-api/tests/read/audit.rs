@@ -218,6 +218,34 @@ async fn get_by_id_with_a_source_table() {
 }
 
 #[tokio::test]
+async fn get_by_id_reads_a_list_answer_as_the_requested_row() {
+    // The shape with the parent chain is UNCERTAIN (reference §3.1.2): a list of rows is
+    // read as the row with the requested id.
+    let (server, client, _) = setup().await;
+    let rows = fixture("action_log_rows.json");
+    let wanted = rows[1]["eActionLogId"].as_str().unwrap().to_owned();
+    Mock::given(method("GET"))
+        .and(path(GET))
+        .and(query_param("eActionLogId", wanted.as_str()))
+        .respond_with(json(rows.clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let got = client
+        .audit()
+        .get(wanted.as_str())
+        .source_table(SourceTable::DenyActionLog)
+        .all_parents(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.e_action_log_id.as_ref().map(|e| e.as_str()),
+        Some(wanted.as_str())
+    );
+}
+
+#[tokio::test]
 async fn get_by_id_without_a_table_tries_none_then_1_then_2() {
     let (server, client, _) = setup().await;
     let id = "7a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";

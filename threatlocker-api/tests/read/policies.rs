@@ -47,6 +47,28 @@ async fn list_sends_filter_and_options() {
 }
 
 #[tokio::test]
+async fn monitor_mode_reads_as_an_integer_or_a_boolean() {
+    // Reference §3.6: `monitorMode` is an integer (0/1/2) in most sources, a boolean in one.
+    let (server, client, _) = setup().await;
+    let rows = json!([
+        {"policyId": "p-int", "name": "a", "monitorMode": 1},
+        {"policyId": "p-true", "name": "b", "monitorMode": true},
+        {"policyId": "p-false", "name": "c", "monitorMode": false},
+        {"policyId": "p-null", "name": "d", "monitorMode": null},
+        {"policyId": "p-str", "name": "e", "monitorMode": "2"}
+    ]);
+    Mock::given(method("POST"))
+        .and(path("/portalapi/Policy/PolicyGetByParameters"))
+        .respond_with(json(rows))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let page = client.policies().list().page_size(10).send().await.unwrap();
+    let modes: Vec<Option<i64>> = page.items.iter().map(|p| p.monitor_mode).collect();
+    assert_eq!(modes, [Some(1), Some(2), Some(0), None, Some(2)]);
+}
+
+#[tokio::test]
 async fn get_is_scoped_to_the_owning_organization() {
     let (server, client, _) = setup().await;
     let owner = "3b0f5f7e-1111-4a2b-9c3d-5e6f7a8b9c0d";
