@@ -216,7 +216,7 @@ async fn permission_checks(client: &Client, config: &Config) -> Vec<Check> {
         .as_ref()
         .ok()
         .and_then(|p| p.items.first())
-        .and_then(|r| r.approval_request_id.clone());
+        .and_then(|r| Some((r.approval_request_id.clone()?, r.organization_id.clone())));
     out.push(permission_check(
         "Approvals",
         "View Approvals",
@@ -275,10 +275,12 @@ async fn permission_checks(client: &Client, config: &Config) -> Vec<Check> {
             ),
         }),
         // A new application for the file: valid for any request, and nothing is written.
-        Some(id) => out.push(permission_check(
+        // Scoped to the request's own organization, as the workflow's permits are (a parent
+        // key's unscoped reads may only see its home organization).
+        Some((id, org)) => out.push(permission_check(
             "Approve",
             "Approve for Single Computer / Approve for Group / Approve for Entire Organization",
-            client
+            org.map_or_else(|| client.clone(), |o| client.with_organization(o))
                 .approvals()
                 .plan_permit(
                     &id,

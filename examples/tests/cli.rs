@@ -289,6 +289,9 @@ async fn the_example_configuration_is_accepted_by_a_dry_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_prints_a_checklist_with_fixes() {
     let s = sims().await;
+    // The stricter reading of the organization header: a request is only found in its own
+    // organization's scope, so the approve check must scope its permit plan.
+    s.portal.require_owning_organization(true);
     let cfg = s.write("config.toml", &s.config(""));
     let out = output({
         let mut c = s.command(&["doctor", "--config"]);
