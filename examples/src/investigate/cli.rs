@@ -205,11 +205,17 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    // The configured rules, validated as the monitor validates them.
+    let rules = match crate::workflow::engine_from_config(&config) {
+        Ok(engine) => engine.config().rules.clone(),
+        Err(e) => return usage(e),
+    };
     let inv = Investigator::new(
         client,
         config.threatlocker().include_child_organizations,
         Progress::auto(),
-    );
+    )
+    .with_rules(rules);
     let result = match cli.command {
         Command::Timeline {
             host,

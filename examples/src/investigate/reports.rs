@@ -10,6 +10,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use policy_engine::investigate::{
     self, Anomaly, BypassGroup, ComputerSighting, DenialSource, FileQuery, SubjectKind,
 };
+use policy_engine::Rules;
 use serde::Serialize;
 use threatlocker_api::{
     ActionLogRow, ActionOutcome, ApprovalRequest, ApprovalStatus, Client, Computer, ComputerMode,
@@ -187,6 +188,7 @@ pub struct Investigator {
     client: Client,
     child_organizations: bool,
     progress: Progress,
+    rules: Rules,
 }
 
 impl Investigator {
@@ -197,7 +199,15 @@ impl Investigator {
             client,
             child_organizations,
             progress,
+            rules: Rules::default(),
         }
+    }
+
+    /// Uses the engine's configured rules (LOLBins, user-writable folders) for the timeline's
+    /// anomaly marking, so an investigation flags what the monitor's detections flag.
+    pub fn with_rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
     }
 
     fn search(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> threatlocker_api::AuditSearch {
@@ -232,7 +242,8 @@ impl Investigator {
             |_| true,
         )
         .await?;
-        let tl = investigate::timeline(&rows, host, at, window);
+        let tl = investigate::timeline_with_rules(&rows, host, at, window, &self.rules)
+            .map_err(|e| InvestigateError::Usage(e.to_string()))?;
         let by_id: HashMap<String, &ActionLogRow> = rows.iter().map(|r| (row_id(r), r)).collect();
         let mut entries: Vec<TimelineRow> = tl
             .entries

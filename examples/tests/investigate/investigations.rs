@@ -474,3 +474,35 @@ async fn usage_and_configuration_errors_exit_2_naming_the_key() {
     let out = tl(Some(&dead), &["denials"]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
 }
+
+/// The timeline marks what the monitor's detections flag: a LOLBin added in the configuration's
+/// `[rules]` is an unusual binary, and a bad rule is a configuration error naming its key.
+#[tokio::test]
+async fn timeline_uses_the_configured_rules() {
+    let server = portal().await;
+    let args = [
+        "timeline",
+        "--host",
+        "WS-FRONTDESK-02",
+        "--at",
+        "2026-05-14T13:00:00Z",
+        "--window",
+        "1h",
+    ];
+    let (_dir, cfg) = config_file(
+        &server.uri(),
+        "\n[rules]\nextra_lolbins = [\"chrome.exe\"]\n",
+    );
+    let v = json(&cfg, &args).await;
+    // Without the rule the first anomaly is 1002 (see above); chrome.exe (1001) now comes first.
+    assert_eq!(v["first_anomaly"]["action_log_id"], 1001);
+
+    let (_dir, bad) = config_file(&server.uri(), "\n[rules]\nextra_lolbins = [\"\"]\n");
+    let out = tl(Some(&bad), &args).await;
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stderr.contains("extra_lolbins"), "{}", out.stderr);
+}
