@@ -289,7 +289,7 @@ impl Forwarder {
             .search(from, to)
             .child_organizations(self.child_organizations)
             .page_size(1000)
-            .stream();
+            .stream_any_table();
         collect("action log", stream).await
     }
 

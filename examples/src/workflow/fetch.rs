@@ -12,7 +12,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::PendingApproval;
 use threatlocker_api::{
     ActionLogRow, Application, ApplicationId, ApprovalRequest, ApprovalStatus, Client, Computer,
-    MatchQuery, Organization, OrganizationId, ResearchDetails, SourceTable,
+    MatchQuery, Organization, OrganizationId, ResearchDetails,
 };
 use tracing::{debug, warn};
 
@@ -232,14 +232,8 @@ async fn events(
     (rows, errors)
 }
 
-/// One action-log read (every page) at the client's scope.
-///
-/// The search is sent without `sourceTableId`, which most clients do successfully. One source
-/// reports HTTP 500 without it (reference §3.1.1, UNCERTAIN): on a 500 the read is repeated
-/// once per source table (1 ActionLog, 2 DenyActionLog, 3 Baseline, 4 EventLog) and the rows
-/// merged, de-duplicated by the pair of row ids (a server that ignores the table answers the
-/// same rows four times; the numeric id alone may repeat across tables). When the per-table
-/// reads fail too, the first error is returned.
+/// One action-log read (every page) at the client's scope, tolerant of both readings of
+/// `sourceTableId` (see `AuditSearch::stream_any_table`).
 async fn read_log(
     client: Client,
     child: bool,
@@ -247,37 +241,11 @@ async fn read_log(
     end: DateTime<Utc>,
     action_types: &[String],
 ) -> threatlocker_api::Result<Vec<ActionLogRow>> {
-    let search = |table: Option<SourceTable>| {
-        let mut s = client.audit().search(start, end).child_organizations(child);
-        if !action_types.is_empty() {
-            s = s.action_types(action_types.to_vec());
-        }
-        if let Some(t) = table {
-            s = s.source_table(t);
-        }
-        s.stream().try_collect::<Vec<ActionLogRow>>()
-    };
-    let first = match search(None).await {
-        Err(e) if e.status() == Some(500) => e,
-        other => return other,
-    };
-    debug!(error = %first, "action-log search answered 500; reading per source table");
-    let mut rows = Vec::new();
-    let mut seen = BTreeSet::new();
-    for table in SourceTable::ALL {
-        let Ok(part) = search(Some(table)).await else {
-            return Err(first);
-        };
-        // Both ids: the numeric one may be per table, the string one names the row.
-        rows.extend(part.into_iter().filter(|r| {
-            let key = (
-                r.action_log_id.map(|i| i.get()),
-                r.e_action_log_id.as_ref().map(|e| e.as_str().to_owned()),
-            );
-            key == (None, None) || seen.insert(key)
-        }));
+    let mut s = client.audit().search(start, end).child_organizations(child);
+    if !action_types.is_empty() {
+        s = s.action_types(action_types.to_vec());
     }
-    Ok(rows)
+    s.stream_any_table().try_collect().await
 }
 
 /// Reads every computer in scope (for the computer modes).

@@ -132,6 +132,35 @@ pub struct AuditSearch {
 }
 
 impl AuditSearch {
+    /// Every page, like `stream()`, tolerant of both readings of `sourceTableId` (reference
+    /// §3.1.1, UNCERTAIN: most clients search without it, one source reports HTTP 500 unless
+    /// it is sent). The search goes out without a table; if its first page answers 500 and no
+    /// table was chosen, it is read once per source table (1 ActionLog, 2 DenyActionLog,
+    /// 3 Baseline, 4 EventLog) and the rows merged, de-duplicated by the pair of row ids (a
+    /// server that ignores the table answers the same rows for each; the numeric id alone may
+    /// repeat across tables). If a per-table read fails, the original 500 is returned.
+    pub fn stream_any_table(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + 'static {
+        use futures_util::stream::{self, BoxStream, StreamExt};
+
+        let chosen = self.source_table.is_some();
+        let first_try: BoxStream<'static, Result<ActionLogRow>> = self.clone().stream().boxed();
+        stream::once(async move {
+            let (head, rest) = first_try.into_future().await;
+            match head {
+                Some(Err(e)) if !chosen && e.status() == Some(500) => {
+                    tracing::debug!(error = %e, "action-log search answered 500; reading per source table");
+                    per_table(self, e)
+                }
+                head => stream::iter(head).chain(rest).boxed(),
+            }
+        })
+        .flatten()
+    }
+}
+
+impl AuditSearch {
     setters! {
         /// Only rows with this outcome (`actionId`); [`ActionOutcome::AnyDeny`] (99) for any deny.
         outcome(outcome: ActionOutcome) = Some(outcome);
@@ -413,4 +442,41 @@ impl FileHistory {
 paged! {
     FileHistory => ActionLogRow, decode: decode_list, check: Self::validate;
     /// Streams every row across pages.
+}
+
+/// The per-table reads of [`AuditSearch::stream_any_table`]: tables in turn, rows de-duplicated
+/// by both ids, the original error in place of a per-table failure.
+fn per_table(
+    search: AuditSearch,
+    original: Error,
+) -> futures_util::stream::BoxStream<'static, Result<ActionLogRow>> {
+    use futures_util::stream::{self, StreamExt};
+
+    let mut seen = std::collections::HashSet::new();
+    let mut original = Some(original);
+    stream::iter(SourceTable::ALL)
+        .flat_map(move |t| search.clone().source_table(t).stream())
+        .filter_map(move |item| {
+            let out = match item {
+                Ok(row) => {
+                    let key = (
+                        row.action_log_id.map(|i| i.get()),
+                        row.e_action_log_id.as_ref().map(|e| e.as_str().to_owned()),
+                    );
+                    (key == (None, None) || seen.insert(key)).then_some(Ok(row))
+                }
+                // Reported once: the per-table fallback failing means the original failure
+                // stands.
+                Err(_) => original.take().map(Err),
+            };
+            std::future::ready(out)
+        })
+        .scan(false, |failed, item| {
+            if *failed {
+                return std::future::ready(None);
+            }
+            *failed = item.is_err();
+            std::future::ready(Some(item))
+        })
+        .boxed()
 }

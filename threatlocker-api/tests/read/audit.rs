@@ -380,3 +380,52 @@ async fn file_history_without_hostname_or_computer_is_refused_before_sending() {
     assert!(matches!(streamed[0], Err(Error::InvalidRequest(_))));
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+/// Reference §3.1.1 marks `sourceTableId` UNCERTAIN: one source reports HTTP 500 unless it is
+/// sent. `stream_any_table` searches without it and, on a 500, reads each source table and
+/// merges the rows without repeats.
+#[tokio::test]
+async fn stream_any_table_reads_per_source_table_after_a_500() {
+    use wiremock::matchers::body_partial_json;
+
+    let (server, client, _) = setup().await;
+    let row =
+        |id: i64| json!({"actionLogId": id, "eActionLogId": format!("e-{id}"), "actionId": 2});
+    for (table, rows) in [
+        (1, json!([row(1), row(2)])),
+        (2, json!([row(2), row(3)])),
+        (3, json!([])),
+        (4, json!(null)),
+    ] {
+        Mock::given(method("POST"))
+            .and(path(SEARCH))
+            .and(body_partial_json(json!({ "sourceTableId": table })))
+            .respond_with(json(rows))
+            .with_priority(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path(SEARCH))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "StatusCode": 500, "Message": "A problem occurred with the request"
+        })))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+
+    let rows: Vec<_> = client
+        .audit()
+        .search(utc("2026-05-14T00:00:00Z"), utc("2026-05-14T23:59:59Z"))
+        .stream_any_table()
+        .try_collect()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.action_log_id)
+        .map(|i| i.get())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+}
