@@ -15,9 +15,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use examples::config::Config;
+use examples::monitor::workflow::{RunOptions, Workflow};
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
 use examples::state::scratch_path;
-use examples::workflow::{RunOptions, Workflow};
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)

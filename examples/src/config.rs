@@ -845,6 +845,15 @@ impl Config {
         self.org_overrides.as_ref()
     }
 
+    /// The policy engine built from `[org_variables]`, `[org_overrides]` and `[rules]`.
+    pub fn engine(&self) -> Result<policy_engine::Engine, ConfigError> {
+        let engine_config: policy_engine::EngineConfig = self.engine_section()?;
+        policy_engine::Engine::new(engine_config).map_err(|e| ConfigError::Invalid {
+            key: e.key.clone(),
+            message: e.to_string(),
+        })
+    }
+
     /// The policy engine's configuration: `[org_variables]`, `[org_overrides]` and `[rules]`
     /// deserialized together into `T` (the engine's `EngineConfig`), with errors naming the key
     /// (`org_variables.threatlocker_block_alert_threshold`, `rules.lolbins`).
@@ -1164,28 +1173,6 @@ mod tests {
         assert_eq!(c.psa().kind(), "autotask");
         let c = parse("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"none\"\n").unwrap();
         assert_eq!(c.psa().kind(), "none");
-    }
-
-    #[test]
-    fn the_example_file_is_accepted_by_every_section_reader() {
-        let text = include_str!("../config.example.toml");
-        let c = Config::from_toml_str(text, Path::new("/etc/tl")).unwrap();
-        let siem = crate::siem::config::SiemConfig::from_config(&c)
-            .unwrap()
-            .expect("[siem] is documented");
-        assert_eq!(siem.address, "siem.msp.example:6514");
-        let report = crate::report::ReportSettings::from_config(&c).unwrap();
-        assert_eq!(report.timezone.map(|t| t.name()), Some("Europe/London"));
-        let watch = crate::triggers::WatchSettings::from_config(&c).unwrap();
-        assert_eq!(watch.interval, Some(std::time::Duration::from_secs(1800)));
-        crate::investigate::cli::check_section(&c).unwrap();
-        crate::workflow::engine_from_config(&c).unwrap();
-        let bad = format!("{text}\n[investigate]\nwindow = \"1h\"\n");
-        let e = crate::investigate::cli::check_section(
-            &Config::from_toml_str(&bad, Path::new("/")).unwrap(),
-        )
-        .unwrap_err();
-        assert_eq!(e.key(), Some("investigate.window"), "{e}");
     }
 
     #[test]

@@ -5,11 +5,27 @@ use std::sync::Arc;
 
 use psa_connectors::{Notifier, PriorityMap, Reference, TicketSink};
 
-use crate::config::{secret, Config, Env, PsaConfig, SmtpTls};
-use crate::workflow::WorkflowError;
+use crate::config::{secret, Config, ConfigError, Env, PsaConfig, SmtpTls};
 
-fn connector_error(what: &str, e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError::Connector {
+/// Why a connector could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// A key of the configuration is unusable (a secret variable missing, say).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend refused its settings.
+    #[error("{what}: {message}")]
+    Connector {
+        /// Which connector (`psa`, `notify.email`, ...).
+        what: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn connector_error(what: &str, e: impl std::fmt::Display) -> ConnectError {
+    ConnectError::Connector {
         what: what.to_owned(),
         message: e.to_string(),
     }
@@ -19,7 +35,7 @@ fn connector_error(what: &str, e: impl std::fmt::Display) -> WorkflowError {
 pub fn ticket_sink(
     config: &Config,
     env: &dyn Env,
-) -> Result<Option<Arc<dyn TicketSink>>, WorkflowError> {
+) -> Result<Option<Arc<dyn TicketSink>>, ConnectError> {
     match config.psa() {
         PsaConfig::None => Ok(None),
         PsaConfig::ConnectWise(c) => {
@@ -94,7 +110,7 @@ pub fn ticket_sink(
 }
 
 /// The notifiers `[notify]` configures (possibly none).
-pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>>, WorkflowError> {
+pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>>, ConnectError> {
     let n = config.notify();
     let mut out: Vec<Arc<dyn Notifier>> = Vec::new();
     if let Some(e) = &n.email {

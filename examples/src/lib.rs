@@ -10,32 +10,30 @@
 //! What it is not: a library for other programs to build on (use the three crates directly), or
 //! a place for decisions (they live in the pure engine, so they can be tested by table).
 //!
-//! Shape:
+//! Shape: one folder per binary over a shared floor that imports none of them.
 //!
-//! - [`config`] parses the TOML file shared by every binary (keys named in every error, secrets
-//!   only from the environment) and builds the ThreatLocker client from it;
-//! - [`state`] is the SQLite store: intents recorded before and after every side effect, runs,
-//!   processed windows, and generic checkpoints for feeds;
-//! - [`workflow`] runs the nine steps; [`mapping`] turns the engine's plans into connector
-//!   tickets and notifications; [`connect`] builds the PSA and notifiers from the configuration;
-//! - [`cli`], [`demo`] and [`doctor`] are `threatlocker-monitor`'s commands;
-//! - [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA.
+//! - The floor: [`config`] parses the TOML file shared by every binary (keys named in every
+//!   error, secrets only from the environment) and builds the ThreatLocker client and the
+//!   engine from it; [`state`] is the store that makes side effects exactly-once (intents
+//!   recorded before and after every side effect, runs, processed windows, checkpoints for
+//!   feeds); [`connect`] builds the PSA and notifiers; [`mapping`] turns the engine's plans into
+//!   connector tickets and notifications; [`process`] holds the exit codes, logging and runtime
+//!   start-up; [`time`] parses times of day.
+//! - The rooms: [`monitor`] is `threatlocker-monitor` (the workflow, `run`, `watch`, the daily
+//!   report, `doctor`, `demo`); [`investigate`] is `tl-investigate`; [`siem`] is
+//!   `siem-forward`.
+//! - [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA
+//!   that `demo`, the tests and the benchmarks run against.
 //!
 //! The binaries in `src/bin/` only parse arguments and call into this library.
 
-pub mod cli;
 pub mod config;
 pub mod connect;
-pub mod demo;
-pub mod doctor;
 pub mod investigate;
 pub mod mapping;
+pub mod monitor;
+pub mod process;
 pub mod siem;
 pub mod sim;
 pub mod state;
-pub mod workflow;
-
-// The daily report and event-driven runs (issue 8).
-pub mod cli_report;
-pub mod report;
-pub mod triggers;
+pub mod time;

@@ -1,4 +1,4 @@
-//! End-to-end tests of the monitoring workflow (`examples::workflow`) against the simulated
+//! End-to-end tests of the monitoring workflow (`examples::monitor::workflow`) against the simulated
 //! ThreatLocker Portal API and ConnectWise PSA: report numbers for a known data set,
 //! exactly-once across reruns and kills, dry runs that write nothing, and resilience to 429
 //! storms and failing pages. One test binary; each behaviour is a module.

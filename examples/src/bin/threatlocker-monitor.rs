@@ -1,6 +1,6 @@
 //! `threatlocker-monitor`: the scheduled ThreatLocker monitoring workflow (`demo`, `run`,
-//! `watch`, `doctor`). Thin: everything is in the `examples` library (`examples::cli`).
+//! `watch`, `doctor`). Thin: everything is in the `examples` library (`examples::monitor::cli`).
 
 fn main() -> std::process::ExitCode {
-    examples::cli::main()
+    examples::monitor::cli::main()
 }

@@ -13,13 +13,7 @@ use super::progress::Progress;
 use super::reports::{check_show_id, InvestigateError, Investigator};
 use super::time::{parse_duration, parse_since, parse_time};
 use crate::config::{Env, ProcessEnv};
-
-/// Exit code: success (an empty result is a success).
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the Portal API failed.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: bad usage or configuration.
-pub const EXIT_USAGE: u8 = 2;
+use crate::process::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 const LONG_ABOUT: &str = "\
 Investigates the ThreatLocker action log (the Unified Audit) across every client organization, \
@@ -145,12 +139,12 @@ pub fn check_section(config: &crate::config::Config) -> Result<(), crate::config
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli: Cli = match crate::cli::parse_args() {
+    let cli: Cli = match crate::process::parse_args() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    crate::cli::init_logging("warn", false);
-    let runtime = match crate::cli::runtime(Some(2), EXIT_FAILED) {
+    crate::process::init_logging("warn", false);
+    let runtime = match crate::process::runtime(Some(2), EXIT_FAILED) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -206,7 +200,7 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
         Err(e) => return usage(e),
     };
     // The configured rules, validated as the monitor validates them.
-    let rules = match crate::workflow::engine_from_config(&config) {
+    let rules = match config.engine() {
         Ok(engine) => engine.config().rules.clone(),
         Err(e) => return usage(e),
     };

@@ -13,14 +13,8 @@ use super::config::{load, SeverityMode, SourceKind};
 use super::forward::{Forwarder, SiemError};
 use super::store::SentStore;
 use crate::config::{Env, ProcessEnv};
+use crate::process::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::state::StateStore;
-
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a pass failed (receiver or API unavailable after retries, state file error).
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: bad usage or configuration.
-pub const EXIT_USAGE: u8 = 2;
 
 const LONG_ABOUT: &str = "\
 Forwards ThreatLocker's action log (and, per [siem] sources, the portal's system audit and the \
@@ -63,12 +57,12 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli: Cli = match crate::cli::parse_args() {
+    let cli: Cli = match crate::process::parse_args() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    crate::cli::init_logging("info", true);
-    let runtime = match crate::cli::runtime(Some(2), EXIT_FAILED) {
+    crate::process::init_logging("info", true);
+    let runtime = match crate::process::runtime(Some(2), EXIT_FAILED) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use examples::config::Config;
-use examples::report::{daily_report, ComputeOptions, Scope};
+use examples::monitor::report::{daily_report, ComputeOptions, Scope};
+use examples::monitor::workflow::{RunOptions, Workflow};
 use examples::sim::{Dataset, PortalSim, SimConfig, DEMO_API_KEY};
 use examples::state::{scratch_path, StateStore};
-use examples::workflow::{engine_from_config, RunOptions, Workflow};
 
 const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
 
@@ -54,7 +54,7 @@ async fn the_daily_report_and_a_run_over_the_same_window_agree() {
         .unwrap();
     let daily = daily_report(
         &config.threatlocker_client(&env()).unwrap(),
-        &engine_from_config(&config).unwrap(),
+        &config.engine().unwrap(),
         &StateStore::open_in_memory().unwrap(),
         &Scope::from_config(&config),
         now,
@@ -260,7 +260,7 @@ async fn the_demo_report_shows_what_the_runs_did() {
     let created = run.report.blocked_summary.tickets_created;
     assert!(created > 0 && run.report.auto_approvals_processed > 0);
 
-    let path = examples::report::write_demo_report(&workflow, &config, now, &dir)
+    let path = examples::monitor::report::write_demo_report(&workflow, &config, now, &dir)
         .await
         .unwrap();
     assert!(path.starts_with(&dir));
@@ -281,7 +281,7 @@ async fn the_demo_report_shows_what_the_runs_did() {
 
 #[tokio::test]
 async fn the_watch_daily_job_writes_the_days_file_in_its_zone_and_sends_it() {
-    use examples::triggers::DailyJob;
+    use examples::monitor::triggers::DailyJob;
     use psa_connectors::recording::RecordingNotifier;
     let now = Utc::now();
     let portal =
@@ -293,7 +293,7 @@ async fn the_watch_daily_job_writes_the_days_file_in_its_zone_and_sends_it() {
     let tz: chrono_tz::Tz = "Pacific/Auckland".parse().unwrap();
     let job = DailyJob::new(
         config.threatlocker_client(&env()).unwrap(),
-        Arc::new(engine_from_config(&config).unwrap()),
+        Arc::new(config.engine().unwrap()),
         Arc::new(StateStore::open_in_memory().unwrap()),
         Scope::from_config(&config),
         tz,

@@ -1,6 +1,6 @@
 //! A report whose data is full of hostile strings: nothing is interpreted, in any format.
 
-use examples::report::{compute, render, Activity, ComputeOptions, Format};
+use examples::monitor::report::{compute, render, Activity, ComputeOptions, Format};
 use examples::state::StateStore;
 use policy_engine::Input;
 use scraper::{Html, Selector};
@@ -14,7 +14,7 @@ const MD_LINK: &str = "[x](javascript:alert(3)) | cell | ![i](http://evil.exampl
 const NEWLINE: &str = "line1\n## forged heading\r\n| forged | row |";
 const RTL: &str = "invoice\u{202E}gpj.exe";
 
-fn hostile_report() -> examples::report::DailyReport {
+fn hostile_report() -> examples::monitor::report::DailyReport {
     let rows: Vec<_> = (1..=4)
         .map(|i| {
             R::new(i, 10 * i)
@@ -181,14 +181,14 @@ fn unescaped_pipes(line: &str) -> usize {
 fn json_keeps_the_data_exactly() {
     let report = hostile_report();
     let json = render(&report, Format::Json).unwrap();
-    let back: examples::report::DailyReport = serde_json::from_str(&json).unwrap();
+    let back: examples::monitor::report::DailyReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
     assert!(back.top_users.iter().any(|u| u.user == IMG));
 }
 
 #[test]
 fn escaping_helpers_cover_markdown_and_controls() {
-    use examples::report::render::{escape_markdown, neutralize};
+    use examples::monitor::report::render::{escape_markdown, neutralize};
     let cases = [
         ("plain text.exe", "plain text.exe"),
         ("a|b", "a\\|b"),

@@ -1,7 +1,7 @@
 //! Report numbers for the known data set, in JSON, Markdown and HTML, and equal to
 //! `build_report`'s for the same decisions and outcomes.
 
-use examples::report::{render, Activity, Format};
+use examples::monitor::report::{render, Activity, Format};
 use policy_engine::build_report;
 use psa_connectors::recording::RecordingNotifier;
 use scraper::{Html, Selector};
@@ -124,7 +124,7 @@ fn the_json_numbers_equal_the_monitoring_reports() {
         json["detections"].as_array().unwrap().len()
     );
     // The JSON reads back into the same report.
-    let back: examples::report::DailyReport =
+    let back: examples::monitor::report::DailyReport =
         serde_json::from_value(json).expect("the JSON is the report");
     assert_eq!(back, k.report);
 }
@@ -287,7 +287,7 @@ fn html_is_one_self_contained_document_with_the_same_numbers() {
 async fn send_mails_the_html_with_a_plain_text_alternative() {
     let k = known();
     let notifier = RecordingNotifier::new();
-    examples::report::send_report(&notifier, &k.report, &["soc@msp.example".to_owned()])
+    examples::monitor::report::send_report(&notifier, &k.report, &["soc@msp.example".to_owned()])
         .await
         .unwrap();
     let sent = notifier.sent();
@@ -322,7 +322,7 @@ fn markdown_lists_only_the_hours_with_blocks() {
 #[test]
 fn a_week_is_drawn_in_at_most_96_bars() {
     let start = crate::support::t(0);
-    let hours: Vec<examples::report::model::HourBucket> = (0..168)
+    let hours: Vec<examples::monitor::report::model::HourBucket> = (0..168)
         .map(|h| {
             serde_json::from_value(serde_json::json!({
                 "hour": start + chrono::Duration::hours(h),
@@ -331,7 +331,8 @@ fn a_week_is_drawn_in_at_most_96_bars() {
             .unwrap()
         })
         .collect();
-    let svg = examples::report::chart::blocks_per_hour_svg(&hours, chrono_tz::UTC).unwrap();
+    let svg =
+        examples::monitor::report::chart::blocks_per_hour_svg(&hours, chrono_tz::UTC).unwrap();
     let doc = Html::parse_fragment(&svg);
     let bars = doc
         .select(&Selector::parse("rect[fill='#2B6CB0']").unwrap())

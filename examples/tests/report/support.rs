@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use examples::report::{compute, Activity, ComputeOptions, DailyReport};
+use examples::monitor::report::{compute, Activity, ComputeOptions, DailyReport};
 use examples::state::{IntentKind, StateStore};
 use policy_engine::{Decisions, Engine, EngineConfig, Input, PendingApproval};
 use serde_json::json;

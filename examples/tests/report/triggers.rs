@@ -10,13 +10,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use examples::config::Config;
+use examples::monitor::triggers::{
+    new_detections, next_daily_run, should_trigger, ClientProbe, Clock, Probe, RunKind, RunSummary,
+    Runner, TriggerSettings, Watcher, WorkflowRunner,
+};
+use examples::monitor::workflow::{RunOptions, Workflow};
 use examples::sim::{Dataset, PortalSim, SimConfig, DEMO_API_KEY};
 use examples::state::{scratch_path, IntentKind};
-use examples::triggers::{
-    new_detections, next_daily_run, parse_time_of_day, should_trigger, ClientProbe, Clock, Probe,
-    RunKind, RunSummary, Runner, TriggerSettings, Watcher, WorkflowRunner,
-};
-use examples::workflow::{engine_from_config, RunOptions, Workflow};
+use examples::time::parse_time_of_day;
 use policy_engine::{Decisions, RiskLevel};
 
 fn ids(v: &[&str]) -> BTreeSet<String> {
@@ -89,7 +90,8 @@ fn next_daily_run_table_with_dst_changes() {
     }
     assert!(parse_time_of_day("--daily-report-at", "7am").is_err());
     assert!(parse_time_of_day("--daily-report-at", "25:00").is_err());
-    let e = examples::report::parse_timezone("report.timezone", "Mars/Olympus").unwrap_err();
+    let e =
+        examples::monitor::report::parse_timezone("report.timezone", "Mars/Olympus").unwrap_err();
     assert!(e.to_string().contains("report.timezone"), "{e}");
 }
 
@@ -280,7 +282,7 @@ path = "{}"
 
     let runner = WorkflowRunner::from_config(&config, &env()).unwrap();
     let client = config.threatlocker_client(&env()).unwrap();
-    let probe = ClientProbe::new(client, Arc::new(engine_from_config(&config).unwrap()), true);
+    let probe = ClientProbe::new(client, Arc::new(config.engine().unwrap()), true);
     let clock = ManualClock::new(now);
     let mut w = Watcher::new(
         TriggerSettings::new(StdDuration::from_secs(3600)),
@@ -343,7 +345,7 @@ path = "{}"
 #[test]
 fn report_settings_name_the_key_of_a_bad_value() {
     use examples::config::Config;
-    use examples::report::ReportSettings;
+    use examples::monitor::report::ReportSettings;
     let config = |section: &str| {
         Config::from_toml_str(
             &format!("[threatlocker]\ninstance = \"g\"\n[report]\n{section}\n"),

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use examples::config::Config;
+use examples::monitor::workflow::{RunOptions, RunOutput, Settings, Workflow};
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
 use examples::state::{scratch_path, StateStore};
-use examples::workflow::{engine_from_config, RunOptions, RunOutput, Settings, Workflow};
 use threatlocker_api::{Client, RetryPolicy, Sleeper};
 
 /// A fixed "now" so every number is reproducible.
@@ -143,7 +143,7 @@ path = "{state}"
             .sleeper(Arc::new(NoSleep))
             .build()
             .unwrap();
-        let engine = engine_from_config(&config).unwrap();
+        let engine = config.engine().unwrap();
         let state = Arc::new(StateStore::open(&self.state_path).unwrap());
         let settings = Settings::new(config.workflow().clone())
             .companies(config.companies().clone())

@@ -1,7 +1,7 @@
 //! A dry run sends no write anywhere and shows what it would do.
 
+use examples::monitor::workflow::RunOptions;
 use examples::state::IntentKind;
-use examples::workflow::RunOptions;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 

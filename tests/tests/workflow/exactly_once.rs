@@ -4,18 +4,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::Duration;
+use examples::monitor::workflow::{RunOptions, WorkflowError};
 use examples::state::{IntentKind, IntentState, StateStore};
-use examples::workflow::{RunOptions, WorkflowError};
 use serde_json::json;
 
 use super::common::{assert_unique, now, Harness};
 
 /// A hook that "kills" the run right after the `n`-th side effect (1-based) has been performed
 /// remotely and before its result is written to the state store.
-fn kill_at(n: usize) -> (examples::workflow::AfterEffectHook, Arc<AtomicUsize>) {
+fn kill_at(
+    n: usize,
+) -> (
+    examples::monitor::workflow::AfterEffectHook,
+    Arc<AtomicUsize>,
+) {
     let seen = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&seen);
-    let hook: examples::workflow::AfterEffectHook =
+    let hook: examples::monitor::workflow::AfterEffectHook =
         Arc::new(move |_kind: IntentKind, _key: &str| {
             counter.fetch_add(1, Ordering::SeqCst) + 1 == n
         });

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use examples::monitor::workflow::RunOptions;
 use examples::state::IntentKind;
-use examples::workflow::RunOptions;
 use psa_connectors::recording::RecordingNotifier;
 
 use super::common::{now, Harness};

@@ -1,7 +1,7 @@
 //! 429 storms and failing pages: the run still finishes, with the same numbers.
 
+use examples::monitor::workflow::RunOptions;
 use examples::sim::{Fault, SimConfig};
-use examples::workflow::RunOptions;
 
 use super::common::{now, Harness};
 

@@ -1,6 +1,6 @@
 //! Each step is switched by its input; the company and event-type filters narrow the run.
 
-use examples::workflow::RunOptions;
+use examples::monitor::workflow::RunOptions;
 
 use super::common::{now, Harness};
 
@@ -152,7 +152,7 @@ async fn a_raised_stop_flag_finishes_the_step_in_progress_and_stops() {
     assert!(
         matches!(
             err,
-            examples::workflow::WorkflowError::Interrupted {
+            examples::monitor::workflow::WorkflowError::Interrupted {
                 next_step: "process approvals"
             }
         ),

@@ -354,9 +354,9 @@ pub async fn run(config: &Config, env: &dyn Env) -> u8 {
         .count();
     if failures == 0 {
         println!("\nAll checks passed.");
-        crate::cli::EXIT_OK
+        crate::process::EXIT_OK
     } else {
         println!("\n{failures} check(s) failed.");
-        crate::cli::EXIT_RUN_FAILED
+        crate::process::EXIT_FAILED
     }
 }

@@ -51,8 +51,9 @@ use policy_engine::{Decisions, Engine, Input, RiskLevel};
 use threatlocker_api::{ApprovalStatus, Client};
 use tracing::{info, warn};
 
-use crate::report::ReportSettings;
-use crate::workflow::{RunOptions, RunOutput, Workflow, WorkflowError};
+use crate::monitor::report::ReportSettings;
+use crate::monitor::workflow::{RunOptions, RunOutput, Workflow, WorkflowError};
+use crate::time::parse_time_of_day;
 
 /// Default time between approval-count polls.
 pub const DEFAULT_APPROVAL_POLL: StdDuration = StdDuration::from_secs(60);
@@ -93,12 +94,6 @@ pub fn new_detections(
         .filter(|d| d.risk_level >= min_risk && !seen.contains(&d.key))
         .map(|d| d.key.clone())
         .collect()
-}
-
-/// Parses a local time of day, `HH:MM` (24-hour), naming `key` in the error.
-pub fn parse_time_of_day(key: &str, s: &str) -> Result<NaiveTime, String> {
-    NaiveTime::parse_from_str(s.trim(), "%H:%M")
-        .map_err(|_| format!("{key}: {s:?} is not a time of day; use HH:MM, e.g. 07:00"))
 }
 
 /// The first instant after `now_utc` at which the clock in `tz` shows `at`.
@@ -556,12 +551,12 @@ impl WorkflowRunner {
         let full = Workflow::from_config(config, env)?;
         let state = Arc::clone(full.state());
         let client = full.client().clone();
-        let with = |f: &dyn Fn(&mut crate::workflow::Settings)| -> Result<Workflow, WorkflowError> {
+        let with = |f: &dyn Fn(&mut crate::monitor::workflow::Settings)| -> Result<Workflow, WorkflowError> {
             let mut settings = full.settings().clone();
             f(&mut settings);
             let mut wf = Workflow::new(
                 client.clone(),
-                crate::workflow::engine_from_config(config)?,
+                config.engine()?,
                 Arc::clone(&state),
                 settings,
             );
@@ -649,7 +644,7 @@ pub struct DailyJob {
     client: Client,
     engine: Arc<Engine>,
     state: Arc<crate::state::StateStore>,
-    scope: crate::report::Scope,
+    scope: crate::monitor::report::Scope,
     tz: Tz,
     top: usize,
     dir: std::path::PathBuf,
@@ -677,7 +672,7 @@ impl DailyJob {
         client: Client,
         engine: Arc<Engine>,
         state: Arc<crate::state::StateStore>,
-        scope: crate::report::Scope,
+        scope: crate::monitor::report::Scope,
         tz: Tz,
         dir: std::path::PathBuf,
     ) -> Self {
@@ -687,7 +682,7 @@ impl DailyJob {
             state,
             scope,
             tz,
-            top: crate::report::DEFAULT_TOP_N,
+            top: crate::monitor::report::DEFAULT_TOP_N,
             dir,
             notifier: None,
             recipients: Vec::new(),
@@ -695,7 +690,7 @@ impl DailyJob {
     }
 
     /// Sets the number of entries in the top lists (default
-    /// [`DEFAULT_TOP_N`](crate::report::DEFAULT_TOP_N)).
+    /// [`DEFAULT_TOP_N`](crate::monitor::report::DEFAULT_TOP_N)).
     pub fn top(mut self, n: usize) -> Self {
         self.top = n.max(1);
         self
@@ -715,11 +710,11 @@ impl DailyJob {
     /// Produces, writes (and sends) the report for the 24 hours ending at `now`; returns the
     /// file written.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<std::path::PathBuf, String> {
-        let options = crate::report::ComputeOptions {
+        let options = crate::monitor::report::ComputeOptions {
             timezone: self.tz.name().to_owned(),
             top_n: self.top,
         };
-        let report = crate::report::daily_report(
+        let report = crate::monitor::report::daily_report(
             &self.client,
             &self.engine,
             &self.state,
@@ -730,15 +725,15 @@ impl DailyJob {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let html = crate::report::render::to_html(&report).map_err(|e| e.to_string())?;
+        let html = crate::monitor::report::render::to_html(&report).map_err(|e| e.to_string())?;
         let path = self.dir.join(format!(
             "threatlocker-daily-report-{}.html",
             now.with_timezone(&self.tz).format("%Y-%m-%d")
         ));
-        crate::report::write_file(&path, &html).map_err(|e| e.to_string())?;
+        crate::monitor::report::write_file(&path, &html).map_err(|e| e.to_string())?;
         info!(path = %path.display(), "daily report written");
         if let Some(n) = &self.notifier {
-            crate::report::send_report(n.as_ref(), &report, &self.recipients)
+            crate::monitor::report::send_report(n.as_ref(), &report, &self.recipients)
                 .await
                 .map_err(|e| e.to_string())?;
             info!("daily report sent");
@@ -897,7 +892,7 @@ pub async fn watch(
     args: &WatchTriggerArgs,
     stop: Arc<AtomicBool>,
 ) -> u8 {
-    use crate::cli::{EXIT_OK, EXIT_USAGE};
+    use crate::process::{EXIT_OK, EXIT_USAGE};
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         EXIT_USAGE
@@ -915,7 +910,7 @@ pub async fn watch(
         .unwrap_or(DEFAULT_INTERVAL);
     let tz = match &args.timezone {
         None => report_settings.timezone.unwrap_or(Tz::UTC),
-        Some(name) => match crate::report::parse_timezone("--timezone", name) {
+        Some(name) => match crate::monitor::report::parse_timezone("--timezone", name) {
             Ok(tz) => tz,
             Err(e) => return fail(&e),
         },
@@ -931,7 +926,7 @@ pub async fn watch(
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let engine = match crate::workflow::engine_from_config(config) {
+    let engine = match config.engine() {
         Ok(e) => Arc::new(e),
         Err(e) => return fail(&e),
     };
@@ -966,13 +961,17 @@ pub async fn watch(
             client.clone(),
             Arc::clone(&engine),
             Arc::clone(runner.full.state()),
-            crate::report::Scope::from_config(config),
+            crate::monitor::report::Scope::from_config(config),
             tz,
             dir,
         )
-        .top(report_settings.top.unwrap_or(crate::report::DEFAULT_TOP_N));
+        .top(
+            report_settings
+                .top
+                .unwrap_or(crate::monitor::report::DEFAULT_TOP_N),
+        );
         if let Some(n) = notifier {
-            job = job.send_with(n, crate::cli_report::recipients(config));
+            job = job.send_with(n, crate::monitor::report_cli::recipients(config));
         }
         let daily = job.into_fn();
         runner = runner.with_daily_report(daily);

@@ -1,7 +1,7 @@
 //! `threatlocker-monitor`: argument parsing and the commands. The binary only calls
 //! [`main`]; everything it does is here so tests can drive it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,14 +12,8 @@ use clap::{Parser, Subcommand};
 use tracing::{error, warn};
 
 use crate::config::{Config, Env, ProcessEnv};
-use crate::workflow::{RunOptions, Workflow, WorkflowError};
-
-/// Exit code: the run succeeded.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the run failed (the report is still printed, with `"success": false`).
-pub const EXIT_RUN_FAILED: u8 = 1;
-/// Exit code: bad usage or configuration.
-pub const EXIT_USAGE: u8 = 2;
+use crate::monitor::workflow::{RunOptions, Workflow, WorkflowError};
+use crate::process::{init_logging, parse_args, runtime, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 const LONG_ABOUT: &str = "\
 Automates ThreatLocker approval-and-block triage for an MSP: every run reads the action log and \
@@ -104,7 +98,7 @@ pub enum Command {
         dry_run: bool,
         /// Event-driven runs and the daily report (issue 8).
         #[command(flatten)]
-        triggers: crate::triggers::WatchTriggerArgs,
+        triggers: crate::monitor::triggers::WatchTriggerArgs,
     },
     /// Produce the daily security report across every organization: totals and trend, top
     /// blocked applications and users, detections with evidence, approvals, tickets, policy
@@ -113,7 +107,7 @@ pub enum Command {
     /// HTML (one self-contained file), Markdown or JSON, with the same numbers as the runs.
     /// Exit 0 on success, 1 when the report is incomplete (still written) or could not be sent,
     /// 2 for bad usage or configuration.
-    Report(crate::cli_report::ReportArgs),
+    Report(crate::monitor::report_cli::ReportArgs),
     /// Check the configuration, the ThreatLocker key and each permission the workflow needs,
     /// the PSA and the notifiers; print a checklist with the fix for each failure.
     ///
@@ -146,7 +140,7 @@ pub fn main() -> ExitCode {
         _ => "info",
     };
     init_logging(default_level, true);
-    let runtime = match runtime(None, EXIT_RUN_FAILED) {
+    let runtime = match runtime(None, EXIT_FAILED) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -154,55 +148,10 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-// The start-up the three binaries share (`threatlocker-monitor`, `tl-investigate`,
-// `siem-forward`): the same exit codes for usage errors, logs on stderr, one runtime.
-
-/// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
-/// printed by clap).
-pub(crate) fn parse_args<C: Parser>() -> Result<C, ExitCode> {
-    C::try_parse().map_err(|e| {
-        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-        let _ = e.print();
-        ExitCode::from(code)
-    })
-}
-
-/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
-pub(crate) fn init_logging(default_level: &str, with_time: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    let _ = if with_time {
-        fmt.try_init()
-    } else {
-        fmt.without_time().try_init()
-    };
-}
-
-/// The multi-threaded runtime (`workers` threads, or one per core); if it cannot start, says
-/// so and returns `fail_code`.
-pub(crate) fn runtime(
-    workers: Option<usize>,
-    fail_code: u8,
-) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
-    builder.enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        ExitCode::from(fail_code)
-    })
-}
-
 /// Runs one command; returns the exit code.
 pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
     match command {
-        Command::Demo { json, report_dir } => crate::demo::run(json, &report_dir).await,
+        Command::Demo { json, report_dir } => crate::monitor::demo::run(json, &report_dir).await,
         Command::Run {
             config,
             dry_run,
@@ -214,13 +163,13 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             dry_run,
             triggers,
         } => watch(&config, interval, dry_run, &triggers, env).await,
-        Command::Report(args) => crate::cli_report::run_report(&args, env).await,
+        Command::Report(args) => crate::monitor::report_cli::run_report(&args, env).await,
         Command::Doctor { config } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            crate::doctor::run(&config, env).await
+            crate::monitor::doctor::run(&config, env).await
         }
     }
 }
@@ -236,7 +185,7 @@ fn setup_error(e: &WorkflowError) -> u8 {
     eprintln!("error: {e}");
     match e {
         WorkflowError::Config(_) | WorkflowError::Connector { .. } => EXIT_USAGE,
-        _ => EXIT_RUN_FAILED,
+        _ => EXIT_FAILED,
     }
 }
 
@@ -257,20 +206,20 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
             let code = if out.report.success {
                 EXIT_OK
             } else {
-                EXIT_RUN_FAILED
+                EXIT_FAILED
             };
             (out.report_text(), code)
         }
         Err(e) => {
             error!("run failed: {e}");
-            (failed_report_text(&e.to_string()), EXIT_RUN_FAILED)
+            (failed_report_text(&e.to_string()), EXIT_FAILED)
         }
     };
     match output {
         Some(file) => {
             if let Err(e) = std::fs::write(file, format!("{text}\n")) {
                 eprintln!("error: cannot write {}: {e}", file.display());
-                return EXIT_RUN_FAILED;
+                return EXIT_FAILED;
             }
         }
         None => {
@@ -341,7 +290,7 @@ async fn watch(
     path: &Path,
     interval: Option<Duration>,
     dry_run: bool,
-    triggers: &crate::triggers::WatchTriggerArgs,
+    triggers: &crate::monitor::triggers::WatchTriggerArgs,
     env: &dyn Env,
 ) -> u8 {
     let mut config = match load(path) {
@@ -365,7 +314,7 @@ async fn watch(
         });
     }
     // Scheduled runs, approval-count and action-log polls, the daily report (issue 8).
-    crate::triggers::watch(&config, env, interval, triggers, stop).await
+    crate::monitor::triggers::watch(&config, env, interval, triggers, stop).await
 }
 
 #[cfg(test)]

@@ -44,9 +44,9 @@ pub use compute::{
 pub use model::DailyReport;
 pub use render::{render, Format, RenderError};
 
+use crate::monitor::workflow::fetch;
+pub use crate::monitor::workflow::Scope;
 use crate::state::StateStore;
-use crate::workflow::fetch;
-pub use crate::workflow::Scope;
 
 /// Why a report could not be produced, written or sent.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,7 @@ impl ReportSettings {
             daily_report_at: raw
                 .daily_report_at
                 .map(|s| {
-                    crate::triggers::parse_time_of_day("report.daily_report_at", &s)
+                    crate::time::parse_time_of_day("report.daily_report_at", &s)
                         .map_err(|m| err("daily_report_at", m))
                 })
                 .transpose()?,
@@ -282,12 +282,12 @@ pub fn write_file(path: &Path, contents: &str) -> Result<(), ReportError> {
 /// or at the current time, whichever is later (so the runs' side effects, recorded as they
 /// happened, are inside it). Returns the file's path, for the demo to say where it is.
 pub async fn write_demo_report(
-    workflow: &crate::workflow::Workflow,
+    workflow: &crate::monitor::workflow::Workflow,
     config: &crate::config::Config,
     now: DateTime<Utc>,
     dir: &Path,
 ) -> Result<PathBuf, ReportError> {
-    let engine = crate::workflow::engine_from_config(config).map_err(|e| ReportError::Config {
+    let engine = config.engine().map_err(|e| ReportError::Config {
         key: "org_variables".to_owned(),
         message: e.to_string(),
     })?;

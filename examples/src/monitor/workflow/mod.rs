@@ -38,8 +38,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::{
-    build_report, ApprovalOutcome, ApprovalScope, Decisions, Engine, EngineConfig, Input,
-    MonitoringReport, Outcomes, PlannedPolicyChange, PlannedTicket, TicketOutcome,
+    build_report, ApprovalOutcome, ApprovalScope, Decisions, Engine, Input, MonitoringReport,
+    Outcomes, PlannedPolicyChange, PlannedTicket, TicketOutcome,
 };
 use psa_connectors::{Notifier, TicketRef, TicketSink};
 use serde::Serialize;
@@ -307,6 +307,17 @@ pub enum WorkflowError {
     },
 }
 
+impl From<crate::connect::ConnectError> for WorkflowError {
+    fn from(e: crate::connect::ConnectError) -> Self {
+        match e {
+            crate::connect::ConnectError::Config(e) => Self::Config(e),
+            crate::connect::ConnectError::Connector { what, message } => {
+                Self::Connector { what, message }
+            }
+        }
+    }
+}
+
 /// The workflow: the client, the engine, the state store and the connectors.
 pub struct Workflow {
     client: Client,
@@ -359,7 +370,7 @@ impl Workflow {
             return Self::from_config_read_only(config, env);
         }
         let client = config.threatlocker_client(env)?;
-        let engine = engine_from_config(config)?;
+        let engine = config.engine()?;
         let state = Arc::new(StateStore::open(&config.state_path())?);
         let settings = Settings::from_config(config);
         let mut wf = Self::new(client, engine, state, settings);
@@ -372,7 +383,7 @@ impl Workflow {
     /// in-memory store is used when there is none), so nothing at all is written.
     pub fn from_config_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
         let client = config.threatlocker_client(env)?;
-        let engine = engine_from_config(config)?;
+        let engine = config.engine()?;
         let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
         let mut settings = Settings::from_config(config);
         settings.workflow.dry_run = true;
@@ -480,17 +491,6 @@ impl Workflow {
             timings: run.timings,
         })
     }
-}
-
-/// Builds the engine from `[org_variables]`, `[org_overrides]` and `[rules]`.
-pub fn engine_from_config(config: &Config) -> Result<Engine, WorkflowError> {
-    let engine_config: EngineConfig = config.engine_section()?;
-    Engine::new(engine_config).map_err(|e| {
-        WorkflowError::Config(ConfigError::Invalid {
-            key: e.key.clone(),
-            message: e.to_string(),
-        })
-    })
 }
 
 struct Run<'a> {

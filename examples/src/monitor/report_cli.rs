@@ -22,9 +22,9 @@ use chrono::{Duration, Utc};
 use chrono_tz::Tz;
 use clap::Args;
 
-use crate::cli::{EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::config::{Config, Env};
-use crate::report::{self, ComputeOptions, Format, ReportSettings, Scope, DEFAULT_TOP_N};
+use crate::monitor::report::{self, ComputeOptions, Format, ReportSettings, Scope, DEFAULT_TOP_N};
+use crate::process::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::state::StateStore;
 
 /// Arguments of `threatlocker-monitor report`.
@@ -115,7 +115,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
     };
     let setup = || -> Result<_, String> {
         let client = config.threatlocker_client(env).map_err(|e| e.to_string())?;
-        let engine = crate::workflow::engine_from_config(&config).map_err(|e| e.to_string())?;
+        let engine = config.engine().map_err(|e| e.to_string())?;
         let state = StateStore::open_read_only(&config.state_path()).map_err(|e| e.to_string())?;
         let email = if args.send {
             let to = recipients(&config);
@@ -167,21 +167,21 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_RUN_FAILED;
+            return EXIT_FAILED;
         }
     };
     let text = match report::render(&daily, args.format) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_RUN_FAILED;
+            return EXIT_FAILED;
         }
     };
     match &args.output {
         Some(path) => {
             if let Err(e) = report::write_file(path, &text) {
                 eprintln!("error: {e}");
-                return EXIT_RUN_FAILED;
+                return EXIT_FAILED;
             }
             eprintln!("report written to {}", path.display());
         }
@@ -191,7 +191,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
         EXIT_OK
     } else {
         eprintln!("the report is incomplete: {}", daily.errors.join("; "));
-        EXIT_RUN_FAILED
+        EXIT_FAILED
     };
     if let Some((Some(notifier), to)) = email {
         match report::send_report(notifier.as_ref(), &daily, &to).await {
@@ -205,7 +205,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
             ),
             Err(e) => {
                 eprintln!("error: {e}");
-                code = EXIT_RUN_FAILED;
+                code = EXIT_FAILED;
             }
         }
     }

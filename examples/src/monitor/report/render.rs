@@ -17,8 +17,8 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, Value}
 use super::chart;
 use super::model::DailyReport;
 
-const HTML_TEMPLATE: &str = include_str!("../../templates/report.html");
-const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/report.md");
+const HTML_TEMPLATE: &str = include_str!("../../../templates/report.html");
+const MARKDOWN_TEMPLATE: &str = include_str!("../../../templates/report.md");
 const MARKDOWN_ESCAPE: &str = "markdown";
 
 /// An output format of the daily report.

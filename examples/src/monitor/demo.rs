@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::Config;
+use crate::monitor::workflow::{RunOptions, RunOutput, Workflow};
 use crate::sim::{
     ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, SimTicket, DEMO_API_KEY,
 };
 use crate::state::scratch_path;
-use crate::workflow::{RunOptions, RunOutput, Workflow};
 
 /// The demo's configuration, pointing at the simulators.
 pub fn demo_config(portal: &str, psa: &str, state: &Path) -> String {
@@ -83,7 +83,7 @@ pub struct DemoOutcome {
 
 /// Starts both simulators, runs the workflow twice (the second run a minute later, over an
 /// overlapping window) with a scratch state file, writes the day's report as HTML into
-/// `report_dir` (see [`crate::report::write_demo_report`]), and returns what happened.
+/// `report_dir` (see [`crate::monitor::report::write_demo_report`]), and returns what happened.
 pub async fn demo_runs(now: DateTime<Utc>, report_dir: &Path) -> Result<DemoOutcome, String> {
     let portal = PortalSim::start(Dataset::generate(SimConfig::demo(now)), DEMO_API_KEY).await;
     let creds = CwCredentials::default();
@@ -110,10 +110,14 @@ pub async fn demo_runs(now: DateTime<Utc>, report_dir: &Path) -> Result<DemoOutc
             .run(RunOptions::new().now(now + Duration::minutes(1)))
             .await
             .map_err(|e| e.to_string())?;
-        let report_path =
-            crate::report::write_demo_report(&workflow, &config, second.window_end, report_dir)
-                .await
-                .map_err(|e| format!("writing the day's report: {e}"))?;
+        let report_path = crate::monitor::report::write_demo_report(
+            &workflow,
+            &config,
+            second.window_end,
+            report_dir,
+        )
+        .await
+        .map_err(|e| format!("writing the day's report: {e}"))?;
         // The full path, so it can be opened from anywhere after the demo exits.
         let report_path = std::path::absolute(&report_path).unwrap_or(report_path);
         Ok::<_, String>((first, second, report_path))
@@ -143,7 +147,7 @@ pub async fn run(json_only: bool, report_dir: &Path) -> u8 {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: the demo failed: {e}");
-            return crate::cli::EXIT_RUN_FAILED;
+            return crate::process::EXIT_FAILED;
         }
     };
     let json = outcome.first.report_text();
@@ -155,9 +159,9 @@ pub async fn run(json_only: bool, report_dir: &Path) -> u8 {
         println!("\nThe report of run 1, as `threatlocker-monitor run` prints it:\n{json}");
     }
     if outcome.first.report.success && outcome.second.report.success {
-        crate::cli::EXIT_OK
+        crate::process::EXIT_OK
     } else {
-        crate::cli::EXIT_RUN_FAILED
+        crate::process::EXIT_FAILED
     }
 }
 

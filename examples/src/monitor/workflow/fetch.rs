@@ -2,7 +2,7 @@
 //! organization, and the pending approval requests with their matching application and its
 //! research categories. Bounded concurrency; the client's shared rate limit paces every call.
 //!
-//! The daily report ([`crate::report::gather`]) reads through the same two functions,
+//! The daily report ([`crate::monitor::report::gather`]) reads through the same two functions,
 //! [`retrieve`] and [`pending_approvals`], so a report and a run see the same data.
 
 use std::collections::{BTreeMap, BTreeSet};

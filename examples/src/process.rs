@@ -1,0 +1,55 @@
+//! Process plumbing the three binaries share (`threatlocker-monitor`, `tl-investigate`,
+//! `siem-forward`): the exit codes, argument parsing with the same codes for usage errors, logs
+//! on stderr, and one async runtime.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the command ran and failed (a run's report is still printed, with
+/// `"success": false`).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
+/// printed by clap).
+pub fn parse_args<C: Parser>() -> Result<C, ExitCode> {
+    C::try_parse().map_err(|e| {
+        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        let _ = e.print();
+        ExitCode::from(code)
+    })
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
+pub fn init_logging(default_level: &str, with_time: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = if with_time {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
+}
+
+/// The multi-threaded runtime (`workers` threads, or one per core); if it cannot start, says
+/// so and returns `fail_code`.
+pub fn runtime(workers: Option<usize>, fail_code: u8) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(fail_code)
+    })
+}
