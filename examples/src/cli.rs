@@ -282,11 +282,9 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let options = crate::doctor::Options {
-                json,
-                send_test,
-                ..crate::doctor::Options::default()
-            };
+            let options = crate::doctor::Options::new()
+                .json(json)
+                .send_test(send_test);
             crate::doctor::run(&config, env, &options).await
         }
     }

@@ -111,6 +111,25 @@ pub struct Options {
     pub send_test: bool,
 }
 
+impl Options {
+    /// The defaults: a checklist, no test message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Prints JSON instead of the checklist.
+    pub fn json(mut self, yes: bool) -> Self {
+        self.json = yes;
+        self
+    }
+
+    /// Sends a test message through each notifier.
+    pub fn send_test(mut self, yes: bool) -> Self {
+        self.send_test = yes;
+        self
+    }
+}
+
 fn check(name: &str, status: Status) -> Check {
     Check {
         name: name.to_owned(),
