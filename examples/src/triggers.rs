@@ -302,6 +302,7 @@ pub struct Watcher<P, R, C> {
     last_count: Option<i64>,
     seen_ids: BTreeSet<String>,
     seen_detections: BTreeSet<String>,
+    stop: Option<CancellationToken>,
     /// Every run started, in order (for logs and tests).
     pub history: Vec<(RunKind, DateTime<Utc>, bool)>,
 }
@@ -325,6 +326,7 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
             last_count: None,
             seen_ids: BTreeSet::new(),
             seen_detections: BTreeSet::new(),
+            stop: None,
             history: Vec::new(),
         }
     }
@@ -371,24 +373,32 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
             self.run(RunKind::Scheduled).await;
             self.next_full = Some(now + chrono_dur(self.settings.interval));
         }
+        // Stopped during the run: start nothing else.
+        if self.stopping() {
+            return;
+        }
         if let (Some(t), Some(every)) = (self.next_approval_poll, self.settings.approval_poll) {
-            if t <= now {
+            if t <= now && !self.stopping() {
                 self.poll_approvals().await;
                 self.next_approval_poll = Some(self.clock.now() + chrono_dur(every));
             }
         }
         if let (Some(t), Some(every)) = (self.next_detection_poll, self.settings.detection_poll) {
-            if t <= now {
+            if t <= now && !self.stopping() {
                 self.poll_detections().await;
                 self.next_detection_poll = Some(self.clock.now() + chrono_dur(every));
             }
         }
         if let (Some(t), Some((at, tz))) = (self.next_daily, self.settings.daily_report_at) {
-            if t <= now {
+            if t <= now && !self.stopping() {
                 self.run(RunKind::DailyReport).await;
                 self.next_daily = Some(next_daily_run(t.max(self.clock.now()), at, tz));
             }
         }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(CancellationToken::is_cancelled)
     }
 
     async fn poll_approvals(&mut self) {
@@ -465,6 +475,7 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
         check_every: StdDuration,
         max_ticks: Option<usize>,
     ) {
+        self.stop = Some(stop.clone());
         let mut ticks = 0usize;
         while !stop.is_cancelled() {
             if max_ticks.is_some_and(|m| ticks >= m) {
