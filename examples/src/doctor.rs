@@ -418,6 +418,7 @@ pub async fn threatlocker_checks(client: &Client, config: &Config) -> Vec<Check>
         .send()
         .await;
     // A pending request to check the approve permissions with (below).
+    let pending_readable = pending.is_ok();
     let first_request = pending
         .as_ref()
         .ok()
@@ -479,6 +480,10 @@ pub async fn threatlocker_checks(client: &Client, config: &Config) -> Vec<Check>
     // The approve permissions are checked by planning a permit of a pending request: the
     // permit DTO and matching-list reads need them; nothing is written.
     match first_request {
+        None if !pending_readable => out.push(not_checked(
+            "Approve",
+            "the pending approval requests could not be read (see Approvals), so no permit could be planned",
+        )),
         None => out.push(not_checked(
             "Approve",
             "there is no pending approval request to plan a permit with, so the approve permissions (Approve for Single Computer / Group / Entire Organization) are unproven until one arrives",
@@ -504,7 +509,7 @@ pub async fn threatlocker_checks(client: &Client, config: &Config) -> Vec<Check>
     }
     out.push(not_checked(
         "Deploy policies",
-        "the API has no way to test \"Deploy Policies\" without deploying; the first run that permits a request shows it (a 403 there names the permission)",
+        "the API has no way to test deploying policies (Edit Application Control Policies) without deploying; the first run that permits a request shows it (a 403 there names the permission)",
     ));
     out
 }

@@ -56,9 +56,10 @@ impl fmt::Display for ErrorChain<'_> {
 
 fn logger_id<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a str> {
     // A boxed cause (`RetriesExhausted { last: Box<Error> }`) is its own type behind `dyn`.
-    let api = e
-        .downcast_ref::<threatlocker_api::Error>()
-        .or_else(|| e.downcast_ref::<Box<threatlocker_api::Error>>().map(|b| &**b))?;
+    let api = e.downcast_ref::<threatlocker_api::Error>().or_else(|| {
+        e.downcast_ref::<Box<threatlocker_api::Error>>()
+            .map(|b| &**b)
+    })?;
     match api {
         threatlocker_api::Error::Api { logger_id, .. } => logger_id.as_deref(),
         _ => None,

@@ -398,7 +398,9 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.as_ref().is_some_and(CancellationToken::is_cancelled)
+        self.stop
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     async fn poll_approvals(&mut self) {

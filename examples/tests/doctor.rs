@@ -130,21 +130,37 @@ async fn each_denied_endpoint_fails_its_own_check_and_only_that_one() {
 
     // (route denied, check that fails, permission its fix names)
     let cases = [
-        ("ApprovalRequestGetCount", "Approvals count", "View Approvals"),
+        (
+            "ApprovalRequestGetCount",
+            "Approvals count",
+            "View Approvals",
+        ),
         (
             "OrganizationGetChildOrganizationsByParameters",
             "View Organization",
             "View Organizations",
         ),
         ("ComputerGetByAllParameters", "Computers", "View Computers"),
-        ("ApprovalRequestGetByParameters", "Approvals", "View Approvals"),
-        ("ActionLogGetByParametersV2", "Unified Audit", "View Unified Audit"),
+        (
+            "ApprovalRequestGetByParameters",
+            "Approvals",
+            "View Approvals",
+        ),
+        (
+            "ActionLogGetByParametersV2",
+            "Unified Audit",
+            "View Unified Audit",
+        ),
         (
             "PolicyGetByParameters",
             "Policies",
             "View Application Control Policies",
         ),
-        ("SystemAuditGetByParameters", "System Audit", "View System Audit"),
+        (
+            "SystemAuditGetByParameters",
+            "System Audit",
+            "View System Audit",
+        ),
         (
             "ApprovalRequestGetPermitApplicationById",
             "Approve",
@@ -172,7 +188,14 @@ async fn each_denied_endpoint_fails_its_own_check_and_only_that_one() {
         assert!(!shown.contains("key was refused"), "{shown}");
         assert!(shown.contains("HTTP 403"), "{shown}");
         for other in READ_CHECKS.iter().filter(|n| **n != denied) {
-            assert!(is_ok(find(&list, other)), "{route} denied, {other}:\n{shown}");
+            let c = find(&list, other);
+            // Without the pending requests there is no request to plan a permit with: the
+            // approve check says so instead of passing or failing.
+            if denied == "Approvals" && *other == "Approve" {
+                assert!(matches!(c.status, Status::NotChecked(_)), "{c}");
+                continue;
+            }
+            assert!(is_ok(c), "{route} denied, {other}:\n{shown}");
         }
         assert_eq!(list.iter().filter(|c| c.failed()).count(), 1, "{shown}");
     }
@@ -189,7 +212,10 @@ async fn a_wrong_key_skips_the_permissions_but_still_checks_the_psa_and_the_stat
     let shown = render(&list);
     let key = find(&list, "instance and key");
     assert!(fix(key).contains("wrong or expired"), "{shown}");
-    assert!(matches!(find(&list, "permissions").status, Status::Skipped(_)));
+    assert!(matches!(
+        find(&list, "permissions").status,
+        Status::Skipped(_)
+    ));
     assert!(is_ok(find(&list, "PSA")), "{shown}");
     assert!(is_ok(find(&list, "PSA ticket search")), "{shown}");
     assert!(is_ok(find(&list, "state file")), "{shown}");
@@ -205,11 +231,8 @@ async fn causes_are_shown_unreachable_and_server_errors_with_their_loggerid() {
         .local_addr()
         .unwrap()
         .port();
-    let config = Config::from_toml_str(
-        &s.text(&format!("http://127.0.0.1:{port}"), ""),
-        &s.dir,
-    )
-    .unwrap();
+    let config =
+        Config::from_toml_str(&s.text(&format!("http://127.0.0.1:{port}"), ""), &s.dir).unwrap();
     let list = checks(&config, &s.env(), &Options::new()).await;
     let key = find(&list, "instance and key");
     let Status::Failed { problem, fix } = &key.status else {
@@ -295,7 +318,11 @@ async fn several_problems_are_reported_in_one_pass_as_json() {
             .unwrap_or_default()
     };
     assert_eq!(status_of("notify: teams"), "not_checked", "{stdout}");
-    assert_eq!(status_of("state file"), "ok", "a directory run can create: {stdout}");
+    assert_eq!(
+        status_of("state file"),
+        "ok",
+        "a directory run can create: {stdout}"
+    );
     assert!(
         hook.received_requests().await.unwrap().is_empty(),
         "the webhook is not contacted without --send-test"
@@ -418,7 +445,13 @@ async fn doctor_and_watch_agree_on_good_and_bad_configurations() {
 #[test]
 fn an_absurd_interval_flag_exits_2_naming_the_flag() {
     let out = Command::new(BIN)
-        .args(["watch", "--interval", "400000y", "--config", "/nonexistent.toml"])
+        .args([
+            "watch",
+            "--interval",
+            "400000y",
+            "--config",
+            "/nonexistent.toml",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -98,7 +98,11 @@ client_id_env = "CW_CLIENT_ID"
     fn unique_tickets(&self) -> usize {
         let tickets = self.psa.tickets();
         let keys: BTreeSet<_> = tickets.iter().map(|t| t.external_xref.clone()).collect();
-        assert_eq!(keys.len(), tickets.len(), "one ticket per incident: {keys:?}");
+        assert_eq!(
+            keys.len(),
+            tickets.len(),
+            "one ticket per incident: {keys:?}"
+        );
         tickets.len()
     }
 }
@@ -155,13 +159,17 @@ async fn sigterm_during_a_tick_finishes_the_step_records_the_run_as_stopped_and_
     let mut c = s.command(&["watch", "--no-approval-poll", "--config"]);
     c.arg(&cfg);
     let child = c.spawn().unwrap();
-    until("the first run to read the action log", Duration::from_secs(30), || {
-        s.portal
-            .stats()
-            .per_route
-            .iter()
-            .any(|(r, n)| r.contains("ActionLogGetByParametersV2") && *n > 0)
-    })
+    until(
+        "the first run to read the action log",
+        Duration::from_secs(30),
+        || {
+            s.portal
+                .stats()
+                .per_route
+                .iter()
+                .any(|(r, n)| r.contains("ActionLogGetByParametersV2") && *n > 0)
+        },
+    )
     .await;
     signal(&child, "TERM");
     let (out, elapsed) = wait(child).await;
@@ -178,7 +186,11 @@ async fn sigterm_during_a_tick_finishes_the_step_records_the_run_as_stopped_and_
     assert_eq!(runs[0].status, RunStatus::Stopped, "{runs:?}");
     assert!(runs[0].finished_at.is_some());
     assert!(
-        runs[0].error.as_deref().unwrap_or("").contains("stopped before"),
+        runs[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("stopped before"),
         "{runs:?}"
     );
     assert_eq!(s.unique_tickets(), 0);
@@ -190,9 +202,16 @@ async fn sigterm_during_a_tick_finishes_the_step_records_the_run_as_stopped_and_
     assert!(tickets > 0);
     let out = run_once(&s, &cfg).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(s.unique_tickets(), tickets, "no duplicate ticket after restart");
+    assert_eq!(
+        s.unique_tickets(),
+        tickets,
+        "no duplicate ticket after restart"
+    );
     let runs = s.state().recent_runs(10).unwrap();
-    assert!(runs.iter().all(|r| r.status != RunStatus::Running), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status != RunStatus::Running),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -221,7 +240,10 @@ async fn sigterm_between_ticks_exits_0_at_once_and_a_restart_opens_no_ticket_twi
         "the wait between ticks ends at once: {elapsed:?}"
     );
     let runs = s.state().recent_runs(10).unwrap();
-    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
 
     // Restarted, the service finds the tickets again by their keys.
     let out = run_once(&s, &cfg).await;
@@ -243,13 +265,17 @@ async fn a_second_signal_exits_at_once() {
     let mut c = s.command(&["watch", "--no-approval-poll", "--config"]);
     c.arg(&cfg);
     let child = c.spawn().unwrap();
-    until("the first run to read the action log", Duration::from_secs(30), || {
-        s.portal
-            .stats()
-            .per_route
-            .iter()
-            .any(|(r, n)| r.contains("ActionLogGetByParametersV2") && *n > 0)
-    })
+    until(
+        "the first run to read the action log",
+        Duration::from_secs(30),
+        || {
+            s.portal
+                .stats()
+                .per_route
+                .iter()
+                .any(|(r, n)| r.contains("ActionLogGetByParametersV2") && *n > 0)
+        },
+    )
     .await;
     signal(&child, "INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -273,20 +299,27 @@ async fn run_stopped_by_sigterm_exits_0_and_is_recorded_as_stopped() {
     let mut c = s.command(&["run", "--config"]);
     c.arg(&cfg);
     let child = c.spawn().unwrap();
-    until("the run to read the action log", Duration::from_secs(30), || {
-        s.portal
-            .stats()
-            .per_route
-            .iter()
-            .any(|(r, n)| r.contains("ActionLogGetByParametersV2") && *n > 0)
-    })
+    until(
+        "the run to read the action log",
+        Duration::from_secs(30),
+        || {
+            s.portal
+                .stats()
+                .per_route
+                .iter()
+                .any(|(r, n)| r.contains("ActionLogGetByParametersV2") && *n > 0)
+        },
+    )
     .await;
     signal(&child, "TERM");
     let (out, _) = wait(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        report["errors"][0].as_str().unwrap().contains("stopped before"),
+        report["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("stopped before"),
         "{report}"
     );
     let runs = s.state().recent_runs(10).unwrap();
@@ -295,33 +328,32 @@ async fn run_stopped_by_sigterm_exits_0_and_is_recorded_as_stopped() {
 
 /// The value of the sample `name{labels}` in a Prometheus text exposition.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
-            if n != name {
-                return None;
-            }
-            let body = rest.strip_suffix('}')?;
-            let have: BTreeSet<(String, String)> = body
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((k.to_owned(), v.trim_matches('"').to_owned()))
-                })
-                .collect();
-            labels
-                .iter()
-                .all(|(k, v)| have.contains(&((*k).to_owned(), (*v).to_owned())))
-                .then(|| value.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if n != name {
+            return None;
+        }
+        let body = rest.strip_suffix('}')?;
+        let have: BTreeSet<(String, String)> = body
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                Some((k.to_owned(), v.trim_matches('"').to_owned()))
+            })
+            .collect();
+        labels
+            .iter()
+            .all(|(k, v)| have.contains(&((*k).to_owned(), (*v).to_owned())))
+            .then(|| value.parse().ok())?
+    })
 }
 
 #[test]
 fn samples_are_parsed_by_name_and_labels() {
-    let text = "# TYPE a counter\na{kind=\"x\",outcome=\"ok\"} 3\na{kind=\"y\",outcome=\"ok\"} 4\nb 1.5\n";
+    let text =
+        "# TYPE a counter\na{kind=\"x\",outcome=\"ok\"} 3\na{kind=\"y\",outcome=\"ok\"} 4\nb 1.5\n";
     assert_eq!(sample(text, "a", &[("kind", "y")]), Some(4.0));
     assert_eq!(sample(text, "b", &[]), Some(1.5));
     assert_eq!(sample(text, "a", &[("kind", "z")]), None);
@@ -355,7 +387,10 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
-        assert!(Instant::now() < deadline, "no successful run in the metrics");
+        assert!(
+            Instant::now() < deadline,
+            "no successful run in the metrics"
+        );
         if let Ok(r) = http.get(format!("http://{addr}/metrics")).send().await {
             let text = r.text().await.unwrap();
             if sample(
@@ -375,11 +410,19 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
         sample(&metrics, name, labels).unwrap_or_else(|| panic!("{name} {labels:?}:\n{metrics}"))
     };
     assert_eq!(
-        get("threatlocker_monitor_tickets_total", &[("action", "created")]),
+        get(
+            "threatlocker_monitor_tickets_total",
+            &[("action", "created")]
+        ),
         tickets
     );
     assert!(get("threatlocker_monitor_events_read_total", &[]) > 0.0);
-    assert!(get("threatlocker_monitor_approvals_total", &[("decision", "auto_approved")]) > 0.0);
+    assert!(
+        get(
+            "threatlocker_monitor_approvals_total",
+            &[("decision", "auto_approved")]
+        ) > 0.0
+    );
     assert!(
         get(
             "threatlocker_monitor_api_retries_total",
@@ -391,7 +434,10 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
         &[("kind", "scheduled")],
     );
     assert!((last - chrono::Utc::now().timestamp() as f64).abs() < 120.0);
-    assert_eq!(get("threatlocker_monitor_consecutive_failed_runs", &[]), 0.0);
+    assert_eq!(
+        get("threatlocker_monitor_consecutive_failed_runs", &[]),
+        0.0
+    );
 
     let health = http
         .get(format!("http://{addr}/healthz"))
@@ -407,7 +453,10 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("run-") && name.ends_with("-scheduled.json"), "{name}");
+    assert!(
+        name.starts_with("run-") && name.ends_with("-scheduled.json"),
+        "{name}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
     assert_eq!(report["success"], true);
@@ -424,7 +473,9 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
     // JSON logs: every line an object; the summary line carries the run's figures.
     let summary = stderr
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
         .find(|v| v["message"] == "run succeeded")
         .expect("a summary line");
     assert_eq!(summary["kind"], "scheduled");
