@@ -8,10 +8,10 @@ use psa_connectors::{Notifier, PriorityMap, Reference, TicketSink};
 use crate::config::{secret, Config, Env, PsaConfig, SmtpTls};
 use crate::workflow::WorkflowError;
 
-fn connector_error(what: &str, e: impl std::fmt::Display) -> WorkflowError {
+fn connector_error(what: &str, e: impl std::error::Error + 'static) -> WorkflowError {
     WorkflowError::Connector {
         what: what.to_owned(),
-        message: e.to_string(),
+        message: crate::errors::chain(&e),
     }
 }
 

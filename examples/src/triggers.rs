@@ -601,16 +601,18 @@ impl WorkflowRunner {
     }
 
     /// Builds the three workflows from a configuration, sharing one state store, the client,
-    /// the PSA and the notifiers.
+    /// the PSA and the notifiers (each notification counted in the metrics).
     pub fn from_config(
         config: &crate::config::Config,
         env: &dyn crate::config::Env,
     ) -> Result<Self, WorkflowError> {
-        let full = Workflow::from_config(config, env)?;
-        let state = Arc::clone(full.state());
-        let client = full.client().clone();
+        // Opens the state store (read-only for a dry run) and reads the settings, exactly as
+        // `run` does; its connectors are replaced below by counted ones.
+        let base = Workflow::from_config(config, env)?;
+        let state = Arc::clone(base.state());
+        let client = base.client().clone();
         let with = |f: &dyn Fn(&mut crate::workflow::Settings)| -> Result<Workflow, WorkflowError> {
-            let mut settings = full.settings().clone();
+            let mut settings = base.settings().clone();
             f(&mut settings);
             let mut wf = Workflow::new(
                 client.clone(),
@@ -622,10 +624,11 @@ impl WorkflowRunner {
                 wf = wf.with_ticket_sink(sink);
             }
             for n in crate::connect::notifiers(config, env)? {
-                wf = wf.with_notifier(n);
+                wf = wf.with_notifier(Arc::new(CountedNotifier(n)));
             }
             Ok(wf)
         };
+        let full = with(&|_| {})?;
         let approvals = with(&|s| {
             s.workflow.create_tickets = false;
         })?;
@@ -676,6 +679,37 @@ impl WorkflowRunner {
         if let Some(h) = &self.health {
             h.record(outcome);
         }
+        // When `siem-forward` shares the state file, how far behind its action-log feed is.
+        let name = crate::siem::store::checkpoint_name("action_log");
+        if let Ok(Some(value)) = self.full.state().checkpoint_get(&name) {
+            if let Ok(cp) = DateTime::parse_from_rfc3339(&value) {
+                let lag = (Utc::now() - cp.with_timezone(&Utc)).num_milliseconds();
+                crate::metrics::record_siem_lag(lag.max(0) as f64 / 1000.0);
+            }
+        }
+    }
+}
+
+/// A notifier that counts what it sends in `threatlocker_monitor_notifications_total`.
+struct CountedNotifier(Arc<dyn psa_connectors::Notifier>);
+
+#[async_trait]
+impl psa_connectors::Notifier for CountedNotifier {
+    async fn send(
+        &self,
+        notification: &psa_connectors::Notification,
+    ) -> psa_connectors::Result<()> {
+        let result = self.0.send(notification).await;
+        crate::metrics::record_notification(self.0.name(), result.is_ok());
+        result
+    }
+
+    async fn check(&self) -> psa_connectors::Result<()> {
+        self.0.check().await
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
     }
 }
 
