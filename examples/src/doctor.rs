@@ -67,7 +67,7 @@ impl fmt::Display for Check {
         match &self.status {
             Status::Ok(d) => write!(f, "[ ok ] {}: {d}", self.name),
             Status::Skipped(d) => write!(f, "[skip] {}: {d}", self.name),
-            Status::NotChecked(d) => write!(f, "[ -- ] {}: not checked: {d}", self.name),
+            Status::NotChecked(d) => write!(f, "[ -- ] {}: {d}", self.name),
             Status::Failed { problem, fix } => {
                 write!(f, "[FAIL] {}: {problem}\n       fix: {fix}", self.name)
             }
@@ -482,11 +482,11 @@ pub async fn threatlocker_checks(client: &Client, config: &Config) -> Vec<Check>
     match first_request {
         None if !pending_readable => out.push(not_checked(
             "Approve",
-            "the pending approval requests could not be read (see Approvals), so no permit could be planned",
+            "not checked: the pending approval requests could not be read (see Approvals), so no permit could be planned",
         )),
         None => out.push(not_checked(
             "Approve",
-            "there is no pending approval request to plan a permit with, so the approve permissions (Approve for Single Computer / Group / Entire Organization) are unproven until one arrives",
+            "not checked: there is no pending approval request to plan a permit with, so the approve permissions (Approve for Single Computer / Group / Entire Organization) are unproven until one arrives",
         )),
         // Scoped to the request's own organization, as the workflow's permits are.
         Some((id, org)) => out.push(permission_check(
@@ -509,7 +509,7 @@ pub async fn threatlocker_checks(client: &Client, config: &Config) -> Vec<Check>
     }
     out.push(not_checked(
         "Deploy policies",
-        "the API has no way to test deploying policies (Edit Application Control Policies) without deploying; the first run that permits a request shows it (a 403 there names the permission)",
+        "not checked: the API has no way to test deploying policies (Edit Application Control Policies) without deploying; the first run that permits a request shows it (a 403 there names the permission)",
     ));
     out
 }
@@ -602,7 +602,7 @@ async fn psa_checks(config: &Config, env: &dyn Env, secrets_missing: &[&str]) ->
     }
     out.push(not_checked(
         "PSA ticket create",
-        format!("{kind} offers no way to test creating a ticket or adding a note without doing it; the first run that opens one shows it"),
+        format!("not checked: {kind} offers no way to test creating a ticket or adding a note without doing it; the first run that opens one shows it"),
     ));
     out
 }
@@ -652,7 +652,7 @@ async fn notifier_checks(
         } else if webhook {
             out.push(not_checked(
                 &name,
-                "not contacted: a webhook cannot be checked without posting; run `doctor --send-test` to send a test message",
+                "not contacted: a webhook cannot be checked without posting a message; `doctor --send-test` sends a test message",
             ));
         } else {
             match n.check().await {

@@ -16,9 +16,10 @@
 //! | `threatlocker_monitor_run_duration_seconds{kind}` | the last run's duration |
 //! | `threatlocker_monitor_events_in_window{kind}` | the last run's `total_events` (rows read, de-duplicated) |
 //! | `threatlocker_monitor_events_read_total` | the same, summed over runs |
-//! | `threatlocker_monitor_approvals_total{decision}` | `auto_approved` / `manual_review` per run |
+//! | `threatlocker_monitor_approvals_total{decision="auto_approved"}` | requests permitted by the runs |
+//! | `threatlocker_monitor_manual_review_pending{kind}` | requests the last run left for a technician |
 //! | `threatlocker_monitor_tickets_total{action}` | tickets `created` / `noted` per run |
-//! | `threatlocker_monitor_security_alerts_total` | detections reported per run |
+//! | `threatlocker_monitor_security_alerts_in_window{kind}` | detections in the last run's window |
 //! | `threatlocker_monitor_run_errors_total` | entries of the runs' `errors` |
 //! | `threatlocker_monitor_notifications_total{channel,result}` | every notification sent (`ok` / `error`) |
 //! | `threatlocker_monitor_api_retries_total{reason}` | the ThreatLocker client's retries (`rate_limited` / `other`) |
@@ -125,14 +126,14 @@ pub fn record_run(
     counter!("threatlocker_monitor_events_read_total").increment(r.monitoring_summary.total_events);
     counter!("threatlocker_monitor_approvals_total", "decision" => "auto_approved")
         .increment(r.auto_approvals_processed);
-    counter!("threatlocker_monitor_approvals_total", "decision" => "manual_review")
-        .increment(r.manual_review_required);
+    gauge!("threatlocker_monitor_manual_review_pending", "kind" => kind)
+        .set(r.manual_review_required as f64);
     let created = out.tickets.iter().filter(|t| t.created).count() as u64;
     let noted = out.tickets.iter().filter(|t| t.noted).count() as u64;
     counter!("threatlocker_monitor_tickets_total", "action" => "created").increment(created);
     counter!("threatlocker_monitor_tickets_total", "action" => "noted").increment(noted);
-    counter!("threatlocker_monitor_security_alerts_total")
-        .increment(r.monitoring_summary.security_alerts);
+    gauge!("threatlocker_monitor_security_alerts_in_window", "kind" => kind)
+        .set(r.monitoring_summary.security_alerts as f64);
     counter!("threatlocker_monitor_run_errors_total").increment(r.errors.len() as u64);
 }
 
