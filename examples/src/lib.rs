@@ -19,6 +19,9 @@
 //! - [`workflow`] runs the nine steps; [`mapping`] turns the engine's plans into connector
 //!   tickets and notifications; [`connect`] builds the PSA and notifiers from the configuration;
 //! - [`cli`], [`demo`] and [`doctor`] are `threatlocker-monitor`'s commands;
+//! - [`shutdown`] turns SIGTERM and SIGINT into one cancellation the runs check between steps,
+//!   [`metrics`] records figures through the `metrics` facade (exported by `watch
+//!   --metrics-addr`), and [`errors`] renders every error with its whole cause chain;
 //! - [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA.
 //!
 //! The binaries in `src/bin/` only parse arguments and call into this library.
