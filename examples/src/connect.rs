@@ -24,10 +24,10 @@ pub enum ConnectError {
     },
 }
 
-fn connector_error(what: &str, e: impl std::fmt::Display) -> ConnectError {
+fn connector_error(what: &str, e: impl std::error::Error + 'static) -> ConnectError {
     ConnectError::Connector {
         what: what.to_owned(),
-        message: e.to_string(),
+        message: crate::errors::chain(&e),
     }
 }
 

@@ -18,7 +18,9 @@
 //!   recorded before and after every side effect, runs, processed windows, checkpoints for
 //!   feeds); [`connect`] builds the PSA and notifiers; [`mapping`] turns the engine's plans into
 //!   connector tickets and notifications; [`process`] holds the exit codes, logging and runtime
-//!   start-up; [`time`] parses times of day.
+//!   start-up; [`time`] parses times of day; [`errors`] renders every error with its whole
+//!   cause chain; [`shutdown`] turns SIGTERM and SIGINT into one cancellation the runs check
+//!   between steps.
 //! - The rooms: [`monitor`] is `threatlocker-monitor` (the workflow, `run`, `watch`, the daily
 //!   report, `doctor`, `demo`); [`investigate`] is `tl-investigate`; [`siem`] is
 //!   `siem-forward`.
@@ -29,10 +31,12 @@
 
 pub mod config;
 pub mod connect;
+pub mod errors;
 pub mod investigate;
 pub mod mapping;
 pub mod monitor;
 pub mod process;
+pub mod shutdown;
 pub mod siem;
 pub mod sim;
 pub mod state;

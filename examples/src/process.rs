@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -14,6 +14,16 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: u8 = 2;
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
 /// printed by clap).
@@ -27,17 +37,55 @@ pub fn parse_args<C: Parser>() -> Result<C, ExitCode> {
 
 /// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
 pub fn init_logging(default_level: &str, with_time: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    let _ = if with_time {
-        fmt.try_init()
-    } else {
-        fmt.without_time().try_init()
+    init_logging_as(
+        default_level,
+        with_time,
+        LogFormat::Text,
+        tracing_subscriber::layer::Identity::new(),
+    );
+}
+
+/// [`init_logging`] in `format`, with `extra` seeing every event whatever the filter shows
+/// (`threatlocker-monitor` counts the client's retries for its metrics that way).
+pub fn init_logging_as<L>(default_level: &str, with_time: bool, format: LogFormat, extra: L)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::prelude::*;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+    };
+    let registry = tracing_subscriber::registry().with(extra);
+    let _ = match (format, with_time) {
+        (LogFormat::Json, _) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter()),
+            )
+            .try_init(),
+        (LogFormat::Text, true) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false)
+                    .with_filter(filter()),
+            )
+            .try_init(),
+        (LogFormat::Text, false) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false)
+                    .with_filter(filter()),
+            )
+            .try_init(),
     };
 }
 

@@ -264,6 +264,9 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with errors.
     Failed,
+    /// Stopped by a signal between two steps; what it did is recorded, the rest is left for the
+    /// next run.
+    Stopped,
 }
 
 impl RunStatus {
@@ -272,6 +275,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -283,6 +287,7 @@ impl FromStr for RunStatus {
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
+            "stopped" => Self::Stopped,
             other => return Err(format!("unknown run status {other:?}")),
         })
     }

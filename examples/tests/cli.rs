@@ -322,7 +322,7 @@ async fn doctor_prints_a_checklist_with_fixes() {
     // A wrong key: the check fails with the fix, exit 1.
     let out = output({
         let mut c = s.command(&["doctor", "--config"]);
-        c.arg(&cfg).env("THREATLOCKER_API_KEY", "0000");
+        c.arg(&cfg).env("THREATLOCKER_API_KEY", "feedface");
         c
     })
     .await;
@@ -332,7 +332,7 @@ async fn doctor_prints_a_checklist_with_fixes() {
         stdout.contains("[FAIL] instance and key") && stdout.contains("fix:"),
         "{stdout}"
     );
-    assert!(!stdout.contains("0000"), "the key is never printed");
+    assert!(!stdout.contains("feedface"), "the key is never printed");
 }
 
 #[test]

@@ -286,7 +286,7 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
         Ok(out) => (EXIT_OK, out),
         Err(InvestigateError::Usage(m)) => usage(m),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::errors::ErrorChain(&e));
             (EXIT_FAILED, String::new())
         }
     }

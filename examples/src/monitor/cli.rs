@@ -4,16 +4,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::config::{Config, Env, ProcessEnv};
 use crate::monitor::workflow::{RunOptions, Workflow, WorkflowError};
-use crate::process::{init_logging, parse_args, runtime, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::process::{
+    init_logging_as, parse_args, runtime, LogFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
+};
 
 const LONG_ABOUT: &str = "\
 Automates ThreatLocker approval-and-block triage for an MSP: every run reads the action log and \
@@ -28,13 +28,20 @@ examples/config.example.toml), check it with `doctor`, try `run --dry-run`, and 
 every 30-60 minutes (or use `watch`, which also reacts to new approval requests at once and can \
 produce the daily `report` at a local time).
 
-Exit codes: 0 success, 1 the run failed (the report is still printed with \"success\": false), \
-2 bad usage or configuration.";
+SIGTERM and SIGINT (Ctrl-C) finish the step in progress, record the run as stopped and exit 0; \
+a second signal exits at once.
+
+Exit codes: 0 success (or stopped by a signal), 1 the run failed (the report is still printed \
+with \"success\": false), 2 bad usage or configuration.";
 
 /// Command-line interface of `threatlocker-monitor`.
 #[derive(Debug, Parser)]
 #[command(name = "threatlocker-monitor", version, about = "ThreatLocker approval and block monitoring for MSPs", long_about = LONG_ABOUT)]
 pub struct Cli {
+    /// Log line format on stderr: human-readable text, or one JSON object per line (for
+    /// journald, Loki, Elasticsearch).
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -82,23 +89,30 @@ pub enum Command {
     /// detections, and the daily report can be produced at a local time. Scheduled and
     /// triggered runs share the state file, so nothing is done twice. Each flag overrides the
     /// matching key of the [watch] or [report] section. A failed run is logged and retried at
-    /// the next tick. Ctrl-C finishes the step in progress (no side effect is left
-    /// half-recorded) and exits; a second Ctrl-C exits at once. Exit 0 when stopped, 2 for bad
-    /// usage or configuration.
+    /// the next tick; each run logs one summary line with its figures, and with [watch]
+    /// report_dir its JSON report is written there. SIGTERM or Ctrl-C finishes the step in
+    /// progress (no side effect is left half-recorded), records the run as stopped and exits
+    /// 0; a second signal exits at once. Exit 0 when stopped, 2 for bad usage or
+    /// configuration.
     Watch {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Time between run starts, e.g. 30m, 1h (default: [watch] interval, else 30m).
-        #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+        /// Time between run starts, 10s to 7d, e.g. 30m, 1h (default: [watch] interval, else
+        /// 30m).
+        #[arg(long, value_name = "DURATION", value_parser = crate::monitor::triggers::parse_interval)]
         interval: Option<Duration>,
         /// Make every run a dry run: no write anywhere (ThreatLocker, PSA, notifications,
         /// state file); each run's report lists the writes it would send.
         #[arg(long)]
         dry_run: bool,
-        /// Event-driven runs and the daily report (issue 8).
+        /// Event-driven runs and the daily report.
         #[command(flatten)]
         triggers: crate::monitor::triggers::WatchTriggerArgs,
+        /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz
+        /// (503 after [watch] unhealthy_after failed runs in a row), e.g. 127.0.0.1:9184.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Produce the daily security report across every organization: totals and trend, top
     /// blocked applications and users, detections with evidence, approvals, tickets, policy
@@ -108,24 +122,25 @@ pub enum Command {
     /// Exit 0 on success, 1 when the report is incomplete (still written) or could not be sent,
     /// 2 for bad usage or configuration.
     Report(crate::monitor::report_cli::ReportArgs),
-    /// Check the configuration, the ThreatLocker key and each permission the workflow needs,
-    /// the PSA and the notifiers; print a checklist with the fix for each failure.
+    /// Check the configuration (as `run` and `watch` read it), the ThreatLocker key and each
+    /// permission the workflow needs, the PSA, the notifiers and the state directory; print a
+    /// checklist with the fix for each failure.
     ///
-    /// Nothing is written anywhere. Exit 0 when every check passed, 1 when one failed, 2 for
-    /// bad usage or configuration.
+    /// Every check runs, whatever failed before it. Nothing is written anywhere, and Teams and
+    /// Slack webhooks are not contacted unless --send-test is given. Exit 0 when every check
+    /// passed, 1 when any failed, 2 when the configuration file cannot be read.
     Doctor {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Print the checks as JSON (for automation) instead of a checklist.
+        #[arg(long)]
+        json: bool,
+        /// Send a test message through each notification channel (Teams, Slack, e-mail): the
+        /// only way to prove a webhook works.
+        #[arg(long)]
+        send_test: bool,
     },
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30m, 1h)"))?;
-    if d < Duration::from_secs(10) {
-        return Err("the interval must be at least 10s".into());
-    }
-    Ok(d)
 }
 
 /// Entry point of the binary: parses arguments (usage errors exit 2), sets up logging on
@@ -139,7 +154,14 @@ pub fn main() -> ExitCode {
         Command::Demo { .. } => "warn",
         _ => "info",
     };
-    init_logging(default_level, true);
+    // The client's retries are counted for the metrics whatever the log filter shows.
+    let retries = {
+        use tracing_subscriber::Layer as _;
+        crate::monitor::metrics::RetryEvents.with_filter(tracing_subscriber::filter::filter_fn(
+            |m| m.target().starts_with("threatlocker_api"),
+        ))
+    };
+    init_logging_as(default_level, true, cli.log_format, retries);
     let runtime = match runtime(None, EXIT_FAILED) {
         Ok(r) => r,
         Err(code) => return code,
@@ -162,27 +184,35 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             interval,
             dry_run,
             triggers,
-        } => watch(&config, interval, dry_run, &triggers, env).await,
+            metrics_addr,
+        } => watch(&config, interval, dry_run, &triggers, metrics_addr, env).await,
         Command::Report(args) => crate::monitor::report_cli::run_report(&args, env).await,
-        Command::Doctor { config } => {
+        Command::Doctor {
+            config,
+            json,
+            send_test,
+        } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            crate::monitor::doctor::run(&config, env).await
+            let options = crate::monitor::doctor::Options::new()
+                .json(json)
+                .send_test(send_test);
+            crate::monitor::doctor::run(&config, env, &options).await
         }
     }
 }
 
 fn load(path: &Path) -> Result<Config, u8> {
     Config::load(path).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", crate::errors::ErrorChain(&e));
         EXIT_USAGE
     })
 }
 
 fn setup_error(e: &WorkflowError) -> u8 {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", crate::errors::ErrorChain(e));
     match e {
         WorkflowError::Config(_) | WorkflowError::Connector { .. } => EXIT_USAGE,
         _ => EXIT_FAILED,
@@ -201,7 +231,18 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
         Ok(w) => w,
         Err(code) => return code,
     };
-    let (text, code) = match workflow.run(RunOptions::new()).await {
+    let shutdown = match crate::shutdown::Shutdown::on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: cannot handle signals: {}",
+                crate::errors::ErrorChain(&e)
+            );
+            return EXIT_FAILED;
+        }
+    };
+    let options = RunOptions::new().stop_flag(shutdown.flag());
+    let (text, code) = match workflow.run(options).await {
         Ok(out) => {
             let code = if out.report.success {
                 EXIT_OK
@@ -210,9 +251,16 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
             };
             (out.report_text(), code)
         }
+        // Stopped by a signal: what was done is recorded (the run as `stopped`), the rest is
+        // left for the next run; that is a clean end, not a failure.
+        Err(e @ WorkflowError::Interrupted { .. }) => {
+            tracing::warn!("{}", crate::errors::ErrorChain(&e));
+            (failed_report_text(&crate::errors::chain(&e)), EXIT_OK)
+        }
         Err(e) => {
-            error!("run failed: {e}");
-            (failed_report_text(&e.to_string()), EXIT_FAILED)
+            let message = crate::errors::chain(&e);
+            error!("run failed: {message}");
+            (failed_report_text(&message), EXIT_FAILED)
         }
     };
     match output {
@@ -291,6 +339,7 @@ async fn watch(
     interval: Option<Duration>,
     dry_run: bool,
     triggers: &crate::monitor::triggers::WatchTriggerArgs,
+    metrics_addr: Option<std::net::SocketAddr>,
     env: &dyn Env,
 ) -> u8 {
     let mut config = match load(path) {
@@ -300,21 +349,18 @@ async fn watch(
     if dry_run {
         config.workflow_mut().dry_run = true;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                warn!("stopping: finishing the step in progress (Ctrl-C again to exit now)");
-                stop.store(true, Ordering::SeqCst);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-    }
-    // Scheduled runs, approval-count and action-log polls, the daily report (issue 8).
-    crate::monitor::triggers::watch(&config, env, interval, triggers, stop).await
+    let shutdown = match crate::shutdown::Shutdown::on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: cannot handle signals: {}",
+                crate::errors::ErrorChain(&e)
+            );
+            return EXIT_FAILED;
+        }
+    };
+    // Scheduled runs, approval polls and action-log polls, the daily report.
+    crate::monitor::triggers::watch(&config, env, interval, triggers, &shutdown, metrics_addr).await
 }
 
 #[cfg(test)]
@@ -340,9 +386,17 @@ mod tests {
 
     #[test]
     fn intervals_parse_and_are_bounded() {
+        use crate::monitor::triggers::parse_interval;
         assert_eq!(parse_interval("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_interval("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_interval("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert!(parse_interval("1s").is_err());
         assert!(parse_interval("soon").is_err());
+        assert!(parse_interval("8d").is_err());
+        let e = parse_interval("400000y").unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
     }
 }

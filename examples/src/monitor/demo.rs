@@ -99,17 +99,18 @@ pub async fn demo_runs(now: DateTime<Utc>, report_dir: &Path) -> Result<DemoOutc
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let result = async {
-        let config =
-            Config::from_toml_str(&text, &std::env::temp_dir()).map_err(|e| e.to_string())?;
-        let workflow = Workflow::from_config(&config, &env).map_err(|e| e.to_string())?;
+        let config = Config::from_toml_str(&text, &std::env::temp_dir())
+            .map_err(|e| crate::errors::chain(&e))?;
+        let workflow =
+            Workflow::from_config(&config, &env).map_err(|e| crate::errors::chain(&e))?;
         let first = workflow
             .run(RunOptions::new().now(now))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::errors::chain(&e))?;
         let second = workflow
             .run(RunOptions::new().now(now + Duration::minutes(1)))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::errors::chain(&e))?;
         let report_path = crate::monitor::report::write_demo_report(
             &workflow,
             &config,
@@ -117,7 +118,12 @@ pub async fn demo_runs(now: DateTime<Utc>, report_dir: &Path) -> Result<DemoOutc
             report_dir,
         )
         .await
-        .map_err(|e| format!("writing the day's report: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "writing the day's report: {}",
+                crate::errors::ErrorChain(&e)
+            )
+        })?;
         // The full path, so it can be opened from anywhere after the demo exits.
         let report_path = std::path::absolute(&report_path).unwrap_or(report_path);
         Ok::<_, String>((first, second, report_path))

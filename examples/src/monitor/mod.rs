@@ -4,12 +4,15 @@
 //! - [`cli`] parses the command line and runs `run` and `watch`; [`triggers`] is `watch`'s
 //!   schedule (ticks, event-driven runs, the daily report);
 //! - [`report`] computes and renders the daily report, [`report_cli`] is the `report` command;
+//! - [`metrics`] records figures through the `metrics` facade (exported by `watch
+//!   --metrics-addr`);
 //! - [`doctor`] checks a configuration against the live tenant, PSA and notifiers;
 //! - [`demo`] runs the real workflow against the simulators: no account needed.
 
 pub mod cli;
 pub mod demo;
 pub mod doctor;
+pub mod metrics;
 pub mod report;
 pub mod report_cli;
 pub mod triggers;

@@ -91,14 +91,14 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::errors::ErrorChain(&e));
             return EXIT_USAGE;
         }
     };
     let settings = match ReportSettings::from_config(&config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::errors::ErrorChain(&e));
             return EXIT_USAGE;
         }
     };
@@ -108,15 +108,18 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
         Some(name) => match report::parse_timezone("--timezone", name) {
             Ok(tz) => tz,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::errors::ErrorChain(&e));
                 return EXIT_USAGE;
             }
         },
     };
     let setup = || -> Result<_, String> {
-        let client = config.threatlocker_client(env).map_err(|e| e.to_string())?;
-        let engine = config.engine().map_err(|e| e.to_string())?;
-        let state = StateStore::open_read_only(&config.state_path()).map_err(|e| e.to_string())?;
+        let client = config
+            .threatlocker_client(env)
+            .map_err(|e| crate::errors::chain(&e))?;
+        let engine = config.engine().map_err(|e| crate::errors::chain(&e))?;
+        let state = StateStore::open_read_only(&config.state_path())
+            .map_err(|e| crate::errors::chain(&e))?;
         let email = if args.send {
             let to = recipients(&config);
             if config.notify().email.is_none() {
@@ -132,7 +135,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
                 return Err("key `org_variables.threatlocker_notification_recipients`: --send needs at least one recipient".to_owned());
             }
             let notifier = crate::connect::notifiers(&config, env)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| crate::errors::chain(&e))?
                 .into_iter()
                 .find(|n| n.name() == "email");
             Some((notifier, to))
@@ -166,21 +169,21 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::errors::ErrorChain(&e));
             return EXIT_FAILED;
         }
     };
     let text = match report::render(&daily, args.format) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::errors::ErrorChain(&e));
             return EXIT_FAILED;
         }
     };
     match &args.output {
         Some(path) => {
             if let Err(e) = report::write_file(path, &text) {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::errors::ErrorChain(&e));
                 return EXIT_FAILED;
             }
             eprintln!("report written to {}", path.display());
@@ -204,7 +207,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
                 }
             ),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::errors::ErrorChain(&e));
                 code = EXIT_FAILED;
             }
         }

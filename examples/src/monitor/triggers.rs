@@ -30,16 +30,16 @@
 //!
 //! # Polls
 //!
-//! - `ApprovalRequestGetCount` every `approval_poll` (default one minute): a rise triggers an
-//!   approval run. When the count stays the same but is not zero, every
-//!   [`ID_CHECK_EVERY`]th poll also reads the pending ids, since one request actioned and one
-//!   new one leave the count unchanged.
+//! - `ApprovalRequestGetCount` every `approval_poll` (default one minute), and, when it is not
+//!   zero, the pending request ids: any id not seen before triggers an approval run, whatever
+//!   the count did (one request actioned and a new one leave the count unchanged). Only when
+//!   the ids cannot be read does a rise of the count decide.
 //! - Optionally the action log over the last `detection_window` (default 15 minutes) every
 //!   `detection_poll`, evaluated by the engine: a High/Critical incident key not seen before
 //!   triggers a detection run.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -49,6 +49,7 @@ use chrono_tz::Tz;
 use futures_util::TryStreamExt;
 use policy_engine::{Decisions, Engine, Input, RiskLevel};
 use threatlocker_api::{ApprovalStatus, Client};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::monitor::report::ReportSettings;
@@ -59,9 +60,31 @@ use crate::time::parse_time_of_day;
 pub const DEFAULT_APPROVAL_POLL: StdDuration = StdDuration::from_secs(60);
 /// Default action-log window the detection poll evaluates.
 pub const DEFAULT_DETECTION_WINDOW: StdDuration = StdDuration::from_secs(15 * 60);
-/// When the approval count is unchanged and not zero, read the pending ids every this many
-/// polls.
-pub const ID_CHECK_EVERY: u32 = 5;
+/// The longest `watch` interval (`--interval`, `[watch] interval`): a week.
+pub const MAX_INTERVAL: StdDuration = StdDuration::from_secs(7 * 24 * 3600);
+/// The longest poll interval (`--approval-poll`, `--detection-poll` and their keys): a day.
+pub const MAX_POLL: StdDuration = StdDuration::from_secs(24 * 3600);
+/// The shortest interval or poll: ten seconds.
+pub const MIN_INTERVAL: StdDuration = StdDuration::from_secs(10);
+
+/// Parses a duration such as `30m` or `1h 30m` and checks it lies in `[min, max]`; the error
+/// says what is allowed (the caller names the flag or key).
+pub fn parse_bounded_duration(
+    s: &str,
+    min: StdDuration,
+    max: StdDuration,
+) -> Result<StdDuration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 30s, 5m, 1h"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "{s:?} is out of range: use from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
 
 /// Whether new approval requests appeared.
 ///
@@ -254,7 +277,9 @@ impl TriggerSettings {
 }
 
 fn chrono_dur(d: StdDuration) -> Duration {
-    Duration::from_std(d).unwrap_or(Duration::days(365))
+    // Inputs are bounded (a week at most); the cap only keeps date arithmetic from
+    // overflowing if a caller passes something larger.
+    Duration::from_std(d.min(MAX_INTERVAL)).unwrap_or(Duration::days(7))
 }
 
 /// The watch loop: full runs on the interval, triggered runs when the polls see something new,
@@ -270,9 +295,9 @@ pub struct Watcher<P, R, C> {
     next_detection_poll: Option<DateTime<Utc>>,
     next_daily: Option<DateTime<Utc>>,
     last_count: Option<i64>,
-    polls_unchanged: u32,
     seen_ids: BTreeSet<String>,
     seen_detections: BTreeSet<String>,
+    stop: Option<CancellationToken>,
     /// Every run started, in order (for logs and tests).
     pub history: Vec<(RunKind, DateTime<Utc>, bool)>,
 }
@@ -294,9 +319,9 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
             runner,
             clock,
             last_count: None,
-            polls_unchanged: 0,
             seen_ids: BTreeSet::new(),
             seen_detections: BTreeSet::new(),
+            stop: None,
             history: Vec::new(),
         }
     }
@@ -343,24 +368,34 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
             self.run(RunKind::Scheduled).await;
             self.next_full = Some(now + chrono_dur(self.settings.interval));
         }
+        // Stopped during the run: start nothing else.
+        if self.stopping() {
+            return;
+        }
         if let (Some(t), Some(every)) = (self.next_approval_poll, self.settings.approval_poll) {
-            if t <= now {
+            if t <= now && !self.stopping() {
                 self.poll_approvals().await;
                 self.next_approval_poll = Some(self.clock.now() + chrono_dur(every));
             }
         }
         if let (Some(t), Some(every)) = (self.next_detection_poll, self.settings.detection_poll) {
-            if t <= now {
+            if t <= now && !self.stopping() {
                 self.poll_detections().await;
                 self.next_detection_poll = Some(self.clock.now() + chrono_dur(every));
             }
         }
         if let (Some(t), Some((at, tz))) = (self.next_daily, self.settings.daily_report_at) {
-            if t <= now {
+            if t <= now && !self.stopping() {
                 self.run(RunKind::DailyReport).await;
                 self.next_daily = Some(next_daily_run(t.max(self.clock.now()), at, tz));
             }
         }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     async fn poll_approvals(&mut self) {
@@ -371,13 +406,9 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
                 return;
             }
         };
-        let unchanged = self.last_count == Some(count);
-        self.polls_unchanged = if unchanged {
-            self.polls_unchanged + 1
-        } else {
-            0
-        };
-        let ids = if unchanged && count > 0 && self.polls_unchanged.is_multiple_of(ID_CHECK_EVERY) {
+        // The ids, not the count, tell a new request: one actioned and one new leave the count
+        // unchanged. Nothing pending needs no read.
+        let ids = if count > 0 {
             match self.probe.pending_ids().await {
                 Ok(ids) => Some(ids),
                 Err(e) => {
@@ -386,10 +417,18 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
                 }
             }
         } else {
-            None
+            Some(Vec::new())
         };
         let trigger = should_trigger(self.last_count, count, &self.seen_ids, ids.as_deref());
         self.last_count = Some(count);
+        if let Some(ids) = &ids {
+            // Forget requests no longer pending (the set stays the size of the pending list;
+            // one listed again later is looked at again, and its intent stops a second
+            // permit), and do not trigger twice for the same ones, even if the run fails: the
+            // next full run covers them.
+            self.seen_ids.retain(|id| ids.contains(id));
+            self.seen_ids.extend(ids.iter().cloned());
+        }
         if trigger {
             info!(
                 count,
@@ -423,16 +462,19 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
         }
     }
 
-    /// Loops until `stop` is set (checked at least every `check_every`), or after `max_ticks`
-    /// ticks when given (tests).
+    /// Loops until `stop` is cancelled, or after `max_ticks` ticks when given (tests). A
+    /// cancellation ends a wait between ticks at once; a tick in progress is not cut short
+    /// (the runner passes the stop on to the run, which finishes its step). The clock is
+    /// asked to sleep at most `check_every` at a time, so a clock change is noticed.
     pub async fn run_until(
         &mut self,
-        stop: &AtomicBool,
+        stop: &CancellationToken,
         check_every: StdDuration,
         max_ticks: Option<usize>,
     ) {
+        self.stop = Some(stop.clone());
         let mut ticks = 0usize;
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.is_cancelled() {
             if max_ticks.is_some_and(|m| ticks >= m) {
                 break;
             }
@@ -440,7 +482,10 @@ impl<P: Probe, R: Runner, C: Clock> Watcher<P, R, C> {
                 self.tick().await;
                 ticks += 1;
             } else {
-                self.clock.sleep_until(self.next_wake(), check_every).await;
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = self.clock.sleep_until(self.next_wake(), check_every) => {}
+                }
             }
         }
     }
@@ -471,7 +516,7 @@ impl Probe for ClientProbe {
             .approvals()
             .count(self.include_children)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::errors::chain(&e))
     }
 
     async fn pending_ids(&self) -> Result<Vec<String>, String> {
@@ -483,7 +528,7 @@ impl Probe for ClientProbe {
             .stream()
             .try_collect()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::errors::chain(&e))?;
         Ok(rows
             .into_iter()
             .filter_map(|r| r.approval_request_id.map(|i| i.to_string()))
@@ -504,7 +549,7 @@ impl Probe for ClientProbe {
             .stream()
             .try_collect()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::errors::chain(&e))?;
         Ok(self
             .engine
             .evaluate(&Input::new(now, start, now).with_events(rows)))
@@ -520,12 +565,18 @@ pub type DailyReportFn = Arc<
 
 /// The real [`Runner`]: the workflow's own run function, one [`Workflow`] per kind with steps
 /// switched off, all sharing one state store (build them with [`WorkflowRunner::from_config`]).
+///
+/// Every run it performs is logged with one summary line of its figures, counted in the
+/// metrics ([`crate::metrics`]), and, with [`WorkflowRunner::with_report_dir`], its JSON report
+/// is written to a file.
 pub struct WorkflowRunner {
     full: Workflow,
     approvals: Workflow,
     detections: Workflow,
     daily: Option<DailyReportFn>,
     stop: Option<Arc<AtomicBool>>,
+    reports: Option<RunReports>,
+    health: Option<Arc<crate::monitor::metrics::Health>>,
 }
 
 impl WorkflowRunner {
@@ -539,20 +590,24 @@ impl WorkflowRunner {
             detections,
             daily: None,
             stop: None,
+            reports: None,
+            health: None,
         }
     }
 
     /// Builds the three workflows from a configuration, sharing one state store, the client,
-    /// the PSA and the notifiers.
+    /// the PSA and the notifiers (each notification counted in the metrics).
     pub fn from_config(
         config: &crate::config::Config,
         env: &dyn crate::config::Env,
     ) -> Result<Self, WorkflowError> {
-        let full = Workflow::from_config(config, env)?;
-        let state = Arc::clone(full.state());
-        let client = full.client().clone();
+        // Opens the state store (read-only for a dry run) and reads the settings, exactly as
+        // `run` does; its connectors are replaced below by counted ones.
+        let base = Workflow::from_config(config, env)?;
+        let state = Arc::clone(base.state());
+        let client = base.client().clone();
         let with = |f: &dyn Fn(&mut crate::monitor::workflow::Settings)| -> Result<Workflow, WorkflowError> {
-            let mut settings = full.settings().clone();
+            let mut settings = base.settings().clone();
             f(&mut settings);
             let mut wf = Workflow::new(
                 client.clone(),
@@ -564,10 +619,11 @@ impl WorkflowRunner {
                 wf = wf.with_ticket_sink(sink);
             }
             for n in crate::connect::notifiers(config, env)? {
-                wf = wf.with_notifier(n);
+                wf = wf.with_notifier(Arc::new(CountedNotifier(n)));
             }
             Ok(wf)
         };
+        let full = with(&|_| {})?;
         let approvals = with(&|s| {
             s.workflow.create_tickets = false;
         })?;
@@ -584,25 +640,107 @@ impl WorkflowRunner {
         self
     }
 
-    /// Sets the stop flag passed to every run (Ctrl-C finishes the step in progress).
+    /// Sets the stop flag passed to every run (a signal finishes the step in progress).
     pub fn with_stop_flag(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = Some(stop);
         self
+    }
+
+    /// Writes each run's JSON report into a directory (see [`RunReports`]).
+    pub fn with_report_dir(mut self, reports: RunReports) -> Self {
+        self.reports = Some(reports);
+        self
+    }
+
+    /// Records each run's outcome in `health` (for `/healthz`).
+    pub fn with_health(mut self, health: Arc<crate::monitor::metrics::Health>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// The workflow of full runs.
+    pub fn full(&self) -> &Workflow {
+        &self.full
+    }
+
+    fn finish(
+        &self,
+        kind: RunKind,
+        outcome: crate::monitor::metrics::Outcome,
+        started: std::time::Instant,
+        out: Option<&RunOutput>,
+    ) {
+        crate::monitor::metrics::record_run(kind.label(), outcome, started.elapsed(), out);
+        if let Some(h) = &self.health {
+            h.record(outcome);
+        }
+        // When `siem-forward` shares the state file, how far behind its action-log feed is.
+        let name = crate::siem::store::checkpoint_name("action_log");
+        if let Ok(Some(value)) = self.full.state().checkpoint_get(&name) {
+            if let Ok(cp) = DateTime::parse_from_rfc3339(&value) {
+                let lag = (Utc::now() - cp.with_timezone(&Utc)).num_milliseconds();
+                crate::monitor::metrics::record_siem_lag(lag.max(0) as f64 / 1000.0);
+            }
+        }
+    }
+}
+
+/// A notifier that counts what it sends in `threatlocker_monitor_notifications_total`.
+struct CountedNotifier(Arc<dyn psa_connectors::Notifier>);
+
+#[async_trait]
+impl psa_connectors::Notifier for CountedNotifier {
+    async fn send(
+        &self,
+        notification: &psa_connectors::Notification,
+    ) -> psa_connectors::Result<()> {
+        let result = self.0.send(notification).await;
+        crate::monitor::metrics::record_notification(self.0.name(), result.is_ok());
+        result
+    }
+
+    async fn check(&self) -> psa_connectors::Result<()> {
+        self.0.check().await
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
+impl RunKind {
+    /// The name used in logs, metrics and report file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Approvals => "approvals",
+            Self::Detections => "detections",
+            Self::DailyReport => "daily_report",
+        }
     }
 }
 
 #[async_trait(?Send)]
 impl Runner for WorkflowRunner {
     async fn run(&self, kind: RunKind, now: DateTime<Utc>) -> Result<RunSummary, String> {
+        use crate::monitor::metrics::Outcome;
+        let started = std::time::Instant::now();
         let wf = match kind {
             RunKind::Scheduled => &self.full,
             RunKind::Approvals => &self.approvals,
             RunKind::Detections => &self.detections,
             RunKind::DailyReport => {
-                return match &self.daily {
+                let result = match &self.daily {
                     Some(f) => f(now).await.map(|()| RunSummary::default()),
                     None => Ok(RunSummary::default()),
-                }
+                };
+                let outcome = if result.is_ok() {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed
+                };
+                self.finish(kind, outcome, started, None);
+                return result;
             }
         };
         let mut opts = RunOptions::new().now(now);
@@ -612,27 +750,157 @@ impl Runner for WorkflowRunner {
         let out = match wf.run(opts).await {
             Ok(out) => out,
             Err(WorkflowError::Interrupted { next_step }) => {
-                info!(?kind, next_step, "stopped cleanly");
+                info!(
+                    kind = kind.label(),
+                    next_step, "run stopped; the step in progress was finished"
+                );
+                self.finish(kind, Outcome::Stopped, started, None);
                 return Ok(RunSummary::default());
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                self.finish(kind, Outcome::Failed, started, None);
+                return Err(crate::errors::chain(&e));
+            }
         };
+        let report_file = self.reports.as_ref().and_then(|r| {
+            r.write(kind, now, &out)
+                .map_err(|e| warn!(error = %e, "cannot write the run report"))
+                .ok()
+        });
         let s = &out.report.monitoring_summary;
+        let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        let report = report_file.as_ref().map(|p| p.display().to_string());
         if out.report.success {
+            self.finish(kind, Outcome::Succeeded, started, Some(&out));
             info!(
-                ?kind,
+                kind = kind.label(),
+                run_id = out.run_id,
+                seconds,
                 events = s.total_events,
-                approvals = s.approval_requests,
+                approval_requests = s.approval_requests,
+                auto_approved = out.report.auto_approvals_processed,
+                manual_review = out.report.manual_review_required,
                 blocks = s.blocked_applications,
                 alerts = s.security_alerts,
-                policy_changes = s.policy_changes,
                 tickets_created = out.report.blocked_summary.tickets_created,
+                policy_changes = s.policy_changes,
+                report,
                 "run succeeded"
             );
         } else {
-            warn!(?kind, errors = ?out.report.errors, "run finished with errors");
+            self.finish(kind, Outcome::Failed, started, Some(&out));
+            warn!(
+                kind = kind.label(),
+                run_id = out.run_id,
+                seconds,
+                events = s.total_events,
+                auto_approved = out.report.auto_approvals_processed,
+                tickets_created = out.report.blocked_summary.tickets_created,
+                errors = out.report.errors.len(),
+                first_error = out.report.errors.first().map(String::as_str),
+                report,
+                "run finished with errors"
+            );
         }
         Ok(RunSummary::from_output(&out))
+    }
+}
+
+/// Each run's JSON report as a file in a directory (`[watch] report_dir`), kept for a number
+/// of days (`[watch] report_retention_days`): `run-<UTC time>-<kind>.json`, the printed report
+/// plus the run's kind, id, window and step timings.
+#[derive(Debug, Clone)]
+pub struct RunReports {
+    dir: std::path::PathBuf,
+    retention: StdDuration,
+}
+
+/// Default number of days run reports are kept.
+pub const DEFAULT_REPORT_RETENTION_DAYS: u32 = 14;
+/// The longest retention: ten years of daily files is already more than anyone reads.
+pub const MAX_REPORT_RETENTION_DAYS: u32 = 3650;
+
+impl RunReports {
+    /// Reports in `dir` (created when missing), deleted after `retention_days`.
+    pub fn new(dir: impl Into<std::path::PathBuf>, retention_days: u32) -> Self {
+        Self {
+            dir: dir.into(),
+            retention: StdDuration::from_secs(u64::from(retention_days.max(1)) * 24 * 3600),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Writes the report of a `kind` run at `now`, then deletes reports past the retention.
+    pub fn write(
+        &self,
+        kind: RunKind,
+        now: DateTime<Utc>,
+        out: &RunOutput,
+    ) -> Result<std::path::PathBuf, String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            format!(
+                "cannot create {}: {}",
+                self.dir.display(),
+                crate::errors::chain(&e)
+            )
+        })?;
+        let mut doc = out.report_json();
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("run_kind".into(), kind.label().into());
+            o.insert("run_id".into(), serde_json::json!(out.run_id));
+            o.insert("window_start".into(), serde_json::json!(out.window_start));
+            o.insert("window_end".into(), serde_json::json!(out.window_end));
+            o.insert("timings".into(), serde_json::json!(out.timings));
+        }
+        let path = self.dir.join(format!(
+            "run-{}-{}.json",
+            now.format("%Y%m%dT%H%M%S%.3fZ"),
+            kind.label()
+        ));
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        // Written beside and renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, format!("{text}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                format!(
+                    "cannot write {}: {}",
+                    path.display(),
+                    crate::errors::chain(&e)
+                )
+            })?;
+        self.prune();
+        Ok(path)
+    }
+
+    /// Deletes `run-*.json` files older than the retention; returns how many.
+    pub fn prune(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("run-") && name.ends_with(".json")) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > self.retention);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 }
 
@@ -724,18 +992,19 @@ impl DailyJob {
             &options,
         )
         .await
-        .map_err(|e| e.to_string())?;
-        let html = crate::monitor::report::render::to_html(&report).map_err(|e| e.to_string())?;
+        .map_err(|e| crate::errors::chain(&e))?;
+        let html = crate::monitor::report::render::to_html(&report)
+            .map_err(|e| crate::errors::chain(&e))?;
         let path = self.dir.join(format!(
             "threatlocker-daily-report-{}.html",
             now.with_timezone(&self.tz).format("%Y-%m-%d")
         ));
-        crate::monitor::report::write_file(&path, &html).map_err(|e| e.to_string())?;
+        crate::monitor::report::write_file(&path, &html).map_err(|e| crate::errors::chain(&e))?;
         info!(path = %path.display(), "daily report written");
         if let Some(n) = &self.notifier {
             crate::monitor::report::send_report(n.as_ref(), &report, &self.recipients)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| crate::errors::chain(&e))?;
             info!("daily report sent");
         }
         Ok(path)
@@ -756,7 +1025,7 @@ impl DailyJob {
 
 /// `watch`'s trigger options (flattened into the `watch` subcommand). Each flag overrides the
 /// matching key of `[watch]` or `[report]` (see [`WatchSettings`], [`ReportSettings`]).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct WatchTriggerArgs {
     /// How often to poll the pending approval count; new requests run the approval steps at
     /// once (e.g. 1m, 30s; default: [watch] approval_poll, else 1m).
@@ -791,10 +1060,13 @@ pub struct WatchTriggerArgs {
 ///
 /// ```toml
 /// [watch]
-/// interval = "30m"            # time between full runs (at least 10s)
-/// approval_poll = "1m"        # poll the pending approval count this often, or "off"
+/// interval = "30m"            # time between full runs (10s to 7 days)
+/// approval_poll = "1m"        # poll the pending approvals this often (10s to 1 day), or "off"
 /// detection_poll = "5m"       # poll the action log for High/Critical detections (default off)
 /// send_daily_report = false   # also e-mail the daily report ([report] daily_report_at)
+/// report_dir = "runs"         # write each run's JSON report here (default: not written)
+/// report_retention_days = 14  # delete run reports older than this (1 to 3650)
+/// unhealthy_after = 3         # /healthz answers 503 after this many failed runs in a row
 /// ```
 ///
 /// The `watch` flags (`--interval`, `--approval-poll`, `--no-approval-poll`,
@@ -810,6 +1082,12 @@ pub struct WatchSettings {
     pub detection_poll: Option<StdDuration>,
     /// `send_daily_report`.
     pub send_daily_report: bool,
+    /// `report_dir` (relative paths anchored at the configuration file's directory).
+    pub report_dir: Option<std::path::PathBuf>,
+    /// `report_retention_days`.
+    pub report_retention_days: Option<u32>,
+    /// `unhealthy_after`.
+    pub unhealthy_after: Option<u32>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -820,7 +1098,13 @@ struct RawWatch {
     detection_poll: Option<String>,
     #[serde(default)]
     send_daily_report: bool,
+    report_dir: Option<std::path::PathBuf>,
+    report_retention_days: Option<i64>,
+    unhealthy_after: Option<i64>,
 }
+
+/// Default number of failed runs in a row after which `/healthz` reports unhealthy.
+pub const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
 
 impl WatchSettings {
     /// Reads the `[watch]` section of `config` (all unset when there is none); unknown keys and
@@ -833,35 +1117,43 @@ impl WatchSettings {
             key: format!("watch.{key}"),
             message,
         };
-        let duration = |key: &str, s: &str, min_secs: u64| {
-            let d = humantime::parse_duration(s.trim()).map_err(|e| {
-                invalid(
-                    key,
-                    format!("{s:?} is not a duration ({e}); use e.g. 1m, 30m"),
-                )
-            })?;
-            if d < StdDuration::from_secs(min_secs) {
-                return Err(invalid(key, format!("must be at least {min_secs}s")));
-            }
-            Ok(d)
+        let duration = |key: &str, s: &str, max: StdDuration| {
+            parse_bounded_duration(s, MIN_INTERVAL, max).map_err(|m| invalid(key, m))
+        };
+        let number = |key: &str, n: i64, max: u32| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    invalid(key, format!("expected a number from 1 to {max}, found {n}"))
+                })
         };
         Ok(Self {
             interval: raw
                 .interval
-                .map(|s| duration("interval", &s, 10))
+                .map(|s| duration("interval", &s, MAX_INTERVAL))
                 .transpose()?,
             approval_poll: raw
                 .approval_poll
                 .map(|s| match s.trim() {
                     "off" => Ok(None),
-                    s => duration("approval_poll", s, 10).map(Some),
+                    s => duration("approval_poll", s, MAX_POLL).map(Some),
                 })
                 .transpose()?,
             detection_poll: raw
                 .detection_poll
-                .map(|s| duration("detection_poll", &s, 10))
+                .map(|s| duration("detection_poll", &s, MAX_POLL))
                 .transpose()?,
             send_daily_report: raw.send_daily_report,
+            report_dir: raw.report_dir.map(|d| config.base_dir().join(d)),
+            report_retention_days: raw
+                .report_retention_days
+                .map(|n| number("report_retention_days", n, MAX_REPORT_RETENTION_DAYS))
+                .transpose()?,
+            unhealthy_after: raw
+                .unhealthy_after
+                .map(|n| number("unhealthy_after", n, 1000))
+                .transpose()?,
         })
     }
 }
@@ -869,75 +1161,183 @@ impl WatchSettings {
 /// Default time between full runs.
 pub const DEFAULT_INTERVAL: StdDuration = StdDuration::from_secs(30 * 60);
 
+/// Parses `--interval`: 10s to 7 days.
+pub fn parse_interval(s: &str) -> Result<StdDuration, String> {
+    parse_bounded_duration(s, MIN_INTERVAL, MAX_INTERVAL)
+}
+
 fn parse_poll(s: &str) -> Result<StdDuration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 1m, 30s)"))?;
-    if d < StdDuration::from_secs(10) {
-        return Err("a poll interval must be at least 10s".into());
-    }
-    Ok(d)
+    parse_bounded_duration(s, MIN_INTERVAL, MAX_POLL)
 }
 
 fn parse_at(s: &str) -> Result<NaiveTime, String> {
     parse_time_of_day("--daily-report-at", s)
 }
 
-/// Runs `watch` with its triggers until `stop` is set: full runs every `interval` (default:
-/// `[watch] interval`, else 30 minutes), approval and detection polls, the daily report.
-/// Flags override `[watch]` and `[report]`. Returns the exit code (2 for a configuration
-/// problem).
+/// Everything `watch` will do, validated: the one place the `[watch]` and `[report]` sections
+/// and the `watch` flags are checked, used by `watch` itself and by `doctor` (so the two
+/// cannot disagree).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WatchPlan {
+    /// When things happen.
+    pub triggers: TriggerSettings,
+    /// The zone of the daily report.
+    pub tz: Tz,
+    /// Whether the daily report is e-mailed.
+    pub send_daily_report: bool,
+    /// Where the daily report is written.
+    pub daily_dir: std::path::PathBuf,
+    /// Entries in the daily report's top lists.
+    pub top: usize,
+    /// Where each run's JSON report goes, if anywhere.
+    pub run_reports: Option<RunReports>,
+    /// Failed runs in a row before `/healthz` reports unhealthy.
+    pub unhealthy_after: u32,
+}
+
+impl WatchPlan {
+    /// Validates the configuration's `[watch]` and `[report]` sections with the flags that
+    /// override them; every problem found is returned (each naming its key or flag), not only
+    /// the first.
+    pub fn from_config(
+        config: &crate::config::Config,
+        interval: Option<StdDuration>,
+        args: &WatchTriggerArgs,
+    ) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let watch = WatchSettings::from_config(config)
+            .map_err(|e| problems.push(crate::errors::chain(&e)))
+            .unwrap_or_default();
+        let report = ReportSettings::from_config(config)
+            .map_err(|e| problems.push(crate::errors::chain(&e)))
+            .unwrap_or_default();
+        let tz = match &args.timezone {
+            None => report.timezone.unwrap_or(Tz::UTC),
+            Some(name) => crate::monitor::report::parse_timezone("--timezone", name)
+                .map_err(|e| problems.push(crate::errors::chain(&e)))
+                .unwrap_or(Tz::UTC),
+        };
+        let interval = interval.or(watch.interval).unwrap_or(DEFAULT_INTERVAL);
+        let daily_report_at = args.daily_report_at.or(report.daily_report_at);
+        let send_daily_report = args.send_daily_report || watch.send_daily_report;
+        if send_daily_report {
+            if daily_report_at.is_none() {
+                problems.push("--send-daily-report (or [watch] send_daily_report) needs --daily-report-at or [report] daily_report_at".into());
+            }
+            if config.notify().email.is_none() {
+                problems
+                    .push("--send-daily-report (or [watch] send_daily_report) needs [notify.email] in the configuration".into());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut triggers = TriggerSettings::new(interval);
+        triggers.approval_poll = if args.no_approval_poll {
+            None
+        } else {
+            args.approval_poll.or(match watch.approval_poll {
+                Some(configured) => configured,
+                None => Some(DEFAULT_APPROVAL_POLL),
+            })
+        };
+        triggers.detection_poll = args.detection_poll.or(watch.detection_poll);
+        triggers.daily_report_at = daily_report_at.map(|at| (at, tz));
+        Ok(Self {
+            triggers,
+            tz,
+            send_daily_report,
+            daily_dir: args
+                .report_dir
+                .clone()
+                .or(report.directory)
+                .unwrap_or_else(|| config.base_dir().join("reports")),
+            top: report.top.unwrap_or(crate::monitor::report::DEFAULT_TOP_N),
+            run_reports: watch.report_dir.map(|d| {
+                RunReports::new(
+                    d,
+                    watch
+                        .report_retention_days
+                        .unwrap_or(DEFAULT_REPORT_RETENTION_DAYS),
+                )
+            }),
+            unhealthy_after: watch.unhealthy_after.unwrap_or(DEFAULT_UNHEALTHY_AFTER),
+        })
+    }
+}
+
+/// Runs `watch` with its triggers until `shutdown` is requested: full runs every `interval`
+/// (default: `[watch] interval`, else 30 minutes), approval and detection polls, the daily
+/// report. Flags override `[watch]` and `[report]`. With `metrics_addr`, serves `/metrics` and
+/// `/healthz` there. Returns the exit code (0 when stopped, 2 for a configuration problem).
 pub async fn watch(
     config: &crate::config::Config,
     env: &dyn crate::config::Env,
     interval: Option<StdDuration>,
     args: &WatchTriggerArgs,
-    stop: Arc<AtomicBool>,
+    shutdown: &crate::shutdown::Shutdown,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> u8 {
     use crate::process::{EXIT_OK, EXIT_USAGE};
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         EXIT_USAGE
     };
-    let watch_settings = match WatchSettings::from_config(config) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
+    let plan = match WatchPlan::from_config(config, interval, args) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return EXIT_USAGE;
+        }
     };
-    let report_settings = match ReportSettings::from_config(config) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
-    let interval = interval
-        .or(watch_settings.interval)
-        .unwrap_or(DEFAULT_INTERVAL);
-    let tz = match &args.timezone {
-        None => report_settings.timezone.unwrap_or(Tz::UTC),
-        Some(name) => match crate::monitor::report::parse_timezone("--timezone", name) {
-            Ok(tz) => tz,
-            Err(e) => return fail(&e),
-        },
-    };
-    let daily_report_at = args.daily_report_at.or(report_settings.daily_report_at);
-    let send_daily_report = args.send_daily_report || watch_settings.send_daily_report;
-    if send_daily_report && daily_report_at.is_none() {
-        return fail(
-            &"--send-daily-report (or [watch] send_daily_report) needs --daily-report-at or [report] daily_report_at",
-        );
-    }
     let runner = match WorkflowRunner::from_config(config, env) {
         Ok(r) => r,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&crate::errors::ErrorChain(&e)),
     };
     let engine = match config.engine() {
         Ok(e) => Arc::new(e),
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&crate::errors::ErrorChain(&e)),
     };
+    let health = Arc::new(crate::monitor::metrics::Health::new(plan.unhealthy_after));
+    if let Some(addr) = metrics_addr {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(&format!(
+                    "--metrics-addr {addr}: cannot listen: {}",
+                    crate::errors::ErrorChain(&e)
+                ))
+            }
+        };
+        match crate::monitor::metrics::install() {
+            Ok(handle) => {
+                info!(addr = %listener.local_addr().map_or(addr, |a| a), "serving /metrics and /healthz");
+                tokio::spawn(crate::monitor::metrics::serve(
+                    listener,
+                    handle,
+                    Arc::clone(&health),
+                    shutdown.token().clone(),
+                ));
+            }
+            Err(e) => return fail(&e),
+        }
+    }
     let client = runner.full.client().clone();
     let include_children = config.threatlocker().include_child_organizations;
     let probe = ClientProbe::new(client.clone(), Arc::clone(&engine), include_children);
 
     let dry_run = config.workflow().dry_run;
-    let mut runner = runner.with_stop_flag(Arc::clone(&stop));
-    if daily_report_at.is_some() {
-        let notifier = if send_daily_report && !dry_run {
+    let mut runner = runner
+        .with_stop_flag(shutdown.flag())
+        .with_health(Arc::clone(&health));
+    if let Some(reports) = &plan.run_reports {
+        runner = runner.with_report_dir(reports.clone());
+    }
+    if plan.triggers.daily_report_at.is_some() {
+        let notifier = if plan.send_daily_report && !dry_run {
             match crate::connect::notifiers(config, env) {
                 Ok(n) => match n.into_iter().find(|n| n.name() == "email") {
                     Some(n) => Some(n),
@@ -947,59 +1347,40 @@ pub async fn watch(
                         )
                     }
                 },
-                Err(e) => return fail(&e),
+                Err(e) => return fail(&crate::errors::ErrorChain(&e)),
             }
         } else {
             None
         };
-        let dir = args
-            .report_dir
-            .clone()
-            .or(report_settings.directory.clone())
-            .unwrap_or_else(|| config.base_dir().join("reports"));
         let mut job = DailyJob::new(
             client.clone(),
             Arc::clone(&engine),
             Arc::clone(runner.full.state()),
             crate::monitor::report::Scope::from_config(config),
-            tz,
-            dir,
+            plan.tz,
+            plan.daily_dir.clone(),
         )
-        .top(
-            report_settings
-                .top
-                .unwrap_or(crate::monitor::report::DEFAULT_TOP_N),
-        );
+        .top(plan.top);
         if let Some(n) = notifier {
             job = job.send_with(n, crate::monitor::report_cli::recipients(config));
         }
-        let daily = job.into_fn();
-        runner = runner.with_daily_report(daily);
+        runner = runner.with_daily_report(job.into_fn());
     }
-    let mut settings = TriggerSettings::new(interval);
-    settings.approval_poll = if args.no_approval_poll {
-        None
-    } else {
-        args.approval_poll.or(match watch_settings.approval_poll {
-            Some(configured) => configured,
-            None => Some(DEFAULT_APPROVAL_POLL),
-        })
-    };
-    settings.detection_poll = args.detection_poll.or(watch_settings.detection_poll);
-    settings.daily_report_at = daily_report_at.map(|at| (at, tz));
+    let settings = plan.triggers.clone();
     info!(
-        interval = %humantime::format_duration(interval),
+        interval = %humantime::format_duration(settings.interval),
         approval_poll = ?settings.approval_poll.map(humantime::format_duration).map(|d| d.to_string()),
         detection_poll = ?settings.detection_poll.map(humantime::format_duration).map(|d| d.to_string()),
-        daily_report_at = ?daily_report_at,
-        timezone = tz.name(),
+        daily_report_at = ?settings.daily_report_at.map(|(at, _)| at),
+        timezone = plan.tz.name(),
+        run_reports = ?plan.run_reports.as_ref().map(|r| r.dir().display().to_string()),
         "watching"
     );
     let mut watcher = Watcher::new(settings, probe, runner, SystemClock);
     watcher
-        .run_until(&stop, StdDuration::from_millis(250), None)
+        .run_until(shutdown.token(), StdDuration::from_secs(60), None)
         .await;
-    info!("stopped cleanly");
+    info!(runs = watcher.history.len(), "stopped cleanly");
     EXIT_OK
 }
 
@@ -1042,6 +1423,10 @@ mod tests {
         );
         for (body, key) in [
             ("interval = \"5s\"\n", "watch.interval"),
+            ("interval = \"400000y\"\n", "watch.interval"),
+            ("approval_poll = \"2d\"\n", "watch.approval_poll"),
+            ("report_retention_days = 0\n", "watch.report_retention_days"),
+            ("unhealthy_after = -1\n", "watch.unhealthy_after"),
             ("approval_poll = \"soon\"\n", "watch.approval_poll"),
             ("detection_poll = 5\n", "watch.detection_poll"),
             ("send_daily_report = \"yes\"\n", "watch.send_daily_report"),

@@ -66,16 +66,25 @@ pub fn main() -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("stopping (Ctrl-C)");
-    };
-    ExitCode::from(runtime.block_on(run(&cli, &ProcessEnv, shutdown)))
+    // SIGTERM (systemd, Docker) and Ctrl-C alike; a second signal exits at once.
+    ExitCode::from(runtime.block_on(async {
+        let shutdown = match crate::shutdown::Shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot handle signals: {}",
+                    crate::errors::ErrorChain(&e)
+                );
+                return EXIT_FAILED;
+            }
+        };
+        run(&cli, &ProcessEnv, async move { shutdown.wait().await }).await
+    }))
 }
 
 /// Builds the forwarder from the configuration file (errors are usage errors, exit 2).
 pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
-    let (config, siem) = load(path).map_err(|e| e.to_string())?;
+    let (config, siem) = load(path).map_err(|e| crate::errors::chain(&e))?;
     let siem = siem.ok_or_else(|| {
         format!(
             "{}: key `siem`: missing; add a [siem] section with at least transport and address",
@@ -84,13 +93,15 @@ pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
     })?;
     let sink = SyslogSink::new(siem.sink_config()).map_err(|e| format!("key `siem`: {e}"))?;
     let state_path = config.state_path();
-    let store = SentStore::open(&state_path).map_err(|e| e.to_string())?;
+    let store = SentStore::open(&state_path).map_err(|e| crate::errors::chain(&e))?;
     let needs_client = siem
         .sources
         .iter()
         .any(|s| matches!(s, SourceKind::ActionLog | SourceKind::SystemAudit));
     let engine = if siem.severity == SeverityMode::Engine {
-        let ec: EngineConfig = config.engine_section().map_err(|e| e.to_string())?;
+        let ec: EngineConfig = config
+            .engine_section()
+            .map_err(|e| crate::errors::chain(&e))?;
         Some(Engine::new(ec).map_err(|e| format!("engine configuration: {e}"))?)
     } else {
         None
@@ -98,11 +109,13 @@ pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
     let decisions = siem.sources.contains(&SourceKind::Decisions);
     let mut fwd = Forwarder::new(siem, Arc::new(sink), store);
     if needs_client {
-        let client = config.threatlocker_client(env).map_err(|e| e.to_string())?;
+        let client = config
+            .threatlocker_client(env)
+            .map_err(|e| crate::errors::chain(&e))?;
         fwd = fwd.with_client(client, config.threatlocker().include_child_organizations);
     }
     if decisions {
-        fwd = fwd.with_state(StateStore::open(&state_path).map_err(|e| e.to_string())?);
+        fwd = fwd.with_state(StateStore::open(&state_path).map_err(|e| crate::errors::chain(&e))?);
     }
     if let Some(engine) = engine {
         fwd = fwd.with_engine(engine);
@@ -147,6 +160,6 @@ pub async fn run(cli: &Cli, env: &dyn Env, shutdown: impl std::future::Future<Ou
 }
 
 fn report(e: &SiemError) -> u8 {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", crate::errors::ErrorChain(e));
     EXIT_FAILED
 }

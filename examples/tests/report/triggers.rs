@@ -2,7 +2,6 @@
 //! approval run against the simulator that permits a new request once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -150,24 +149,28 @@ impl Clock for ManualClock {
     }
 }
 
-/// A probe answering a scripted sequence of approval counts.
+/// A probe answering a scripted sequence of pending approval ids (the count is their
+/// number).
 struct ScriptedProbe {
-    counts: Mutex<Vec<i64>>,
+    polls: Mutex<Vec<Vec<&'static str>>>,
+    current: Mutex<Vec<String>>,
     decisions: Decisions,
 }
 
 #[async_trait]
 impl Probe for ScriptedProbe {
     async fn approval_count(&self) -> Result<i64, String> {
-        let mut c = self.counts.lock().unwrap();
-        if c.is_empty() {
-            Err("no more counts".into())
-        } else {
-            Ok(c.remove(0))
+        let mut polls = self.polls.lock().unwrap();
+        if polls.is_empty() {
+            return Err("no more polls".into());
         }
+        let ids: Vec<String> = polls.remove(0).into_iter().map(str::to_owned).collect();
+        let n = ids.len() as i64;
+        *self.current.lock().unwrap() = ids;
+        Ok(n)
     }
     async fn pending_ids(&self) -> Result<Vec<String>, String> {
-        Ok(Vec::new())
+        Ok(self.current.lock().unwrap().clone())
     }
     async fn recent_decisions(&self, _: DateTime<Utc>, _: Duration) -> Result<Decisions, String> {
         Ok(self.decisions.clone())
@@ -191,8 +194,17 @@ async fn the_loop_runs_on_the_interval_on_new_requests_on_new_detections_and_dai
     let clock = ManualClock::new(start);
     let k = crate::support::known();
     let probe = ScriptedProbe {
-        // One poll a minute: baseline 2, unchanged, rise to 3, unchanged, fall, rise.
-        counts: Mutex::new(vec![2, 2, 3, 3, 1, 2]),
+        // One poll a minute: nothing pending; `a` appears; unchanged; `a` actioned and `b`
+        // new (the count stays 1); `b` actioned; `b` listed again by a lagging read.
+        polls: Mutex::new(vec![
+            vec![],
+            vec!["a"],
+            vec!["a"],
+            vec!["b"],
+            vec![],
+            vec!["b"],
+        ]),
+        current: Mutex::new(Vec::new()),
         decisions: k.decisions.clone(),
     };
     let mut settings = TriggerSettings::new(StdDuration::from_secs(30 * 60));
@@ -202,7 +214,7 @@ async fn the_loop_runs_on_the_interval_on_new_requests_on_new_detections_and_dai
         "Europe/Berlin".parse().unwrap(),
     ));
     let mut w = Watcher::new(settings, probe, RecordingRunner::default(), clock.clone());
-    let stop = AtomicBool::new(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     // Run until 07:02 Berlin time (05:02 UTC).
     while clock.now() < utc(2026, 5, 14, 5, 2) {
         w.run_until(&stop, StdDuration::from_secs(1), Some(1)).await;
@@ -225,12 +237,17 @@ async fn the_loop_runs_on_the_interval_on_new_requests_on_new_detections_and_dai
             (RunKind::Scheduled, at(0)),
             // First detection poll: the High incidents are new.
             (RunKind::Detections, at(0)),
-            (RunKind::Approvals, at(2)),
+            // A new id is noticed at the poll that first lists it, even when the count
+            // did not change.
+            (RunKind::Approvals, at(1)),
+            (RunKind::Approvals, at(3)),
+            // A request listed again after it was gone is looked at again (its intent stops
+            // a second permit).
             (RunKind::Approvals, at(5)),
             (RunKind::Scheduled, at(30)),
             (RunKind::DailyReport, at(30)),
         ],
-        "the same detections are not ticketed twice; the count falling triggers nothing"
+        "the same detections are not ticketed twice; known ids and a falling count trigger nothing"
     );
 }
 

@@ -96,7 +96,10 @@ pub(crate) async fn retrieve(
     let mut out = Retrieved::default();
     match organizations(client).await {
         Ok(o) => out.organizations = o,
-        Err(e) => out.errors.push(format!("listing child organizations: {e}")),
+        Err(e) => out.errors.push(format!(
+            "listing child organizations: {e}",
+            e = crate::errors::ErrorChain(&e)
+        )),
     }
     if !read_log {
         return out;
@@ -136,7 +139,10 @@ pub(crate) async fn retrieve(
     out.errors.append(&mut errors);
     match computers(client, scope.include_child_organizations).await {
         Ok(c) => out.computers = c,
-        Err(e) => out.errors.push(format!("listing computers: {e}")),
+        Err(e) => out.errors.push(format!(
+            "listing computers: {e}",
+            e = crate::errors::ErrorChain(&e)
+        )),
     }
     rows.retain(|r| scope.contains(r.organization_id.as_ref()));
     out.events = rows;
@@ -203,7 +209,13 @@ async fn events(
     if scope.orgs.is_empty() {
         return match search(client.clone(), scope.include_children).await {
             Ok(rows) => (rows, Vec::new()),
-            Err(e) => (Vec::new(), vec![format!("reading the action log: {e}")]),
+            Err(e) => (
+                Vec::new(),
+                vec![format!(
+                    "reading the action log: {e}",
+                    e = crate::errors::ErrorChain(&e)
+                )],
+            ),
         };
     }
     let results: Vec<(OrganizationId, threatlocker_api::Result<Vec<ActionLogRow>>)> =
@@ -224,8 +236,11 @@ async fn events(
                 rows.append(&mut v);
             }
             Err(e) => {
-                warn!(organization = %org, error = %e, "reading the action log failed");
-                errors.push(format!("reading the action log of organization {org}: {e}"));
+                warn!(organization = %org, error = %crate::errors::ErrorChain(&e), "reading the action log failed");
+                errors.push(format!(
+                    "reading the action log of organization {org}: {e}",
+                    e = crate::errors::ErrorChain(&e)
+                ));
             }
         }
     }
@@ -283,7 +298,10 @@ async fn approvals(
         Err(e) => {
             return (
                 Vec::new(),
-                vec![format!("reading pending approval requests: {e}")],
+                vec![format!(
+                    "reading pending approval requests: {e}",
+                    e = crate::errors::ErrorChain(&e)
+                )],
             )
         }
     };
@@ -311,7 +329,7 @@ async fn approvals(
             match scoped.applications().research_details(&id).await {
                 Ok(r) => Some((id, r)),
                 Err(e) => {
-                    warn!(application = %id, error = %e, "research-details lookup failed");
+                    warn!(application = %id, error = %crate::errors::ErrorChain(&e), "research-details lookup failed");
                     None
                 }
             }
@@ -358,7 +376,7 @@ async fn matching_application(
             (request, apps.into_iter().next())
         }
         Err(e) => {
-            warn!(request = ?request.approval_request_id, error = %e, "matching-list lookup failed");
+            warn!(request = ?request.approval_request_id, error = %crate::errors::ErrorChain(&e), "matching-list lookup failed");
             (request, None)
         }
     }

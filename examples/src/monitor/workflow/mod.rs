@@ -457,9 +457,14 @@ impl Workflow {
             }
             Err(e) => {
                 if let (Some(id), false) = (run_id, matches!(e, WorkflowError::Killed { .. })) {
+                    let status = if matches!(e, WorkflowError::Interrupted { .. }) {
+                        RunStatus::Stopped
+                    } else {
+                        RunStatus::Failed
+                    };
                     let _ =
                         self.state
-                            .finish_run(id, RunStatus::Failed, None, Some(&e.to_string()));
+                            .finish_run(id, status, None, Some(&crate::errors::chain(&e)));
                 }
                 return Err(e);
             }
@@ -742,10 +747,11 @@ impl Run<'_> {
                     });
                 }
                 Err(e) => {
-                    warn!(request = %id, error = %e, "planning the permit failed");
-                    self.outcomes
-                        .approvals
-                        .insert(id.clone(), ApprovalOutcome::failed(e.to_string()));
+                    warn!(request = %id, error = %crate::errors::ErrorChain(&e), "planning the permit failed");
+                    self.outcomes.approvals.insert(
+                        id.clone(),
+                        ApprovalOutcome::failed(crate::errors::chain(&e)),
+                    );
                 }
             }
             return Ok(());
@@ -798,11 +804,14 @@ impl Run<'_> {
                     Ok(_) => {}
                     Err(e) => {
                         // The report lists the approval outcome's error.
-                        warn!(request = %id, error = %e, "re-reading the approval request failed");
-                        self.wf.state.fail_intent(&key, &e.to_string())?;
+                        warn!(request = %id, error = %crate::errors::ErrorChain(&e), "re-reading the approval request failed");
+                        self.wf.state.fail_intent(&key, &crate::errors::chain(&e))?;
                         self.outcomes.approvals.insert(
                             id.clone(),
-                            ApprovalOutcome::failed(format!("re-reading its status: {e}")),
+                            ApprovalOutcome::failed(format!(
+                                "re-reading its status: {e}",
+                                e = crate::errors::ErrorChain(&e)
+                            )),
                         );
                         return Ok(());
                     }
@@ -833,11 +842,12 @@ impl Run<'_> {
             }
             Err(e) => {
                 // The report lists the approval outcome's error.
-                warn!(request = %id, error = %e, "permit failed");
-                self.wf.state.fail_intent(&key, &e.to_string())?;
-                self.outcomes
-                    .approvals
-                    .insert(id.clone(), ApprovalOutcome::failed(e.to_string()));
+                warn!(request = %id, error = %crate::errors::ErrorChain(&e), "permit failed");
+                self.wf.state.fail_intent(&key, &crate::errors::chain(&e))?;
+                self.outcomes.approvals.insert(
+                    id.clone(),
+                    ApprovalOutcome::failed(crate::errors::chain(&e)),
+                );
             }
         }
         Ok(())
@@ -882,7 +892,10 @@ impl Run<'_> {
                 ),
                 requests: vec![req],
             }),
-            Err(e) => self.error(format!("planning the deploy to {org}: {e}")),
+            Err(e) => self.error(format!(
+                "planning the deploy to {org}: {e}",
+                e = crate::errors::ErrorChain(&e)
+            )),
         }
     }
 
@@ -921,8 +934,11 @@ impl Run<'_> {
                 applied(self);
             }
             Err(e) => {
-                self.wf.state.fail_intent(&key, &e.to_string())?;
-                self.error(format!("deploying policies to organization {org}: {e}"));
+                self.wf.state.fail_intent(&key, &crate::errors::chain(&e))?;
+                self.error(format!(
+                    "deploying policies to organization {org}: {e}",
+                    e = crate::errors::ErrorChain(&e)
+                ));
             }
         }
         Ok(())
@@ -1002,8 +1018,12 @@ impl Run<'_> {
                         self.wf.state.complete_intent(&key, Some("sent"))?;
                     }
                     Err(e) => {
-                        self.wf.state.fail_intent(&key, &e.to_string())?;
-                        self.error(format!("notifying through {}: {e}", notifier.name()));
+                        self.wf.state.fail_intent(&key, &crate::errors::chain(&e))?;
+                        self.error(format!(
+                            "notifying through {}: {e}",
+                            notifier.name(),
+                            e = crate::errors::ErrorChain(&e)
+                        ));
                     }
                 }
                 Ok(())
@@ -1110,9 +1130,12 @@ impl Ctx<'_> {
             }
             Ok(None) => {}
             Err(e) => {
-                state.fail_intent(&key, &e.to_string())?;
-                done.errors
-                    .push(format!("searching the PSA for {}: {e}", planned.dedupe_key));
+                state.fail_intent(&key, &crate::errors::chain(&e))?;
+                done.errors.push(format!(
+                    "searching the PSA for {}: {e}",
+                    planned.dedupe_key,
+                    e = crate::errors::ErrorChain(&e)
+                ));
                 return Ok(done);
             }
         }
@@ -1123,9 +1146,12 @@ impl Ctx<'_> {
                 done.ticket = Some((created.id, true, false));
             }
             Err(e) => {
-                state.fail_intent(&key, &e.to_string())?;
-                done.errors
-                    .push(format!("opening a ticket for {}: {e}", planned.dedupe_key));
+                state.fail_intent(&key, &crate::errors::chain(&e))?;
+                done.errors.push(format!(
+                    "opening a ticket for {}: {e}",
+                    planned.dedupe_key,
+                    e = crate::errors::ErrorChain(&e)
+                ));
             }
         }
         Ok(done)
@@ -1154,8 +1180,11 @@ impl Ctx<'_> {
                         Ok(true)
                     }
                     Err(e) => {
-                        state.fail_intent(&key, &e.to_string())?;
-                        errors.push(format!("adding a note to ticket {ticket_id}: {e}"));
+                        state.fail_intent(&key, &crate::errors::chain(&e))?;
+                        errors.push(format!(
+                            "adding a note to ticket {ticket_id}: {e}",
+                            e = crate::errors::ErrorChain(&e)
+                        ));
                         Ok(false)
                     }
                 }
@@ -1232,7 +1261,8 @@ impl Run<'_> {
                         .complete_intent(&intent.key, Some(&format!("actioned elsewhere: {s}")))?;
                 }
                 Err(e) => self.error(format!(
-                    "re-reading approval request {id} left unfinished by an earlier run: {e}"
+                    "re-reading approval request {id} left unfinished by an earlier run: {e}",
+                    e = crate::errors::ErrorChain(&e),
                 )),
             }
         }
@@ -1255,7 +1285,8 @@ impl Run<'_> {
                 Err(e) => {
                     self.error(format!(
                         "searching the PSA for {}: {e}",
-                        ticket.external_ref
+                        ticket.external_ref,
+                        e = crate::errors::ErrorChain(&e),
                     ));
                     continue;
                 }
@@ -1268,8 +1299,14 @@ impl Run<'_> {
                         created.id
                     }
                     Err(e) => {
-                        self.wf.state.fail_intent(&intent.key, &e.to_string())?;
-                        self.error(format!("opening a ticket for {}: {e}", ticket.external_ref));
+                        self.wf
+                            .state
+                            .fail_intent(&intent.key, &crate::errors::chain(&e))?;
+                        self.error(format!(
+                            "opening a ticket for {}: {e}",
+                            ticket.external_ref,
+                            e = crate::errors::ErrorChain(&e)
+                        ));
                         continue;
                     }
                 },
@@ -1292,8 +1329,13 @@ impl Run<'_> {
                     self.wf.state.complete_intent(&intent.key, None)?;
                 }
                 Err(e) => {
-                    self.wf.state.fail_intent(&intent.key, &e.to_string())?;
-                    self.error(format!("adding a note to ticket {ticket_id}: {e}"));
+                    self.wf
+                        .state
+                        .fail_intent(&intent.key, &crate::errors::chain(&e))?;
+                    self.error(format!(
+                        "adding a note to ticket {ticket_id}: {e}",
+                        e = crate::errors::ErrorChain(&e)
+                    ));
                 }
             }
         }
@@ -1319,8 +1361,13 @@ impl Run<'_> {
                         .complete_intent(&intent.key, Some("deployed"))?;
                 }
                 Err(e) => {
-                    self.wf.state.fail_intent(&intent.key, &e.to_string())?;
-                    self.error(format!("deploying policies to organization {org}: {e}"));
+                    self.wf
+                        .state
+                        .fail_intent(&intent.key, &crate::errors::chain(&e))?;
+                    self.error(format!(
+                        "deploying policies to organization {org}: {e}",
+                        e = crate::errors::ErrorChain(&e)
+                    ));
                 }
             }
         }
@@ -1352,8 +1399,14 @@ impl Run<'_> {
                     self.wf.state.complete_intent(&intent.key, Some("sent"))?;
                 }
                 Err(e) => {
-                    self.wf.state.fail_intent(&intent.key, &e.to_string())?;
-                    self.error(format!("notifying through {}: {e}", notifier.name()));
+                    self.wf
+                        .state
+                        .fail_intent(&intent.key, &crate::errors::chain(&e))?;
+                    self.error(format!(
+                        "notifying through {}: {e}",
+                        notifier.name(),
+                        e = crate::errors::ErrorChain(&e)
+                    ));
                 }
             }
         }
