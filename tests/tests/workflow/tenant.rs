@@ -27,6 +27,8 @@ struct Measured {
     affected_computers: usize,
     max_open_per_computer: usize,
     rows_in_two_detections: usize,
+    /// Detections per event type.
+    by_type: BTreeMap<String, usize>,
     seconds: f64,
 }
 
@@ -101,6 +103,10 @@ async fn run_tenant(config: SimConfig) -> Measured {
         .iter()
         .map(|e| e.incident.as_str())
         .collect();
+    let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &r.security_events {
+        *by_type.entry(e.event_type.clone()).or_default() += 1;
+    }
     Measured {
         computers: ds.computers.len(),
         organizations: ds.orgs.len(),
@@ -115,6 +121,7 @@ async fn run_tenant(config: SimConfig) -> Measured {
         affected_computers: affected.len(),
         max_open_per_computer: per_computer.values().map(BTreeSet::len).max().unwrap_or(0),
         rows_in_two_detections: twice,
+        by_type,
         seconds,
     }
 }
@@ -124,7 +131,8 @@ fn print(m: &Measured) {
         "tenant: {} organizations (home included), {} computers, {} events in the window, {:.1} s\n\
          safe requests approved {}/{}, unsafe approvals {}\n\
          detections {}, incidents {}, tickets {} (PSA holds {}), affected computers {}, \
-         most open tickets on one computer {}, rows in two detections {}",
+         most open tickets on one computer {}, rows in two detections {}\n\
+         detections by type {:?}",
         m.organizations,
         m.computers,
         m.events,
@@ -139,6 +147,7 @@ fn print(m: &Measured) {
         m.affected_computers,
         m.max_open_per_computer,
         m.rows_in_two_detections,
+        m.by_type,
     );
 }
 
