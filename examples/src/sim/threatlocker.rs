@@ -93,6 +93,7 @@ struct Mutable {
     faults: Vec<Fault>,
     owning_org_only: bool,
     source_table_required: bool,
+    parent_needs_child_flag: bool,
     counts: BTreeMap<String, u64>,
     spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
@@ -203,6 +204,13 @@ impl PortalSim {
     /// 2 denies, 3 and 4 none). Off by default.
     pub fn require_source_table(&self, on: bool) {
         self.portal.lock().source_table_required = on;
+    }
+
+    /// The other reading of reference §1.3: a parent key's action-log search without the child
+    /// flag answers HTTP 500 even though the home organization has rows of its own (they come
+    /// with the child flag only). Off by default.
+    pub fn require_child_flag_at_parent_scope(&self, on: bool) {
+        self.portal.lock().parent_needs_child_flag = on;
     }
 
     /// Permits accepted so far.
@@ -572,7 +580,10 @@ impl Portal {
             // The parent's search with the child flag covers the home organization too.
             (Scope::Parent, _) if child => (0..self.ds.orgs.len()).collect(),
             // Without it: the home organization's own rows.
-            (Scope::Parent, Some(home)) => vec![home],
+            (Scope::Parent, Some(home)) if !self.lock().parent_needs_child_flag => vec![home],
+            (Scope::Parent, Some(_)) => {
+                return error(500, "A problem occurred with the request (0HSIM00000004)")
+            }
             (Scope::Parent, None) => {
                 return error(500, "A problem occurred with the request (0HSIM00000004)")
             }

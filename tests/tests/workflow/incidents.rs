@@ -50,6 +50,39 @@ async fn the_home_organization_is_read_with_and_without_child_organizations() {
 }
 
 #[tokio::test]
+async fn a_parent_search_without_the_child_flag_that_fails_still_reads_the_home_rows() {
+    // The other reading of reference §1.3: the home organization's rows come only with the
+    // child flag. The run falls back to it and keeps the rows of no listed child.
+    for (children, events) in [(true, 22), (false, 3)] {
+        let h = Harness::story().await;
+        h.portal.require_child_flag_at_parent_scope(true);
+        let text = h.config_text("").replace(
+            "max_concurrency = 4",
+            &format!("max_concurrency = 4\ninclude_child_organizations = {children}"),
+        );
+        let out = h
+            .workflow_from_text(&text)
+            .run(RunOptions::new().now(now()))
+            .await
+            .unwrap();
+        assert!(
+            out.report.success,
+            "children {children}: {:?}",
+            out.report.errors
+        );
+        assert_eq!(
+            out.report.monitoring_summary.total_events, events,
+            "children {children}"
+        );
+        assert!(out
+            .report
+            .security_events
+            .iter()
+            .any(|e| e.company.as_deref() == Some("MSP Parent")));
+    }
+}
+
+#[tokio::test]
 async fn an_incident_has_one_open_ticket_and_a_new_one_once_it_is_closed() {
     let h = Harness::story().await;
     let wf = h.workflow("process_approvals = false");
