@@ -913,7 +913,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .collect()
     }
 
-    /// A file's risk level and the least stopped outcome among `rows`: the rule's default,
+    /// A detection's risk level and the least stopped outcome among `rows`: the rule's default,
     /// one level up for rules that escalate when the action was not stopped.
     fn assess(&self, evs: &[Ev<'a>], rule_id: &str, rows: &[u32]) -> (RiskLevel, &'static str) {
         let r = rule(rule_id).unwrap_or(&crate::rules::RULES[0]);
