@@ -7,8 +7,10 @@ mod workflow {
     pub mod common;
     mod dry_run;
     mod exactly_once;
+    mod incidents;
     mod notify;
     mod report;
     mod resilience;
     mod switches;
+    mod tenant;
 }

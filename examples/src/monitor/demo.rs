@@ -191,7 +191,7 @@ pub fn render(o: &DemoOutcome) -> String {
     let _ = writeln!(s, "  simulated ConnectWise PSA          {}", o.psa_uri);
     let _ = writeln!(
         s,
-        "\nRun 1: {} organizations, window {} to {} UTC",
+        "\nRun 1: {} organizations (the MSP's own included), window {} to {} UTC",
         o.organizations,
         o.first.window_start.format("%Y-%m-%d %H:%M"),
         o.first.window_end.format("%Y-%m-%d %H:%M")
@@ -224,22 +224,38 @@ pub fn render(o: &DemoOutcome) -> String {
             clip(&a.reason, 90)
         );
     }
-    let _ = writeln!(s, "  security events    {}", m.security_alerts);
+    let incidents: std::collections::BTreeSet<&str> = r
+        .security_events
+        .iter()
+        .map(|e| e.incident.as_str())
+        .collect();
+    let _ = writeln!(
+        s,
+        "  security events    {} in {} incidents (one ticket per incident)",
+        m.security_alerts,
+        incidents.len()
+    );
     for e in &r.security_events {
         let ticket = match (&e.ticket_id, e.ticket_created) {
             (Some(id), true) => format!("ticket #{id} opened"),
             (Some(id), false) => format!("ticket #{id}"),
             (None, _) => "no ticket".to_owned(),
         };
+        let also = if e.also_matched.is_empty() {
+            String::new()
+        } else {
+            format!("  (also matched {})", e.also_matched.join(", "))
+        };
         let _ = writeln!(
             s,
-            "    {:<8} {:<22} {:<28} {:<18} {:<16} {}",
+            "    {:<8} {:<22} {:<28} {:<18} {:<16} {}{}",
             e.risk_level.as_str(),
             e.event_type,
             clip(&e.application, 28),
             clip(e.company.as_deref().unwrap_or("-"), 18),
             clip(e.device.as_deref().unwrap_or("-"), 16),
-            ticket
+            ticket,
+            also
         );
     }
     let _ = writeln!(

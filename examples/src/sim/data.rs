@@ -70,6 +70,13 @@ pub struct SimConfig {
     pub now: DateTime<Utc>,
     /// Width of the window the events are spread over.
     pub window_hours: u32,
+    /// Computers of the MSP's own (home) organization, the one the API key belongs to; 0 for
+    /// none. Its rows and requests are generated like a client's.
+    pub home_computers: usize,
+    /// The mix of a real MSP tenant: requests for signed built-in browser installers (about one
+    /// in five), installers blocked where users tried them, and encoded PowerShell started by
+    /// Word among the suspicious events.
+    pub msp_mix: bool,
 }
 
 impl SimConfig {
@@ -89,6 +96,8 @@ impl SimConfig {
             audit_only_per_10k: 150,
             now,
             window_hours: 24,
+            home_computers: 3,
+            msp_mix: false,
         }
     }
 
@@ -114,6 +123,35 @@ impl SimConfig {
             audit_only_per_10k: 300,
             now,
             window_hours: 24,
+            home_computers: 0,
+            msp_mix: false,
+        }
+    }
+
+    /// A tenant built like a real MSP's: the MSP's own organization with its own computers,
+    /// `organizations` client organizations of `computers_per_org` computers, `events` rows over
+    /// two days, four pending requests per organization (about one in five for a signed built-in
+    /// browser installer), about one row in seven a block.
+    pub fn msp_tenant(
+        organizations: usize,
+        computers_per_org: usize,
+        events: u64,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            seed: 0x4d53_5031,
+            organizations,
+            events,
+            computers_per_org,
+            approvals_per_org: 4,
+            story: false,
+            suspicious_per_10k: 8,
+            blocks_per_10k: 1_400,
+            audit_only_per_10k: 300,
+            now,
+            window_hours: 48,
+            home_computers: computers_per_org,
+            msp_mix: true,
         }
     }
 }
@@ -136,6 +174,9 @@ pub struct SimOrg {
     pub users: Vec<String>,
     /// Index range of this organization's computers in [`Dataset::computers`].
     pub computers: std::ops::Range<usize>,
+    /// The MSP's own (home) organization: its id is the parent's, and it is not listed as a
+    /// child.
+    pub home: bool,
 }
 
 /// One simulated computer.
@@ -317,6 +358,26 @@ const APPS: &[AppSpec] = &[
         built_in: false,
         known: false,
     },
+    AppSpec {
+        name: "Google Chrome",
+        file: "chromesetup.exe",
+        path: "c:\\users\\{user}\\downloads\\chromesetup.exe",
+        cert: Some("CN=Google LLC, O=Google LLC, L=Mountain View, S=California, C=US"),
+        categories: &["Web Browsers"],
+        built_in: true,
+        known: true,
+    },
+    AppSpec {
+        name: "Mozilla Firefox",
+        file: "firefox setup 133.0.exe",
+        path: "c:\\users\\{user}\\downloads\\firefox setup 133.0.exe",
+        cert: Some(
+            "CN=Mozilla Corporation, O=Mozilla Corporation, L=San Francisco, S=California, C=US",
+        ),
+        categories: &["Web Browsers"],
+        built_in: true,
+        known: true,
+    },
 ];
 
 /// Catalogue indices, for readability.
@@ -336,6 +397,8 @@ pub mod app {
     pub const CERTUTIL: usize = 11;
     pub const MSHTA: usize = 12;
     pub const PDFSETUP: usize = 13;
+    pub const CHROMESETUP: usize = 14;
+    pub const FIREFOXSETUP: usize = 15;
 }
 
 /// What kind of row an event is.
@@ -405,8 +468,11 @@ pub struct Dataset {
     pub config: SimConfig,
     /// The MSP parent organization (the API user's home).
     pub parent: SimOrg,
-    /// Child organizations.
+    /// Child organizations, then (when it has computers) the home organization's own entry,
+    /// whose index is [`Dataset::home`].
     pub orgs: Vec<SimOrg>,
+    /// Index in `orgs` of the home organization's own entry (same id as `parent`).
+    pub home: Option<usize>,
     /// Every computer.
     pub computers: Vec<SimComputer>,
     /// The application catalogue.
@@ -453,6 +519,7 @@ impl Dataset {
             code: "MSP".into(),
             users: vec!["MSP\\tech".into()],
             computers: 0..0,
+            home: true,
         };
         let mut orgs = Vec::with_capacity(config.organizations);
         let mut computers = Vec::new();
@@ -496,8 +563,32 @@ impl Dataset {
                 code,
                 users,
                 computers: start..computers.len(),
+                home: false,
             });
         }
+        // The MSP's own organization: real machines too (technicians' workstations, servers).
+        let mut parent = parent;
+        let home = (config.home_computers > 0).then(|| {
+            let o = orgs.len();
+            let start = computers.len();
+            for c in 0..config.home_computers {
+                computers.push(SimComputer {
+                    id: guid(seed, ns::COMPUTER, 9_000_000 + c as u64),
+                    name: format!("MSP-{}{:02}", if c % 4 == 3 { "SRV" } else { "WS" }, c + 1),
+                    org: o,
+                    group_id: guid(seed, ns::GROUP, 9_000_000),
+                    group: "MSP Workstations".into(),
+                    mode: if c % 8 == 3 { "Learning" } else { "Secure" },
+                });
+            }
+            parent.computers = start..computers.len();
+            parent.users = ["tech", "jdoe", "asmith", "bkhan", "cwong"]
+                .iter()
+                .map(|u| format!("MSP\\{u}"))
+                .collect();
+            orgs.push(parent.clone());
+            o
+        });
         let apps = APPS
             .iter()
             .enumerate()
@@ -515,18 +606,20 @@ impl Dataset {
             })
             .collect();
 
-        let n = config.organizations as u64;
+        let n = orgs.len() as u64;
         let generated_per_org = (0..n)
             .map(|o| config.events / n.max(1) + u64::from(o < config.events % n.max(1)))
             .collect();
 
+        let story = vec![Vec::new(); orgs.len()];
         let mut ds = Self {
             parent,
             orgs,
             computers,
             apps,
             approvals: Vec::new(),
-            story: vec![Vec::new(); config.organizations],
+            story,
+            home,
             generated_per_org,
             config,
         };
@@ -548,7 +641,7 @@ impl Dataset {
     fn generate_approvals(&mut self) {
         let seed = self.config.seed;
         let per_org = self.config.approvals_per_org;
-        let pool = [
+        let classic: &[usize] = &[
             app::CHROME,
             app::ZOOM,
             app::ANYDESK,
@@ -556,6 +649,20 @@ impl Dataset {
             app::PDFSETUP,
             app::UTORRENT,
         ];
+        // Two in ten for a signed built-in browser installer.
+        let msp: &[usize] = &[
+            app::CHROMESETUP,
+            app::FIREFOXSETUP,
+            app::ZOOM,
+            app::ANYDESK,
+            app::SEVENZIP,
+            app::PDFSETUP,
+            app::UTORRENT,
+            app::NOTEPADPP,
+            app::INVOICE,
+            app::ACROBAT,
+        ];
+        let pool = if self.config.msp_mix { msp } else { classic };
         for o in 0..self.orgs.len() {
             for a in 0..per_org {
                 let h = mix(seed, (o * 100 + a) as u64, 99);
@@ -567,7 +674,12 @@ impl Dataset {
                     org: o,
                     computer: comp,
                     user: self.orgs[o].users[(h >> 8) as usize % self.orgs[o].users.len()].clone(),
-                    app: pool[(h >> 16) as usize % pool.len()],
+                    app: if self.config.msp_mix {
+                        // Evenly over the pool, so the share of installers is exact.
+                        pool[(o * per_org + a) % pool.len()]
+                    } else {
+                        pool[(h >> 16) as usize % pool.len()]
+                    },
                     reason: "Need this for work".into(),
                     time: self.config.now - Duration::minutes(30 + (h % 600) as i64),
                     action_type: "execute",
@@ -693,7 +805,56 @@ impl Dataset {
             );
         }
 
-        // Approval requests: two in the auto-approve categories, three for review.
+        // Widget Inc: a noisy user on WS01 (AnyDesk and uTorrent blocked again and again, and
+        // the Chrome installer once), who also asked for that installer: repeated denials get
+        // a ticket, and the signed built-in installer is approved anyway.
+        for (m, a) in [
+            (140, app::ANYDESK),
+            (130, app::UTORRENT),
+            (125, app::ANYDESK),
+            (118, app::UTORRENT),
+            (50, app::CHROMESETUP),
+        ] {
+            push(
+                self,
+                1,
+                0,
+                2,
+                m,
+                a,
+                block,
+                "execute",
+                Some("c:\\windows\\explorer.exe"),
+                None,
+            );
+        }
+        // Fabrikam Legal WS01 again: encoded PowerShell started by Word (both a suspicious
+        // execution and a LOLBin started by Office: one detection), in the same incident as
+        // the mshta above: one ticket with several detections.
+        push(self, 2, 0, 2, 74, app::POWERSHELL, hard_block, "execute",
+            Some("c:\\program files\\microsoft office\\root\\office16\\winword.exe"),
+            Some("powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA".into()));
+        // The MSP's own organization: uTorrent blocked three times on a technician's
+        // workstation (a repeat block on the MSP's own machine).
+        if let Some(home) = self.home {
+            for m in [220, 210, 205] {
+                push(
+                    self,
+                    home,
+                    0,
+                    0,
+                    m,
+                    app::UTORRENT,
+                    hard_block,
+                    "execute",
+                    Some("c:\\windows\\explorer.exe"),
+                    None,
+                );
+            }
+        }
+
+        // Approval requests: signed built-in browser installers and Zoom in the auto-approve
+        // categories, three for review.
         let add = |ds: &mut Self,
                    o: usize,
                    c: usize,
@@ -735,7 +896,26 @@ impl Dataset {
             115,
             "Vendor support session for the X-ray software",
         );
-        add(self, 1, 0, 2, app::CHROME, 45, "Chrome update");
+        add(
+            self,
+            1,
+            0,
+            2,
+            app::CHROMESETUP,
+            45,
+            "Need Chrome for the supplier portal",
+        );
+        if let Some(home) = self.home {
+            add(
+                self,
+                home,
+                1,
+                1,
+                app::FIREFOXSETUP,
+                40,
+                "Firefox for testing the client portal",
+            );
+        }
         add(
             self,
             2,
@@ -820,9 +1000,34 @@ impl Dataset {
             app::NOTEPADPP,
             app::ZOOM,
         ];
-        let blocked = [app::ANYDESK, app::UTORRENT, app::PDFSETUP];
+        let blocked: &[usize] = if self.config.msp_mix {
+            &[
+                app::ANYDESK,
+                app::UTORRENT,
+                app::PDFSETUP,
+                app::CHROMESETUP,
+                app::FIREFOXSETUP,
+                app::NOTEPADPP,
+                app::SEVENZIP,
+            ]
+        } else {
+            &[app::ANYDESK, app::UTORRENT, app::PDFSETUP]
+        };
+        let suspicious_kinds = if self.config.msp_mix { 4 } else { 3 };
         let (app, kind, action_type, parent, data) = if roll < sus {
-            match pick % 3 {
+            match pick % suspicious_kinds {
+                3 => (
+                    app::POWERSHELL,
+                    EventKind::Block {
+                        option_to_request: false,
+                    },
+                    "execute",
+                    Some("c:\\program files\\microsoft office\\root\\office16\\winword.exe"),
+                    Some(format!(
+                        "powershell.exe -nop -w hidden -enc {}",
+                        "SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA="
+                    )),
+                ),
                 0 => (
                     app::POWERSHELL,
                     EventKind::Block {
@@ -984,6 +1189,7 @@ impl Dataset {
             policy_name: policy.1,
             application_id: app.known.then(|| app.id.clone()),
             application_name: app.known.then_some(app.name),
+            application_is_built_in: app.known.then_some(app.built_in),
             option_to_request: matches!(
                 e.kind,
                 EventKind::Block {
@@ -1003,7 +1209,12 @@ impl Dataset {
         let app = &self.apps[a.app];
         let blocked = matches!(
             a.app,
-            app::ANYDESK | app::UTORRENT | app::PDFSETUP | app::INVOICE
+            app::ANYDESK
+                | app::UTORRENT
+                | app::PDFSETUP
+                | app::INVOICE
+                | app::CHROMESETUP
+                | app::FIREFOXSETUP
         );
         if blocked {
             (app.sha256.clone(), app.hash.clone())
@@ -1095,6 +1306,7 @@ pub struct ActionLogRowOut {
     pub policy_name: String,
     pub application_id: Option<String>,
     pub application_name: Option<&'static str>,
+    pub application_is_built_in: Option<bool>,
     pub option_to_request: bool,
     pub os_type: i32,
     pub data: Option<String>,
@@ -1114,10 +1326,13 @@ mod tests {
     fn generation_is_deterministic_and_bounded_by_the_window() {
         let a = Dataset::generate(SimConfig::demo(now()));
         let b = Dataset::generate(SimConfig::demo(now()));
-        assert_eq!(a.orgs.len(), 4);
-        let total: u64 = (0..4).map(|o| a.generated_count(o)).sum();
+        // Four client organizations and the MSP's own (last, same id as the parent).
+        assert_eq!(a.orgs.len(), 5);
+        assert_eq!(a.home, Some(4));
+        assert_eq!(a.orgs[4].id, a.parent.id);
+        let total: u64 = (0..5).map(|o| a.generated_count(o)).sum();
         assert_eq!(total, 600);
-        for o in 0..4 {
+        for o in 0..5 {
             for k in [0, 17, a.generated_count(o) - 1] {
                 let (ea, eb) = (a.generated_event(o, k), b.generated_event(o, k));
                 assert_eq!(a.row(&ea).e_action_log_id, b.row(&eb).e_action_log_id);

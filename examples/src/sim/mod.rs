@@ -127,10 +127,21 @@ mod tests {
         let r = search(&http, &sim, &b).await;
         assert_eq!(r.status(), 417);
         assert!(r.text().await.unwrap().contains("Invalid Date Range"));
-        // Parent scope without the child flag: 500.
-        let mut b = search_body(1, 10);
+        // Parent scope without the child flag: the home organization's own rows only.
+        let mut b = search_body(1, 1000);
         b["showChildOrganizations"] = json!(false);
         let r = search(&http, &sim, &b).await;
+        assert_eq!(r.status(), 200);
+        let rows: Vec<Value> = r.json().await.unwrap();
+        let home = sim.dataset().parent.id.clone();
+        assert!(!rows.is_empty());
+        assert!(rows.iter().all(|r| r["organizationId"] == json!(home)));
+        // Without a home organization of its own, a parent-scope search without the child
+        // flag is a 500 (reference §1.3).
+        let mut config = SimConfig::demo(now());
+        config.home_computers = 0;
+        let bare = PortalSim::start(Dataset::generate(config), DEMO_API_KEY).await;
+        let r = search(&http, &bare, &b).await;
         assert_eq!(r.status(), 500);
     }
 
@@ -191,7 +202,8 @@ mod tests {
         assert_eq!(r.status(), 500);
         let r = post(&http, &sim, "ApprovalRequest/ApprovalRequestGetByParameters", &json!({"statusId": 1, "pageNumber": 1, "pageSize": 50, "showChildOrganizations": true}), false).await;
         let rows: Vec<Value> = r.json().await.unwrap();
-        assert_eq!(rows.len(), 5);
+        // Five requests in the client organizations, one in the MSP's own.
+        assert_eq!(rows.len(), 6);
         let zoom = rows
             .iter()
             .find(|r| r["path"].as_str().unwrap().ends_with("zoom.exe"))
@@ -207,7 +219,7 @@ mod tests {
             .get(format!("{}/portalapi/ApprovalRequest/ApprovalRequestGetCount?includeChildOrganizations=true", sim.uri()))
             .header("Authorization", DEMO_API_KEY)
             .send().await.unwrap().text().await.unwrap();
-        assert_eq!(count, "5");
+        assert_eq!(count, "6");
 
         let id = zoom["approvalRequestId"].as_str().unwrap();
         let dto: Value = http
@@ -273,7 +285,7 @@ mod tests {
             .dataset()
             .approvals
             .iter()
-            .find(|a| a.app == data::app::CHROME)
+            .find(|a| a.app == data::app::CHROMESETUP)
             .unwrap()
             .id
             .clone();

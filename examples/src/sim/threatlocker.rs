@@ -93,6 +93,7 @@ struct Mutable {
     faults: Vec<Fault>,
     owning_org_only: bool,
     source_table_required: bool,
+    parent_needs_child_flag: bool,
     counts: BTreeMap<String, u64>,
     spans: BTreeMap<String, (Instant, Instant)>,
     total: u64,
@@ -203,6 +204,13 @@ impl PortalSim {
     /// 2 denies, 3 and 4 none). Off by default.
     pub fn require_source_table(&self, on: bool) {
         self.portal.lock().source_table_required = on;
+    }
+
+    /// The other reading of reference §1.3: a parent key's action-log search without the child
+    /// flag answers HTTP 500 even though the home organization has rows of its own (they come
+    /// with the child flag only). Off by default.
+    pub fn require_child_flag_at_parent_scope(&self, on: bool) {
+        self.portal.lock().parent_needs_child_flag = on;
     }
 
     /// Permits accepted so far.
@@ -567,10 +575,16 @@ impl Portal {
             .get("showChildOrganizations")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let orgs: Vec<usize> = match scope {
-            Scope::Org(i) => vec![i],
-            Scope::Parent if child => (0..self.ds.orgs.len()).collect(),
-            Scope::Parent => {
+        let orgs: Vec<usize> = match (scope, self.ds.home) {
+            (Scope::Org(i), _) => vec![i],
+            // The parent's search with the child flag covers the home organization too.
+            (Scope::Parent, _) if child => (0..self.ds.orgs.len()).collect(),
+            // Without it: the home organization's own rows.
+            (Scope::Parent, Some(home)) if !self.lock().parent_needs_child_flag => vec![home],
+            (Scope::Parent, Some(_)) => {
+                return error(500, "A problem occurred with the request (0HSIM00000004)")
+            }
+            (Scope::Parent, None) => {
                 return error(500, "A problem occurred with the request (0HSIM00000004)")
             }
         };
@@ -615,7 +629,8 @@ impl Portal {
     fn visible(&self, scope: Scope, org: usize, child: bool) -> bool {
         match scope {
             Scope::Org(i) => i == org,
-            Scope::Parent => child,
+            // The home organization's own objects are always the parent's to see.
+            Scope::Parent => child || self.ds.home == Some(org),
         }
     }
 
@@ -677,7 +692,7 @@ impl Portal {
             .ok_or_else(|| Box::new(error(400, "Approval request not found")))?;
         let visible = match scope {
             Scope::Org(i) => i == a.org,
-            Scope::Parent => !self.lock().owning_org_only,
+            Scope::Parent => self.ds.home == Some(a.org) || !self.lock().owning_org_only,
         };
         if !visible {
             return Err(Box::new(error(400, "Approval request not found")));
@@ -695,7 +710,7 @@ impl Portal {
             "username": a.user,
             "hash": legacy,
             "sha256": sha256,
-            "certs": app.cert.map(|c| vec![json!({"sha": super::data::fake_sha256(c)[..40].to_owned(), "subject": c})]).unwrap_or_default(),
+            "certs": app.cert.map(|c| vec![json!({"sha": super::data::fake_sha256(c)[..40].to_owned(), "subject": c, "validCert": true})]).unwrap_or_default(),
             "serialNumber": null,
             "deviceType": "Workstation",
             "actionType": a.action_type,
@@ -721,7 +736,8 @@ impl Portal {
             "requestor": a.user,
             "requestorEmailAddress": format!("{user_short}@{}.example", org.name),
             "path": app.path.replace("{user}", user_short),
-            "hash": self.ds.approval_hashes(a).0,
+            // The legacy hash only: the SHA-256 and the certificates are inside `json`.
+            "hash": self.ds.approval_hashes(a).1,
             "actionType": a.action_type,
             "statusId": status,
             "requestTypeId": 1,
@@ -1086,6 +1102,7 @@ impl Portal {
                 .ds
                 .orgs
                 .iter()
+                .filter(|o| !o.home)
                 .filter(|o| {
                     search.is_empty() || o.display_name.to_ascii_lowercase().contains(&search)
                 })

@@ -190,13 +190,21 @@ pub fn input() -> Input {
     ];
     let approvals = vec![
         pending(
-            request(
-                "r-1",
-                ORG,
-                "c:\\program files\\zoom\\zoom.exe",
-                "z1",
-                "CONTOSO\\jsmith",
-            ),
+            {
+                // Signed (the certificates are in the request's json): a known-good file.
+                let mut r = request(
+                    "r-1",
+                    ORG,
+                    "c:\\program files\\zoom\\zoom.exe",
+                    "z1",
+                    "CONTOSO\\jsmith",
+                );
+                r.json = Some(
+                    r#"{"certs":[{"subject":"CN=Zoom Video Communications, Inc.","validCert":true}]}"#
+                        .into(),
+                );
+                r
+            },
             "Zoom",
             &["Communication"],
         ),

@@ -55,7 +55,8 @@ impl Harness {
         }
     }
 
-    /// The story data set (13 events, 5 pending requests, 4 organizations).
+    /// The story data set (22 events, 6 pending requests, 4 client organizations and the
+    /// MSP's own).
     pub async fn story() -> Self {
         Self::start(SimConfig::story_only(now())).await
     }

@@ -40,8 +40,8 @@ async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
     assert!(out.dry_run && out.run_id.is_none());
     assert!(out.report.success, "{:?}", out.report.errors);
     // The numbers are those a real run would report, marked as not applied.
-    assert_eq!(out.report.monitoring_summary.approval_requests, 5);
-    assert_eq!(out.report.monitoring_summary.policy_changes, 2);
+    assert_eq!(out.report.monitoring_summary.approval_requests, 6);
+    assert_eq!(out.report.monitoring_summary.policy_changes, 3);
     assert!(out
         .report
         .approval_requests
@@ -54,7 +54,7 @@ async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
         .iter()
         .filter(|w| w.kind == IntentKind::Permit)
         .collect();
-    assert_eq!(permits.len(), 2);
+    assert_eq!(permits.len(), 3);
     for p in &permits {
         // The exact requests: take ownership, then the permit POST with its full body.
         let paths: Vec<&str> = p.requests.iter().map(|r| r.path.as_str()).collect();
@@ -74,7 +74,7 @@ async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
         .collect();
     assert_eq!(
         deploys.len(),
-        2,
+        3,
         "one deploy per organization with a permit"
     );
     assert!(deploys
@@ -85,10 +85,15 @@ async fn a_dry_run_sends_no_write_and_lists_the_planned_ones() {
         .iter()
         .filter(|w| w.kind == IntentKind::Ticket)
         .count();
-    assert_eq!(
-        tickets,
-        out.report.monitoring_summary.security_alerts as usize
-    );
+    // One ticket per incident.
+    let incidents: std::collections::BTreeSet<&str> = out
+        .report
+        .security_events
+        .iter()
+        .map(|e| e.incident.as_str())
+        .collect();
+    assert_eq!(tickets, incidents.len());
+    assert!(tickets < out.report.monitoring_summary.security_alerts as usize);
     let json = out.report_json();
     assert_eq!(
         json["planned_writes"].as_array().unwrap().len(),
@@ -122,15 +127,19 @@ async fn a_dry_run_after_a_real_run_plans_nothing_already_done() {
         .planned_writes
         .iter()
         .all(|w| w.kind != IntentKind::Permit));
-    // Existing tickets are still reported against their detections.
-    assert_eq!(
-        out.report
-            .security_events
-            .iter()
-            .filter(|e| e.ticket_id.is_some())
-            .count(),
-        tickets
-    );
+    // Existing tickets are still reported against their incidents' detections.
+    assert!(out
+        .report
+        .security_events
+        .iter()
+        .all(|e| e.ticket_id.is_some()));
+    let ids: std::collections::BTreeSet<_> = out
+        .report
+        .security_events
+        .iter()
+        .filter_map(|e| e.ticket_id.clone())
+        .collect();
+    assert_eq!(ids.len(), tickets);
     assert_eq!(h.psa.tickets().len(), tickets);
 }
 

@@ -34,8 +34,8 @@ async fn a_rerun_repeats_no_side_effect() {
     let first = wf.run(RunOptions::new().now(now())).await.unwrap();
     assert!(first.report.success);
     let tickets = h.ticket_refs();
-    assert_eq!(tickets.len(), 6);
-    assert_eq!(first.report.blocked_summary.tickets_created, 6);
+    assert_eq!(tickets.len(), 7);
+    assert_eq!(first.report.blocked_summary.tickets_created, 7);
 
     let second = wf
         .run(RunOptions::new().now(now() + Duration::minutes(30)))
@@ -52,13 +52,13 @@ async fn a_rerun_repeats_no_side_effect() {
             .iter()
             .filter(|e| e.ticket_id.is_some())
             .count(),
-        6
+        second.report.security_events.len()
     );
-    // The two permitted requests are no longer pending; nothing is permitted twice.
+    // The three permitted requests are no longer pending; nothing is permitted twice.
     assert_eq!(second.report.monitoring_summary.approval_requests, 3);
     assert_eq!(second.report.auto_approvals_processed, 0);
-    assert_eq!(h.portal.permits().len(), 2);
-    assert_eq!(h.psa.create_calls(), 6);
+    assert_eq!(h.portal.permits().len(), 3);
+    assert_eq!(h.psa.create_calls(), 7);
     let state = StateStore::open(&h.state_path).unwrap();
     assert_eq!(state.windows_done().unwrap(), 2);
     assert!(state.unfinished_intents().unwrap().is_empty());
@@ -80,7 +80,7 @@ async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_du
     // Tickets are opened a few at a time: the killed one and possibly some in flight with it.
     let before = h.psa.tickets().len();
     assert!(
-        (1..6).contains(&before),
+        (1..7).contains(&before),
         "the PSA answered before the kill ({before})"
     );
     {
@@ -100,10 +100,10 @@ async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_du
     assert!(out.report.success, "{:?}", out.report.errors);
     let refs = h.ticket_refs();
     assert_unique(&refs);
-    assert_eq!(refs.len(), 6);
+    assert_eq!(refs.len(), 7);
     assert_eq!(
         h.psa.create_calls(),
-        6,
+        7,
         "the interrupted ticket was found, not created again"
     );
     let state = StateStore::open(&h.state_path).unwrap();
@@ -145,13 +145,14 @@ async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status() {
 
     let out = h.run("create_tickets = false").await;
     assert!(out.report.success, "{:?}", out.report.errors);
-    // The killed permit was not sent again; the other one was sent once.
+    // The killed permit was not sent again; the other two were sent once.
     let permits = h.portal.permits();
-    assert_eq!(permits.len(), 2);
-    assert_ne!(
-        permits[0].approval_request_id,
-        permits[1].approval_request_id
-    );
+    assert_eq!(permits.len(), 3);
+    let ids: std::collections::BTreeSet<&str> = permits
+        .iter()
+        .map(|p| p.approval_request_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3);
     let state = StateStore::open(&h.state_path).unwrap();
     let reconciled = state
         .intents(Some(IntentKind::Permit), Some(IntentState::Done))
@@ -166,7 +167,7 @@ async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status() {
 
 #[tokio::test]
 async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
-    // A clean run performs: 2 permits, 6 tickets, 2 deploys.
+    // A clean run performs: 3 permits, 7 tickets, 3 deploys.
     let total = {
         let h = Harness::story().await;
         let (hook, seen) = kill_at(usize::MAX);
@@ -177,7 +178,7 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
             .unwrap();
         seen.load(Ordering::SeqCst)
     };
-    assert_eq!(total, 10);
+    assert_eq!(total, 13);
     for n in 1..=total {
         let h = Harness::story().await;
         let (hook, _) = kill_at(n);
@@ -194,8 +195,8 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
         assert!(out.report.success, "kill at {n}: {:?}", out.report.errors);
         let refs = h.ticket_refs();
         assert_unique(&refs);
-        assert_eq!(refs.len(), 6, "kill at {n}");
-        assert_eq!(h.psa.create_calls(), 6, "kill at {n}: no create repeated");
+        assert_eq!(refs.len(), 7, "kill at {n}");
+        assert_eq!(h.psa.create_calls(), 7, "kill at {n}: no create repeated");
         let mut permitted: Vec<String> = h
             .portal
             .permits()
@@ -204,10 +205,10 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
             .collect();
         permitted.sort();
         permitted.dedup();
-        assert_eq!(permitted.len(), 2, "kill at {n}");
+        assert_eq!(permitted.len(), 3, "kill at {n}");
         assert_eq!(
             h.portal.permits().len(),
-            2,
+            3,
             "kill at {n}: no permit sent twice"
         );
         let state = StateStore::open(&h.state_path).unwrap();
@@ -273,7 +274,9 @@ async fn a_request_actioned_by_a_technician_meanwhile_is_left_alone() {
         .filter(|a| {
             matches!(
                 a.app,
-                examples::sim::data::app::ZOOM | examples::sim::data::app::CHROME
+                examples::sim::data::app::ZOOM
+                    | examples::sim::data::app::CHROMESETUP
+                    | examples::sim::data::app::FIREFOXSETUP
             )
         })
         .map(|a| a.id.clone())
@@ -282,9 +285,13 @@ async fn a_request_actioned_by_a_technician_meanwhile_is_left_alone() {
     h.portal.action_elsewhere(&other, 10, "tech@msp.example");
     let out = h.run("create_tickets = false").await;
     assert!(out.report.success, "{:?}", out.report.errors);
-    assert_eq!(
-        h.portal.permits().len(),
-        1,
+    // The third auto-approvable request was permitted; the rejected one was not.
+    assert_eq!(h.portal.permits().len(), 2);
+    assert!(
+        h.portal
+            .permits()
+            .iter()
+            .all(|p| p.approval_request_id != other),
         "the rejected request was not permitted"
     );
     assert_eq!(h.portal.approval_status(&other), Some(10));
@@ -297,7 +304,7 @@ async fn a_lost_state_file_does_not_duplicate_tickets() {
         .run(RunOptions::new().now(now()))
         .await
         .unwrap();
-    assert_eq!(h.ticket_refs().len(), 6);
+    assert_eq!(h.ticket_refs().len(), 7);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", h.state_path.display()));
     }
@@ -305,27 +312,28 @@ async fn a_lost_state_file_does_not_duplicate_tickets() {
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(
         h.ticket_refs().len(),
-        6,
+        7,
         "found in the PSA by external reference"
     );
     assert_eq!(out.report.blocked_summary.tickets_created, 0);
-    assert_eq!(h.psa.create_calls(), 6);
+    assert_eq!(h.psa.create_calls(), 7);
 }
 
 #[tokio::test]
 async fn newer_evidence_adds_one_note_to_the_open_ticket() {
     let h = Harness::story().await;
     let wf = h.workflow("process_approvals = false");
-    // 150 minutes earlier, three of the four AnyDesk blocks had happened: a repeat block.
+    // 150 minutes earlier, three of the four AnyDesk blocks had happened: a repeat block (and
+    // the uTorrent one on the MSP's own workstation).
     let early = wf
         .run(RunOptions::new().now(now() - Duration::minutes(150)))
         .await
         .unwrap();
-    assert_eq!(early.report.blocked_summary.repeat_blocks, 1);
+    assert_eq!(early.report.blocked_summary.repeat_blocks, 2);
     let before = h.psa.tickets();
     let anydesk = before
         .iter()
-        .find(|t| t.summary.contains("AnyDesk") && t.summary.contains("Repeat block"))
+        .find(|t| t.summary.contains("Repeat block on CONTOSO-WS02"))
         .expect("repeat-block ticket")
         .clone();
     // Now the fourth block is in the window: the same incident, newer evidence.

@@ -13,27 +13,36 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
     let r = &out.report;
     assert!(r.success, "errors: {:?}", r.errors);
     let m = &r.monitoring_summary;
-    // 13 rows: Contoso 4 AnyDesk + 1 uTorrent, Widget 2, Fabrikam 2, Northwind 4.
-    assert_eq!(m.total_events, 13);
+    // 22 rows: Contoso 4 AnyDesk + 1 uTorrent, Widget 2 + 5 of the noisy user, Fabrikam 3,
+    // Northwind 4, and 3 on the MSP's own workstation (the home organization is read too).
+    assert_eq!(m.total_events, 22);
     // Every row but the audit-only uTorrent deny on FABRIKAM-WS02 is a block.
-    assert_eq!(m.blocked_applications, 12);
-    // AnyDesk, uTorrent, PowerShell, CertUtil, mshta, invoice_viewer.
-    assert_eq!(r.blocked_summary.unique_applications_blocked, 6);
-    // AnyDesk blocked 4 times on CONTOSO-WS02 (threshold 3); nothing else repeats.
-    assert_eq!(r.blocked_summary.repeat_blocks, 1);
-    // Five pending requests: Zoom (Video Conferencing) and Chrome (Web Browsers) are in the
-    // auto-approve categories; AnyDesk, the PDF converter and invoice_viewer are not.
-    assert_eq!(m.approval_requests, 5);
-    assert_eq!(r.auto_approvals_processed, 2);
+    assert_eq!(m.blocked_applications, 21);
+    // AnyDesk, uTorrent, PowerShell, CertUtil, mshta, invoice_viewer, the Chrome installer.
+    assert_eq!(r.blocked_summary.unique_applications_blocked, 7);
+    // AnyDesk 4 times on CONTOSO-WS02, uTorrent 3 times on MSP-WS01 (threshold 3).
+    assert_eq!(r.blocked_summary.repeat_blocks, 2);
+    // Six pending requests: Zoom (Video Conferencing) and the signed built-in Chrome and
+    // Firefox installers (Web Browsers) are approved — Chrome's although its user is noisy;
+    // AnyDesk, the PDF converter and invoice_viewer are not.
+    assert_eq!(m.approval_requests, 6);
+    assert_eq!(r.auto_approvals_processed, 3);
     assert_eq!(r.manual_review_required, 3);
-    assert_eq!(m.policy_changes, 2);
-    let approved: BTreeSet<&str> = r
+    assert_eq!(m.policy_changes, 3);
+    let approved: BTreeSet<(&str, Option<&str>)> = r
         .approval_requests
         .iter()
         .filter(|a| a.auto_approved)
-        .map(|a| a.application.as_str())
+        .map(|a| (a.application.as_str(), a.company.as_deref()))
         .collect();
-    assert_eq!(approved, BTreeSet::from(["Google Chrome", "Zoom"]));
+    assert_eq!(
+        approved,
+        BTreeSet::from([
+            ("Google Chrome", Some("Widget Inc")),
+            ("Mozilla Firefox", Some("MSP Parent")),
+            ("Zoom", Some("Contoso Dental")),
+        ])
+    );
 
     // Detections: one entry per detection, the count in the summary.
     assert_eq!(m.security_alerts as usize, r.security_events.len());
@@ -48,9 +57,22 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
         "fleet_spread",
         "policy_bypass",
         "repeat_block",
+        "repeated_denials",
     ] {
         assert!(types.contains(expected), "missing {expected} in {types:?}");
     }
+    // Encoded PowerShell started by Word on FABRIKAM-WS01 is one detection.
+    let word_ps = r
+        .security_events
+        .iter()
+        .find(|e| {
+            e.event_type == "suspicious_execution" && e.device.as_deref() == Some("FABRIKAM-WS01")
+        })
+        .expect("encoded PowerShell from Word");
+    assert_eq!(
+        word_ps.also_matched,
+        vec!["detect.lolbin_office_or_browser_parent"]
+    );
     let lolbins = r
         .security_events
         .iter()
@@ -61,15 +83,37 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
         "mshta spawned by Word and certutil spawned by Chrome"
     );
 
-    // Every ticketed detection points at a real PSA ticket, opened this run.
+    // One ticket per incident: 9 detections in 7 incidents (FABRIKAM-WS01 and WIDGET-LT03
+    // hold two each), every detection points at its incident's PSA ticket, opened this run.
     let tickets = h.psa.tickets();
+    assert_eq!(m.security_alerts, 9);
+    assert_eq!(r.blocked_summary.tickets_created as usize, tickets.len());
+    assert_eq!(tickets.len(), 7);
+    let incidents: BTreeSet<&str> = r
+        .security_events
+        .iter()
+        .map(|e| e.incident.as_str())
+        .collect();
+    assert_eq!(incidents.len(), 7);
     let with_ticket: Vec<_> = r
         .security_events
         .iter()
         .filter(|e| e.ticket_id.is_some())
         .collect();
-    assert_eq!(r.blocked_summary.tickets_created as usize, tickets.len());
-    assert_eq!(with_ticket.len(), tickets.len());
+    assert_eq!(with_ticket.len(), r.security_events.len());
+    for e in &r.security_events {
+        assert!(!e.action_log_ids.is_empty());
+        let t = tickets
+            .iter()
+            .find(|t| t.external_xref.as_deref() == Some(e.incident.as_str()))
+            .expect("the incident's ticket");
+        assert_eq!(e.ticket_id.as_deref(), Some(t.id.to_string().as_str()));
+    }
+    let home = tickets
+        .iter()
+        .find(|t| t.summary.contains("MSP-WS01"))
+        .expect("a ticket for the MSP's own workstation");
+    assert!(home.summary.contains("(MSP Parent)"), "{}", home.summary);
     for e in with_ticket {
         assert!(e.ticket_created);
         let id: i64 = e.ticket_id.as_deref().unwrap().parse().unwrap();
@@ -81,18 +125,18 @@ async fn report_numbers_follow_the_definitions_for_the_story_data_set() {
     }
 
     // Research is read once per distinct matched application
-    // (Zoom, AnyDesk, Chrome; the PDF converter and invoice_viewer match none).
+    // (Zoom, AnyDesk, Chrome, Firefox; the PDF converter and invoice_viewer match none).
     let stats = h.portal.stats();
-    // Five lookups for the five requests, and one in each of the two permit flows.
-    assert_eq!(stats.per_route["Application/ApplicationGetMatchingList"], 7);
+    // Six lookups for the six requests, and one in each of the three permit flows.
+    assert_eq!(stats.per_route["Application/ApplicationGetMatchingList"], 9);
     assert_eq!(
         stats.per_route["Application/ApplicationGetResearchDetailsById"],
-        3
+        4
     );
 
     // The permits went through the documented flow, each scoped as the engine decided.
     let permits = h.portal.permits();
-    assert_eq!(permits.len(), 2);
+    assert_eq!(permits.len(), 3);
     assert!(permits.iter().all(|p| p.scope == "computer"));
     // Policies were deployed once to each organization that got a permit.
     let mut deploys = h.portal.deploys();
@@ -111,9 +155,9 @@ async fn permits_act_on_the_requests_own_organization() {
     h.portal.require_owning_organization(true);
     let out = h.run("").await;
     assert!(out.report.success, "errors: {:?}", out.report.errors);
-    assert_eq!(out.report.auto_approvals_processed, 2);
+    assert_eq!(out.report.auto_approvals_processed, 3);
     let permits = h.portal.permits();
-    assert_eq!(permits.len(), 2);
+    assert_eq!(permits.len(), 3);
     for p in &permits {
         assert_eq!(h.portal.approval_status(&p.approval_request_id), Some(4));
     }

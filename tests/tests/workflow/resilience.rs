@@ -28,7 +28,7 @@ async fn a_429_storm_is_ridden_out() {
         .unwrap();
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(out.report.monitoring_summary.total_events, expected);
-    assert_eq!(out.report.auto_approvals_processed, 2);
+    assert_eq!(out.report.auto_approvals_processed, 3);
     assert!(h.portal.stats().total > 6);
 }
 
@@ -49,7 +49,7 @@ async fn failing_pages_are_retried_and_no_row_is_lost_or_counted_twice() {
         .unwrap();
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(out.report.monitoring_summary.total_events, expected);
-    assert_eq!(out.report.monitoring_summary.approval_requests, 5);
+    assert_eq!(out.report.monitoring_summary.approval_requests, 6);
 }
 
 #[tokio::test]
@@ -69,9 +69,9 @@ async fn a_page_that_keeps_failing_fails_the_run_and_the_rerun_completes_it() {
     h.portal.clear_faults();
     let out = h.run("").await;
     assert!(out.report.success, "{:?}", out.report.errors);
-    assert_eq!(out.report.monitoring_summary.total_events, 13);
+    assert_eq!(out.report.monitoring_summary.total_events, 22);
     super::common::assert_unique(&h.ticket_refs());
-    assert_eq!(h.portal.permits().len(), 2);
+    assert_eq!(h.portal.permits().len(), 3);
 }
 
 #[tokio::test]
@@ -84,7 +84,7 @@ async fn a_throttled_psa_still_gets_each_ticket_once() {
     assert!(out.report.success, "{:?}", out.report.errors);
     let refs = h.ticket_refs();
     super::common::assert_unique(&refs);
-    assert_eq!(refs.len(), 6);
+    assert_eq!(refs.len(), 7);
 }
 
 #[tokio::test]
@@ -95,6 +95,6 @@ async fn a_portal_that_needs_source_table_ids_is_read_table_by_table() {
     h.portal.require_source_table(true);
     let out = h.run("").await;
     assert!(out.report.success, "errors: {:?}", out.report.errors);
-    assert_eq!(out.report.monitoring_summary.total_events, 13);
-    assert_eq!(out.report.monitoring_summary.blocked_applications, 12);
+    assert_eq!(out.report.monitoring_summary.total_events, 22);
+    assert_eq!(out.report.monitoring_summary.blocked_applications, 21);
 }

@@ -61,6 +61,14 @@ pub struct DeployDone {
     pub at: DateTime<Utc>,
 }
 
+/// The dedupe key of a ticket intent: `ticket:<dedupe key>`, or
+/// `ticket:<dedupe key>:after:<closed ticket id>` for a ticket opened after the previous one of
+/// the incident was closed.
+fn ticket_dedupe_key(key: &str) -> String {
+    let k = key.strip_prefix("ticket:").unwrap_or(key);
+    k.split_once(":after:").map_or(k, |(d, _)| d).to_owned()
+}
+
 fn in_period(at: DateTime<Utc>, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
     start <= at && at < end
 }
@@ -87,7 +95,7 @@ impl Activity {
         let mut summaries: BTreeMap<String, String> = BTreeMap::new();
         for i in intents.iter().filter(|i| i.state == IntentState::Done) {
             if i.kind == IntentKind::Ticket {
-                let dedupe = i.key.strip_prefix("ticket:").unwrap_or(&i.key).to_owned();
+                let dedupe = ticket_dedupe_key(&i.key);
                 if let Some(s) = i
                     .payload
                     .get("ticket")
@@ -117,7 +125,7 @@ impl Activity {
                     at: i.updated_at,
                 }),
                 IntentKind::Ticket => {
-                    let dedupe = i.key.strip_prefix("ticket:").unwrap_or(&i.key).to_owned();
+                    let dedupe = ticket_dedupe_key(&i.key);
                     out.tickets.push(TicketActivity {
                         ticket_id: i.result.clone().unwrap_or_default(),
                         action: "opened".to_owned(),

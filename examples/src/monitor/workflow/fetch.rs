@@ -1,6 +1,8 @@
-//! Steps 1 and 2: retrieve events, computers and organizations across every child
-//! organization, and the pending approval requests with their matching application and its
-//! research categories. Bounded concurrency; the client's shared rate limit paces every call.
+//! Steps 1 and 2: retrieve events, computers and organizations across the whole scope — the
+//! home organization (the one the API key belongs to, or `organization_id`), whose computers
+//! are real machines too, and every child organization — and the pending approval requests
+//! with their matching application and its research categories. Bounded concurrency; the
+//! client's shared rate limit paces every call.
 //!
 //! The daily report ([`crate::monitor::report::gather`]) reads through the same two functions,
 //! [`retrieve`] and [`pending_approvals`], so a report and a run see the same data.
@@ -72,7 +74,8 @@ impl Scope {
 /// What step 1 read.
 #[derive(Debug, Default)]
 pub(crate) struct Retrieved {
-    /// Every child organization (for names), in or out of scope.
+    /// Every child organization (for names), in or out of scope, and the home organization
+    /// once its rows or computers name it.
     pub organizations: Vec<Organization>,
     /// The action-log rows of the organizations in scope.
     pub events: Vec<ActionLogRow>,
@@ -104,7 +107,15 @@ pub(crate) async fn retrieve(
     if !read_log {
         return out;
     }
+    // The home organization's own rows are read in every mode (at the client's own scope),
+    // unless a company filter leaves it out.
+    let home = match (&scope.company_id, client.organization()) {
+        (None, _) => true,
+        (Some(_), Some(home)) => scope.contains(Some(home)),
+        (Some(company), None) => scope.companies.catch_all() == Some(company.as_str()),
+    };
     let targets = Targets {
+        home,
         orgs: if scope.include_child_organizations {
             out.organizations
                 .iter()
@@ -119,23 +130,22 @@ pub(crate) async fn retrieve(
     // The organizations were listed but the company filter keeps none of them: nothing to
     // read. Falling through to a parent-scope search without the child flag would only ask
     // for rows the filter drops (and a parent key gets HTTP 500 for it, reference §1.3).
-    let nothing_in_scope = scope.include_child_organizations
-        && !out.organizations.is_empty()
-        && targets.orgs.is_empty();
-    let (mut rows, mut errors) = if nothing_in_scope {
-        debug!("no child organization is in scope; the action log is not read");
-        (Vec::new(), Vec::new())
-    } else {
-        events(
-            client,
-            &targets,
-            start,
-            end,
-            action_types,
-            scope.concurrency,
-        )
-        .await
-    };
+    // The home organization is still read (it may be the one in scope).
+    let children: BTreeSet<OrganizationId> = out
+        .organizations
+        .iter()
+        .filter_map(|o| o.organization_id.clone())
+        .collect();
+    let (mut rows, mut errors) = events(
+        client,
+        &targets,
+        &children,
+        start,
+        end,
+        action_types,
+        scope.concurrency,
+    )
+    .await;
     out.errors.append(&mut errors);
     match computers(client, scope.include_child_organizations).await {
         Ok(c) => out.computers = c,
@@ -148,7 +158,41 @@ pub(crate) async fn retrieve(
     out.events = rows;
     out.computers
         .retain(|c| scope.contains(c.organization_id.as_ref()));
+    add_home_organization(&mut out);
     out
+}
+
+/// Names the organizations that rows or computers belong to but the child listing does not
+/// (the home organization), from the rows' `organizationName`, so reports name the home
+/// organization like any other.
+fn add_home_organization(out: &mut Retrieved) {
+    let mut known: BTreeSet<OrganizationId> = out
+        .organizations
+        .iter()
+        .flat_map(|o| o.flatten())
+        .filter_map(|o| o.organization_id.clone())
+        .collect();
+    let mut found: BTreeMap<OrganizationId, Option<String>> = BTreeMap::new();
+    for r in &out.events {
+        if let Some(id) = r.organization_id.as_ref().filter(|id| !known.contains(*id)) {
+            let name = found.entry(id.clone()).or_default();
+            if name.is_none() {
+                name.clone_from(&r.organization_name);
+            }
+        }
+    }
+    for c in &out.computers {
+        if let Some(id) = c.organization_id.as_ref().filter(|id| !known.contains(*id)) {
+            found.entry(id.clone()).or_default();
+        }
+    }
+    for (id, name) in found {
+        known.insert(id.clone());
+        let mut org = Organization::default();
+        org.organization_id = Some(id);
+        org.display_name = name;
+        out.organizations.push(org);
+    }
 }
 
 /// Step 2: the pending approval requests in scope, enriched (see [`approvals`]).
@@ -165,6 +209,9 @@ pub(crate) async fn pending_approvals(
 /// Which organizations the action log is read for.
 #[derive(Debug, Clone)]
 struct Targets {
+    /// Read the home organization's own rows (the client's scope, no child flag) besides
+    /// `orgs`.
+    home: bool,
     /// Organizations to read one by one (`managedOrganizationId`), or empty to read at the
     /// client's own scope.
     orgs: Vec<OrganizationId>,
@@ -196,28 +243,61 @@ async fn organizations(client: &Client) -> threatlocker_api::Result<Vec<Organiza
     Ok(flat)
 }
 
-/// Reads the action log of every organization in scope, `concurrency` organizations at a time.
+/// Reads the action log of every organization in scope, `concurrency` organizations at a time,
+/// and the home organization's own rows.
 async fn events(
     client: &Client,
     scope: &Targets,
+    children: &BTreeSet<OrganizationId>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     action_types: &[String],
     concurrency: usize,
 ) -> (Vec<ActionLogRow>, Vec<String>) {
     let search = |c: Client, child: bool| read_log(c, child, start, end, action_types);
+    if scope.orgs.is_empty() && !scope.include_children && !scope.home {
+        debug!("no organization is in scope; the action log is not read");
+        return (Vec::new(), Vec::new());
+    }
     if scope.orgs.is_empty() {
         return match search(client.clone(), scope.include_children).await {
             Ok(rows) => (rows, Vec::new()),
+            Err(e) if !scope.include_children => {
+                // A parent key's search without the child flag may answer 500 (reference
+                // §1.3): read with the flag and keep the home's own rows.
+                warn!(error = %crate::errors::ErrorChain(&e), "reading the home organization's rows failed; retrying with the child flag");
+                match home_rows_with_child_flag(client, children, &search).await {
+                    Ok(rows) => (rows, Vec::new()),
+                    Err(e) => (
+                        Vec::new(),
+                        vec![format!(
+                            "reading the action log: {}",
+                            crate::errors::ErrorChain(&e)
+                        )],
+                    ),
+                }
+            }
             Err(e) => (
                 Vec::new(),
                 vec![format!(
-                    "reading the action log: {e}",
-                    e = crate::errors::ErrorChain(&e)
+                    "reading the action log: {}",
+                    crate::errors::ErrorChain(&e)
                 )],
             ),
         };
     }
+    let home = async {
+        if !scope.home {
+            return Ok(Vec::new());
+        }
+        match search(client.clone(), false).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                warn!(error = %e, "reading the home organization's rows failed; retrying with the child flag");
+                home_rows_with_child_flag(client, children, &search).await
+            }
+        }
+    };
     let results: Vec<(OrganizationId, threatlocker_api::Result<Vec<ActionLogRow>>)> =
         stream::iter(scope.orgs.iter().cloned())
             .map(|org| {
@@ -229,6 +309,15 @@ async fn events(
             .await;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
+    match home.await {
+        Ok(mut v) => {
+            debug!(rows = v.len(), "home organization's action log read");
+            rows.append(&mut v);
+        }
+        Err(e) => errors.push(format!(
+            "reading the action log of the home organization: {e}"
+        )),
+    }
     for (org, r) in results {
         match r {
             Ok(mut v) => {
@@ -245,6 +334,26 @@ async fn events(
         }
     }
     (rows, errors)
+}
+
+/// The home organization's own rows through a search with the child flag: the rows of no listed
+/// child organization.
+async fn home_rows_with_child_flag<F, Fut>(
+    client: &Client,
+    children: &BTreeSet<OrganizationId>,
+    search: &F,
+) -> threatlocker_api::Result<Vec<ActionLogRow>>
+where
+    F: Fn(Client, bool) -> Fut,
+    Fut: std::future::Future<Output = threatlocker_api::Result<Vec<ActionLogRow>>>,
+{
+    let mut rows = search(client.clone(), true).await?;
+    rows.retain(|r| {
+        r.organization_id
+            .as_ref()
+            .is_none_or(|o| !children.contains(o))
+    });
+    Ok(rows)
 }
 
 /// One action-log read (every page) at the client's scope, tolerant of both readings of

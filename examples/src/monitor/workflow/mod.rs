@@ -52,7 +52,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::{CompanyMap, Config, ConfigError, Env, WorkflowConfig};
 use crate::mapping;
-use crate::state::{IntentKind, IntentState, IntentStatus, RunStatus, StateError, StateStore};
+use crate::state::{
+    IntentKind, IntentRecord, IntentState, IntentStatus, RunStatus, StateError, StateStore,
+};
 
 /// Default number of organizations (or approval lookups) read at once.
 pub const DEFAULT_CONCURRENCY: usize = 6;
@@ -640,14 +642,7 @@ impl Run<'_> {
                 let tickets: Vec<_> = decisions
                     .tickets
                     .iter()
-                    .map(|planned| {
-                        let last_seen = decisions
-                            .detections
-                            .get(planned.detection_index)
-                            .filter(|d| d.key == planned.detection_key)
-                            .and_then(|d| d.last_seen);
-                        ctx.ticket(sink.as_ref(), planned, last_seen)
-                    })
+                    .map(|planned| ctx.ticket(sink.as_ref(), planned, planned.last_seen))
                     .collect();
                 let done: Vec<TicketDone> = stream::iter(tickets)
                     .buffered(TICKET_CONCURRENCY)
@@ -1063,7 +1058,13 @@ impl Ctx<'_> {
         }
     }
 
-    /// Opens the ticket for one incident, or finds it, exactly once.
+    /// Opens the ticket for one incident, or adds a note to its open one, exactly once.
+    ///
+    /// An incident's tickets form a chain of intents: `ticket:<dedupe key>` for the first, then
+    /// `ticket:<dedupe key>:after:<id of the closed one>` for each ticket opened after a
+    /// technician closed the previous one. The newest done link is the incident's ticket: while
+    /// the PSA still holds it open, a newer sighting adds a note; once it is closed, the next
+    /// detection opens a new ticket (the next link).
     async fn ticket(
         self,
         sink: &dyn TicketSink,
@@ -1072,15 +1073,25 @@ impl Ctx<'_> {
     ) -> Result<TicketDone, WorkflowError> {
         let state = &self.wf.state;
         let mut done = TicketDone::default();
-        let key = format!("ticket:{}", planned.dedupe_key);
+        let base = format!("ticket:{}", planned.dedupe_key);
+        // Walk the chain to its first link that is not done.
+        let mut key = base.clone();
+        let mut previous: Option<IntentRecord> = None;
+        while let Some(rec) = state.intent(&key)? {
+            if rec.state != IntentState::Done {
+                break;
+            }
+            key = format!("{base}:after:{}", rec.result.clone().unwrap_or_default());
+            previous = Some(rec);
+        }
         let ticket = mapping::ticket(planned, &self.wf.settings.companies);
         let last_seen_s = last_seen.map(|t| t.to_rfc3339()).unwrap_or_default();
         if self.dry_run {
-            match state.intent(&key)? {
-                Some(rec) if rec.state == IntentState::Done => {
+            match &previous {
+                Some(rec) => {
                     done.ticket = Some((rec.result.clone().unwrap_or_default(), false, false));
                 }
-                _ => {
+                None => {
                     done.planned = Some(PlannedWrite {
                         target: format!("psa:{}", sink.name()),
                         kind: IntentKind::Ticket,
@@ -1095,28 +1106,48 @@ impl Ctx<'_> {
             }
             return Ok(done);
         }
+        let unfinished = state
+            .intent(&key)?
+            .is_some_and(|r| r.state != IntentState::Done);
+        // The incident has a ticket and nothing is half-done: is that ticket still open?
+        if let (Some(rec), false) = (&previous, unfinished) {
+            let open = match sink.find_open(&planned.dedupe_key).await {
+                Ok(open) => open,
+                Err(e) => {
+                    done.errors
+                        .push(format!("searching the PSA for {}: {e}", planned.dedupe_key));
+                    return Ok(done);
+                }
+            };
+            if let Some(open) = open {
+                let recorded_last_seen = rec
+                    .payload
+                    .get("last_seen")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let noted = if !last_seen_s.is_empty() && last_seen_s.as_str() > recorded_last_seen
+                {
+                    self.note(sink, planned, &open.id, &last_seen_s, &mut done.errors)
+                        .await?
+                } else {
+                    false
+                };
+                done.ticket = Some((open.id, false, noted));
+                return Ok(done);
+            }
+            debug!(
+                incident = %planned.dedupe_key,
+                closed = rec.result.as_deref().unwrap_or(""),
+                "the incident's ticket was closed: opening a new one"
+            );
+        }
         // The whole ticket is recorded, so a rerun can finish it even once the incident has
         // left the window.
         let payload = json!({"ticket": ticket, "last_seen": last_seen_s});
         let status = state.begin_intent(IntentKind::Ticket, &key, &payload, self.run_id)?;
         if let IntentStatus::AlreadyDone(id) = &status {
-            let id = id.clone().unwrap_or_default();
-            let created_last_seen = state
-                .intent(&key)?
-                .and_then(|r| {
-                    r.payload
-                        .get("last_seen")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_default();
-            let noted = if !last_seen_s.is_empty() && last_seen_s > created_last_seen {
-                self.note(sink, planned, &id, &last_seen_s, &mut done.errors)
-                    .await?
-            } else {
-                false
-            };
-            done.ticket = Some((id, false, noted));
+            // Another runner finished this link in the meantime.
+            done.ticket = Some((id.clone().unwrap_or_default(), false, false));
             return Ok(done);
         }
         // Search first: reconciles an interrupted create, and finds a ticket the PSA holds
@@ -1423,23 +1454,14 @@ fn filter_detections(decisions: &mut Decisions, types: &[String]) {
     decisions
         .detections
         .retain(|d| types.iter().any(|t| t.eq_ignore_ascii_case(d.event_type)));
-    let index: BTreeMap<String, usize> = decisions
-        .detections
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.key.clone(), i))
-        .collect();
-    decisions
-        .tickets
-        .retain_mut(|t| match index.get(&t.detection_key) {
-            Some(i) => {
-                t.detection_index = *i;
-                true
-            }
-            None => false,
-        });
+    let index: BTreeSet<String> = decisions.detections.iter().map(|d| d.key.clone()).collect();
+    // A ticket holds an incident: it stays while any of its detections does.
+    decisions.tickets.retain_mut(|t| {
+        t.detection_keys.retain(|k| index.contains(k));
+        !t.detection_keys.is_empty()
+    });
     decisions.notifications.retain_mut(|n| {
-        n.detection_keys.retain(|k| index.contains_key(k));
+        n.detection_keys.retain(|k| index.contains(k));
         !n.detection_keys.is_empty() || !n.approval_request_ids.is_empty()
     });
 }
