@@ -285,6 +285,35 @@ pub struct WorkflowConfig {
     /// `dry_run` (default false): perform no write anywhere; show what would be done.
     #[serde(default)]
     pub dry_run: bool,
+    /// `deadline` (default 15m): the whole run's time budget. Past it the run stops at a safe
+    /// point, reports what it did (`success: false`, an error of kind `deadline`) and leaves
+    /// the rest (the window stays not done) to the next run.
+    #[serde(default = "default_deadline", deserialize_with = "de_deadline")]
+    pub deadline: std::time::Duration,
+}
+
+/// The default whole-run deadline: 15 minutes.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn default_deadline() -> std::time::Duration {
+    DEFAULT_DEADLINE
+}
+
+/// Parses a run deadline such as `15m`, `90s` or `1h` (at least one second).
+pub fn parse_deadline(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration: {e} (use e.g. 15m, 90s, 1h)"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "{s:?} is too short: the deadline must be at least 1s"
+        ));
+    }
+    Ok(d)
+}
+
+fn de_deadline<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_deadline(&s).map_err(serde::de::Error::custom)
 }
 
 impl Default for WorkflowConfig {
@@ -297,6 +326,7 @@ impl Default for WorkflowConfig {
             monitor_blocks: true,
             create_tickets: true,
             dry_run: false,
+            deadline: DEFAULT_DEADLINE,
         }
     }
 }

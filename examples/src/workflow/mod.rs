@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde_json::json;
 use threatlocker_api::{
     ApplicationChoice, ApprovalStatus, Client, OrganizationId, PermitOptions, PermitScope,
-    PreparedRequest,
+    PreparedRequest, RowRejections,
 };
 use tracing::{debug, info, warn};
 
@@ -137,6 +137,8 @@ pub struct RunOptions {
     pub dry_run: Option<bool>,
     /// When set to `true` (Ctrl-C), the run finishes the step in progress and stops.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Overrides `workflow.deadline`: the whole run's time budget.
+    pub deadline: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for RunOptions {
@@ -144,6 +146,7 @@ impl fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("now", &self.now)
             .field("dry_run", &self.dry_run)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +172,12 @@ impl RunOptions {
     /// Sets the stop flag.
     pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stop = Some(flag);
+        self
+    }
+
+    /// Sets the whole run's deadline (overrides `workflow.deadline`).
+    pub fn deadline(mut self, after: std::time::Duration) -> Self {
+        self.deadline = Some(after);
         self
     }
 }
@@ -226,6 +235,10 @@ pub struct RunOutput {
     pub window_end: DateTime<Utc>,
     /// How long each step took, in order.
     pub timings: Vec<StepTiming>,
+    /// Action-log rows rejected by validation (counted, named in the log, not evaluated).
+    pub rows_rejected: RowRejections,
+    /// The kind of error that cut the run short, when one did (`deadline`).
+    pub error_kind: Option<&'static str>,
 }
 
 /// How long one step of a run took.
@@ -244,6 +257,8 @@ impl RunOutput {
     pub fn document(&self) -> ReportDocument<'_> {
         ReportDocument {
             report: &self.report,
+            rows_rejected: &self.rows_rejected,
+            error_kind: self.error_kind,
             planned_writes: self.dry_run.then_some(self.planned_writes.as_slice()),
         }
     }
@@ -267,6 +282,11 @@ pub struct ReportDocument<'a> {
     /// The report.
     #[serde(flatten)]
     pub report: &'a MonitoringReport,
+    /// Action-log rows rejected by validation: `total`, `by_reason`, a few `examples`.
+    pub rows_rejected: &'a RowRejections,
+    /// The kind of error that cut the run short (`deadline`), when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
     /// The planned writes (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned_writes: Option<&'a [PlannedWrite]>,
@@ -296,6 +316,15 @@ pub enum WorkflowError {
     Interrupted {
         /// The step that was not started.
         next_step: &'static str,
+    },
+    /// The whole-run deadline passed. [`Workflow::run`] does not return this: it reports it
+    /// (`success: false`, `error_kind: "deadline"`) with what the run did.
+    #[error("deadline: the run passed its {} deadline (at `{step}`); the rest is left to the next run", humantime::format_duration(*after))]
+    Deadline {
+        /// The deadline.
+        after: std::time::Duration,
+        /// The step in progress.
+        step: &'static str,
     },
     /// A test hook stopped the run between a side effect and its state write.
     #[error("run killed after the {kind} side effect {key} (test hook)")]
@@ -426,9 +455,16 @@ impl Workflow {
         } else {
             Some(self.state.begin_run(start, end, false)?)
         };
-        info!(%start, %end, dry_run, "run started");
+        let deadline_after = opts.deadline.unwrap_or(self.settings.workflow.deadline);
+        let deadline = tokio::time::Instant::now() + deadline_after;
+        info!(%start, %end, dry_run, deadline = %humantime::format_duration(deadline_after), "run started");
         let mut run = Run {
             wf: self,
+            deadline,
+            deadline_after,
+            step: "retrieve events",
+            decisions: None,
+            rejected: RowRejections::new(),
             step_started: std::time::Instant::now(),
             timings: Vec::new(),
             dry_run,
@@ -438,9 +474,32 @@ impl Workflow {
             planned: Vec::new(),
             tickets: Vec::new(),
         };
-        let result = run.steps(now, start, end).await;
+        // A black-holed API can hang a read for long: the deadline also cuts an await short.
+        // Dropping the steps there is safe: state writes are synchronous, so a side effect in
+        // flight is left as an unfinished intent that the next run reconciles.
+        let result = tokio::time::timeout_at(deadline, run.steps(now, start, end))
+            .await
+            .unwrap_or_else(|_| {
+                Err(WorkflowError::Deadline {
+                    after: deadline_after,
+                    step: run.step,
+                })
+            });
+        let mut error_kind = None;
         let (report, errors) = match result {
             Ok(report) => {
+                let errors = report.errors.clone();
+                (report, errors)
+            }
+            Err(e @ WorkflowError::Deadline { .. }) => {
+                warn!("{e}");
+                error_kind = Some("deadline");
+                run.outcomes.errors.push(e.to_string());
+                let decisions = run
+                    .decisions
+                    .take()
+                    .unwrap_or_else(|| self.engine.evaluate(&Input::new(now, start, end)));
+                let report = build_report(&decisions, &run.outcomes);
                 let errors = report.errors.clone();
                 (report, errors)
             }
@@ -478,6 +537,8 @@ impl Workflow {
             window_start: start,
             window_end: end,
             timings: run.timings,
+            rows_rejected: run.rejected,
+            error_kind,
         })
     }
 }
@@ -495,6 +556,14 @@ pub fn engine_from_config(config: &Config) -> Result<Engine, WorkflowError> {
 
 struct Run<'a> {
     wf: &'a Workflow,
+    /// When the run must stop (see [`WorkflowError::Deadline`]).
+    deadline: tokio::time::Instant,
+    deadline_after: std::time::Duration,
+    /// The step in progress (named when the deadline passes).
+    step: &'static str,
+    /// The engine's decisions once made: a run cut short reports from them.
+    decisions: Option<Decisions>,
+    rejected: RowRejections,
     step_started: std::time::Instant,
     timings: Vec<StepTiming>,
     dry_run: bool,
@@ -511,6 +580,14 @@ impl Run<'_> {
         self.mark(step);
         if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
             return Err(WorkflowError::Interrupted { next_step });
+        }
+        self.step = next_step;
+        // A safe point: past the deadline, stop before starting the next step.
+        if tokio::time::Instant::now() >= self.deadline {
+            return Err(WorkflowError::Deadline {
+                after: self.deadline_after,
+                step: next_step,
+            });
         }
         Ok(())
     }
@@ -556,6 +633,7 @@ impl Run<'_> {
         for e in retrieved.errors {
             self.error(e);
         }
+        self.rejected = retrieved.rejected;
         let (organizations, events, computers) = (
             retrieved.organizations,
             retrieved.events,
@@ -606,6 +684,7 @@ impl Run<'_> {
         if !s.workflow.create_tickets {
             decisions.tickets.clear();
         }
+        self.decisions = Some(decisions.clone());
         self.next("analyse blocks and detect patterns", "auto-approve")?;
 
         // 5. Auto-approve.
