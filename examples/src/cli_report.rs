@@ -185,7 +185,11 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
             }
             eprintln!("report written to {}", path.display());
         }
-        None => println!("{text}"),
+        None => {
+            if crate::output::print_or(&format!("{text}\n"), EXIT_OK, EXIT_RUN_FAILED) != EXIT_OK {
+                return EXIT_RUN_FAILED;
+            }
+        }
     }
     let mut code = if daily.errors.is_empty() {
         EXIT_OK

@@ -30,6 +30,7 @@ pub mod demo;
 pub mod doctor;
 pub mod investigate;
 pub mod mapping;
+pub mod output;
 pub mod siem;
 pub mod sim;
 pub mod state;

@@ -389,11 +389,14 @@ impl Workflow {
         }
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
+        // Every configuration check first: a configuration error leaves no new state file.
+        let sink = crate::connect::ticket_sink(config, env)?;
+        let notifiers = crate::connect::notifiers(config, env)?;
         let state = Arc::new(StateStore::open(&config.state_path())?);
         let settings = Settings::from_config(config);
         let mut wf = Self::new(client, engine, state, settings);
-        wf.sink = crate::connect::ticket_sink(config, env)?;
-        wf.notifiers = crate::connect::notifiers(config, env)?;
+        wf.sink = sink;
+        wf.notifiers = notifiers;
         Ok(wf)
     }
 
