@@ -387,6 +387,20 @@ impl Workflow {
         if config.workflow().dry_run {
             return Self::from_config_read_only(config, env);
         }
+        Self::build(config, env, false).map_err(|e| name_file(config, e))
+    }
+
+    /// Like [`Workflow::from_config`], for a dry run: the state file is only read (or an empty
+    /// in-memory store is used when there is none), so nothing at all is written.
+    pub fn from_config_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
+        Self::build(config, env, true).map_err(|e| name_file(config, e))
+    }
+
+    fn build(config: &Config, env: &dyn Env, read_only: bool) -> Result<Self, WorkflowError> {
+        config.check_run()?;
+        if read_only {
+            return Self::build_read_only(config, env);
+        }
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
         // Every configuration check first: a configuration error leaves no new state file.
@@ -400,9 +414,7 @@ impl Workflow {
         Ok(wf)
     }
 
-    /// Like [`Workflow::from_config`], for a dry run: the state file is only read (or an empty
-    /// in-memory store is used when there is none), so nothing at all is written.
-    pub fn from_config_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
+    fn build_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
         let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
@@ -543,6 +555,14 @@ impl Workflow {
             rows_rejected: run.rejected,
             error_kind,
         })
+    }
+}
+
+/// Names the configuration file in a configuration error.
+fn name_file(config: &Config, e: WorkflowError) -> WorkflowError {
+    match e {
+        WorkflowError::Config(c) => WorkflowError::Config(config.name_file(c)),
+        other => other,
     }
 }
 
