@@ -912,10 +912,10 @@ impl Run<'_> {
             }
             IntentStatus::New => {}
         }
-        match client.approvals().permit(&id, &opts).await {
-            Ok(outcome) => {
+        match permit_settling_unknown(client, &id, &opts, self.deadline).await {
+            Ok(verified) => {
                 self.killed(IntentKind::Permit, &key)?;
-                let result = if outcome.verified {
+                let result = if verified {
                     "approved"
                 } else {
                     "sent; read-back not yet approved"
@@ -1114,6 +1114,62 @@ impl Run<'_> {
     }
 }
 
+/// Attempts at a permit whose outcome stays unknown (the first included).
+const UNKNOWN_OUTCOME_ATTEMPTS: u32 = 3;
+
+/// Permits `id`; when the outcome is unknown (the server may have committed, then answered
+/// 5xx or dropped the connection), re-reads the request within the run instead of failing:
+/// Approved is success, another final status is [`threatlocker_api::Error::AlreadyActioned`],
+/// still Pending means the write did not take and the permit is sent again — the same
+/// reconciliation a later run would make, whose own first step re-reads the status. Returns
+/// whether the request reads back Approved.
+async fn permit_settling_unknown(
+    client: &Client,
+    id: &threatlocker_api::ApprovalRequestId,
+    opts: &PermitOptions,
+    deadline: tokio::time::Instant,
+) -> threatlocker_api::Result<bool> {
+    let mut attempt = 1;
+    loop {
+        let err = match client.approvals().permit(id, opts).await {
+            Ok(outcome) => return Ok(outcome.verified),
+            Err(e) if e.is_outcome_unknown() => e,
+            Err(e) => return Err(e),
+        };
+        let wait = std::time::Duration::from_millis(250 << attempt.min(4));
+        if attempt >= UNKNOWN_OUTCOME_ATTEMPTS || tokio::time::Instant::now() + wait >= deadline {
+            return Err(err);
+        }
+        warn!(request = %id, error = %err, "the permit's outcome is unknown; re-reading the request");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        match client.approvals().get(id).await {
+            Ok(r) if r.status_id == Some(ApprovalStatus::Approved) => {
+                info!(request = %id, "re-read after an unknown outcome: approved");
+                return Ok(true);
+            }
+            Ok(r) if r.status_id != Some(ApprovalStatus::Pending) => {
+                return Err(threatlocker_api::Error::AlreadyActioned {
+                    request_id: id.to_string(),
+                    status: r.status_id.map_or_else(
+                        || "unknown (read after the permit's answer was lost)".to_owned(),
+                        |s| format!("{s} (read after the permit's answer was lost)"),
+                    ),
+                });
+            }
+            // Still pending, or unreadable: the permit flow re-reads the status before writing.
+            Ok(_) | Err(_) => {}
+        }
+    }
+}
+
+/// The open ticket with `reference`, searched once more after a create whose outcome is
+/// unknown (after a short pause for the PSA's search to catch up).
+async fn find_after_unknown(sink: &dyn TicketSink, reference: &str) -> Option<TicketRef> {
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sink.find_open(reference).await.ok().flatten()
+}
+
 /// PSA calls in flight at once while opening tickets.
 const TICKET_CONCURRENCY: usize = 4;
 
@@ -1225,9 +1281,22 @@ impl Ctx<'_> {
                 done.ticket = Some((created.id, true, false));
             }
             Err(e) => {
-                state.fail_intent(&key, &e.to_string())?;
-                done.errors
-                    .push(format!("opening a ticket for {}: {e}", planned.dedupe_key));
+                // The create may have gone through (a 5xx or a reset after sending): search
+                // once more by its reference before calling it failed.
+                let found = if e.is_retryable() {
+                    find_after_unknown(sink, &planned.dedupe_key).await
+                } else {
+                    None
+                };
+                if let Some(found) = found {
+                    info!(reference = %planned.dedupe_key, ticket = %found.id, error = %e, "the create answered with an error, but the ticket exists");
+                    state.complete_intent(&key, Some(&found.id))?;
+                    done.ticket = Some((found.id, true, false));
+                } else {
+                    state.fail_intent(&key, &e.to_string())?;
+                    done.errors
+                        .push(format!("opening a ticket for {}: {e}", planned.dedupe_key));
+                }
             }
         }
         Ok(done)
