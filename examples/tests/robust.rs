@@ -524,6 +524,15 @@ async fn a_damaged_state_file_still_gives_the_report_json() {
 // ---------------------------------------------------------------------------------------------
 // Configuration errors: each names the key and the file, exits 2 and leaves no state file.
 
+/// (what, configuration, environment, key named, text in the message)
+type ConfigCase = (
+    &'static str,
+    String,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn configuration_errors_name_key_and_file_and_leave_no_state_file() {
     let api = "http://127.0.0.1:9";
@@ -531,8 +540,7 @@ fn configuration_errors_name_key_and_file_and_leave_no_state_file() {
         format!("[psa]\nkind = \"connectwise\"\nbase_url = \"{url}\"\ncompany_id = \"msp\"\npublic_key = \"pk\"\nprivate_key_env = \"CW_PRIVATE_KEY\"\nclient_id_env = \"CW_CLIENT_ID\"\n")
     };
     let good_cw = cw("https://api-na.myconnectwise.net");
-    // (what, configuration, environment, key named, text in the message)
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str, &str)> =
+    let cases: Vec<ConfigCase> =
         vec![
         (
             "no [psa] while tickets are on",

@@ -198,11 +198,12 @@ mod tests {
     }
 
     fn row(id: Option<i64>, eid: Option<&str>, at: Option<&str>) -> ActionLogRow {
-        let mut r = ActionLogRow::default();
-        r.action_log_id = id.map(ActionLogId::from);
-        r.e_action_log_id = eid.map(EActionLogId::new);
-        r.date_time = at.map(|s| crate::time::parse_timestamp(s).unwrap());
-        r
+        ActionLogRow {
+            action_log_id: id.map(ActionLogId::from),
+            e_action_log_id: eid.map(EActionLogId::new),
+            date_time: at.map(|s| crate::time::parse_timestamp(s).unwrap()),
+            ..ActionLogRow::default()
+        }
     }
 
     #[test]
