@@ -799,6 +799,11 @@ impl Config {
         })
     }
 
+    /// The file this configuration was loaded from (`None` when built from text).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
     /// Names this configuration's file in `e` (when it was loaded from one).
     pub fn name_file(&self, e: ConfigError) -> ConfigError {
         match &self.file {

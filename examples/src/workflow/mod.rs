@@ -397,32 +397,22 @@ impl Workflow {
     }
 
     fn build(config: &Config, env: &dyn Env, read_only: bool) -> Result<Self, WorkflowError> {
-        config.check_run()?;
-        if read_only {
-            return Self::build_read_only(config, env);
-        }
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
+        config.check_run()?;
         // Every configuration check first: a configuration error leaves no new state file.
         let sink = crate::connect::ticket_sink(config, env)?;
         let notifiers = crate::connect::notifiers(config, env)?;
-        let state = Arc::new(StateStore::open(&config.state_path())?);
-        let settings = Settings::from_config(config);
-        let mut wf = Self::new(client, engine, state, settings);
+        let mut settings = Settings::from_config(config);
+        let state = if read_only {
+            settings.workflow.dry_run = true;
+            StateStore::open_read_only(&config.state_path())?
+        } else {
+            StateStore::open(&config.state_path())?
+        };
+        let mut wf = Self::new(client, engine, Arc::new(state), settings);
         wf.sink = sink;
         wf.notifiers = notifiers;
-        Ok(wf)
-    }
-
-    fn build_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
-        let client = config.threatlocker_client(env)?;
-        let engine = engine_from_config(config)?;
-        let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
-        let mut settings = Settings::from_config(config);
-        settings.workflow.dry_run = true;
-        let mut wf = Self::new(client, engine, state, settings);
-        wf.sink = crate::connect::ticket_sink(config, env)?;
-        wf.notifiers = crate::connect::notifiers(config, env)?;
         Ok(wf)
     }
 
@@ -562,6 +552,13 @@ impl Workflow {
 fn name_file(config: &Config, e: WorkflowError) -> WorkflowError {
     match e {
         WorkflowError::Config(c) => WorkflowError::Config(config.name_file(c)),
+        WorkflowError::Connector { what, message } => match config.file() {
+            Some(f) => WorkflowError::Connector {
+                what: format!("{}: {what}", f.display()),
+                message,
+            },
+            None => WorkflowError::Connector { what, message },
+        },
         other => other,
     }
 }
