@@ -20,7 +20,7 @@ use examples::workflow::{RunOptions, Workflow};
 use psa_connectors::recording::RecordingSiemSink;
 use psa_connectors::syslog::Transport;
 use serde_json::{json, Value};
-use wiremock::matchers::{header, method, path, path_regex};
+use wiremock::matchers::{body_partial_json, header, method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const MONITOR: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
@@ -204,6 +204,49 @@ async fn siem_forward_counts_rows_it_cannot_trust_and_never_sends_them() {
     assert_eq!(summary.total(), 0);
     assert_eq!(summary.rows_rejected.total, 5);
     assert_eq!(sink.records().len(), 20);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_page_leaves_the_siem_checkpoint_where_it_was() {
+    let server = MockServer::start().await;
+    // A full first page (so the stream asks for more), then a second page that keeps failing.
+    let page1: Vec<Value> = (0..1000).map(good_row).collect();
+    Mock::given(method("POST"))
+        .and(path("/portalapi/ActionLog/ActionLogGetByParametersV2"))
+        .and(body_partial_json(json!({"pageNumber": 2})))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/portalapi/ActionLog/ActionLogGetByParametersV2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&page1))
+        .mount(&server)
+        .await;
+    let client = threatlocker_api::Client::builder("test-key-0123456789")
+        .base_url(server.uri())
+        .retry(threatlocker_api::RetryPolicy::with_max_attempts(1))
+        .build()
+        .unwrap();
+    let db = scratch_path("robust-siem-page");
+    let sink = Arc::new(RecordingSiemSink::new());
+    let fwd = Forwarder::new(
+        SiemConfig::new(Transport::Udp, "127.0.0.1:9"),
+        sink.clone(),
+        SentStore::open(&db).unwrap(),
+    )
+    .with_client(client, true)
+    .with_clock(t0);
+    let err = fwd.run_once().await.expect_err("the pass fails");
+    assert!(err.to_string().contains("action log"), "{err}");
+    assert!(
+        sink.records().is_empty(),
+        "nothing from a partial read is sent"
+    );
+    assert_eq!(fwd.store().checkpoint("action_log").unwrap(), None);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
