@@ -427,6 +427,88 @@ async fn a_permit_whose_answer_was_lost_is_finished_in_the_same_run() {
     assert_eq!(wf.state().windows_done().unwrap(), 1);
 }
 
+/// Commits the first permit it sees in the simulator (the request becomes Approved) and then
+/// answers 500, as a server that failed after writing does.
+struct CommitThen500 {
+    portal: Arc<PortalSim>,
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+impl wiremock::Respond for CommitThen500 {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let id = body["approvalRequest"]["approvalRequestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.portal.action_elsewhere(&id, 4, "api-user");
+        *self.seen.lock().unwrap() = Some(id);
+        ResponseTemplate::new(500).set_body_string("{\"message\":\"boom\"}")
+    }
+}
+
+#[tokio::test]
+async fn a_permit_committed_but_answered_500_is_recorded_as_done_in_the_same_run() {
+    let now = Utc::now();
+    let portal = Arc::new(
+        PortalSim::start(Dataset::generate(SimConfig::story_only(now)), DEMO_API_KEY).await,
+    );
+    let responder = Arc::new(CommitThen500 {
+        portal: portal.clone(),
+        seen: std::sync::Mutex::new(None),
+    });
+    struct Shared(Arc<CommitThen500>);
+    impl wiremock::Respond for Shared {
+        fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+            self.0.respond(req)
+        }
+    }
+    Mock::given(method("POST"))
+        .and(path_regex("(?i)ApprovalRequestPermitApplication"))
+        .respond_with(Shared(responder.clone()))
+        .up_to_n_times(1)
+        .mount(portal.server())
+        .await;
+    let dir = Dir::new("robust-permit-committed");
+    let mut config = Config::from_toml_str(
+        &monitor_config(&portal.uri(), "[psa]\nkind = \"none\"\n", ""),
+        &dir.0,
+    )
+    .unwrap();
+    config.set_state_path(dir.0.join("s.db"));
+    let env: std::collections::HashMap<String, String> =
+        [("THREATLOCKER_API_KEY".to_owned(), DEMO_API_KEY.to_owned())].into();
+    let wf = Workflow::from_config(&config, &env).unwrap();
+    let out = wf.run(RunOptions::new().now(now)).await.unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    let lost = responder
+        .seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a permit was sent");
+    let intent = wf
+        .state()
+        .intent(&format!("permit:{lost}"))
+        .unwrap()
+        .expect("the permit's intent");
+    assert_eq!(intent.state, examples::state::IntentState::Done);
+    let entry = out
+        .report
+        .approval_requests
+        .iter()
+        .find(|a| a.request_id.as_deref() == Some(lost.as_str()))
+        .expect("the request is in the report");
+    assert!(entry.auto_approved, "{}", entry.reason);
+    assert_eq!(
+        out.report.auto_approvals_processed,
+        portal.permits().len() as u64 + 1,
+        "the committed permit counts once, next to the ones the simulator recorded"
+    );
+    assert!(wf.state().unfinished_intents().unwrap().is_empty());
+    assert_eq!(wf.state().windows_done().unwrap(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output: closed pipes, a full disk, a damaged state file.
 
