@@ -509,6 +509,75 @@ async fn a_permit_committed_but_answered_500_is_recorded_as_done_in_the_same_run
     assert_eq!(wf.state().windows_done().unwrap(), 1);
 }
 
+/// A PSA whose creates are committed and then answered 500 (the connector gave up on them).
+struct CreateCommitsThen500 {
+    inner: psa_connectors::recording::RecordingTicketSink,
+}
+
+#[async_trait::async_trait]
+impl psa_connectors::TicketSink for CreateCommitsThen500 {
+    async fn find_open(
+        &self,
+        external_ref: &str,
+    ) -> psa_connectors::Result<Option<psa_connectors::TicketRef>> {
+        self.inner.find_open(external_ref).await
+    }
+
+    async fn create(
+        &self,
+        ticket: &psa_connectors::Ticket,
+    ) -> psa_connectors::Result<psa_connectors::TicketRef> {
+        self.inner.create(ticket).await?;
+        Err(psa_connectors::Error::Api {
+            backend: "test",
+            status: 500,
+            message: "internal error after the write".into(),
+        })
+    }
+
+    async fn add_note(
+        &self,
+        ticket: &psa_connectors::TicketRef,
+        note: &psa_connectors::Note,
+    ) -> psa_connectors::Result<()> {
+        self.inner.add_note(ticket, note).await
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_committed_but_answered_500_is_found_and_recorded_in_the_same_run() {
+    let now = Utc::now();
+    let portal =
+        PortalSim::start(Dataset::generate(SimConfig::story_only(now)), DEMO_API_KEY).await;
+    let dir = Dir::new("robust-ticket");
+    let mut config = Config::from_toml_str(
+        &monitor_config(&portal.uri(), "[psa]\nkind = \"none\"\n", ""),
+        &dir.0,
+    )
+    .unwrap();
+    config.set_state_path(dir.0.join("s.db"));
+    let env: std::collections::HashMap<String, String> =
+        [("THREATLOCKER_API_KEY".to_owned(), DEMO_API_KEY.to_owned())].into();
+    let sink = Arc::new(CreateCommitsThen500 {
+        inner: psa_connectors::recording::RecordingTicketSink::new(),
+    });
+    let wf = Workflow::from_config(&config, &env)
+        .unwrap()
+        .with_ticket_sink(sink.clone());
+    let out = wf.run(RunOptions::new().now(now)).await.unwrap();
+    assert!(out.report.success, "{:?}", out.report.errors);
+    let created = sink.inner.tickets().len();
+    assert!(created > 0, "the story opens tickets");
+    assert_eq!(out.report.blocked_summary.tickets_created, created as u64);
+    assert!(out.tickets.iter().all(|t| !t.ticket_id.is_empty()));
+    assert!(wf.state().unfinished_intents().unwrap().is_empty());
+    // The next run opens nothing again.
+    let again = wf.run(RunOptions::new().now(now)).await.unwrap();
+    assert!(again.report.success, "{:?}", again.report.errors);
+    assert_eq!(sink.inner.tickets().len(), created, "no ticket twice");
+    assert_eq!(sink.inner.create_calls(), created as u32);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output: closed pipes, a full disk, a damaged state file.
 
