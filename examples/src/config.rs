@@ -106,7 +106,7 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         message: String,
     },
-    /// A secret's environment variable is not set (or empty).
+    /// A secret's environment variable is not set.
     #[error(
         "key `{key}` names the environment variable {var}, which is not set (export {var}=...)"
     )]
@@ -116,6 +116,24 @@ pub enum ConfigError {
         /// The variable name.
         var: String,
     },
+    /// A secret's environment variable is set but empty (or only blanks).
+    #[error(
+        "key `{key}` names the environment variable {var}, which is empty (export {var}=... with the value)"
+    )]
+    EmptyEnv {
+        /// The `*_env` key naming the variable.
+        key: String,
+        /// The variable name.
+        var: String,
+    },
+    /// An error about a key of a configuration file, with the file named.
+    #[error("{}: {error}", file.display())]
+    InFile {
+        /// The configuration file.
+        file: PathBuf,
+        /// The error (naming the key).
+        error: Box<ConfigError>,
+    },
 }
 
 impl ConfigError {
@@ -124,7 +142,18 @@ impl ConfigError {
         match self {
             Self::Read { .. } => None,
             Self::Parse { key, .. } => key.as_deref(),
-            Self::Invalid { key, .. } | Self::MissingEnv { key, .. } => Some(key),
+            Self::Invalid { key, .. }
+            | Self::MissingEnv { key, .. }
+            | Self::EmptyEnv { key, .. } => Some(key),
+            Self::InFile { error, .. } => error.key(),
+        }
+    }
+
+    /// The error without the file it was found in (the variant that says what is wrong).
+    pub fn inner(&self) -> &ConfigError {
+        match self {
+            Self::InFile { error, .. } => error.inner(),
+            other => other,
         }
     }
 
@@ -135,12 +164,19 @@ impl ConfigError {
         }
     }
 
-    /// Names `path` as the file a parse error is in.
+    /// Names `path` as the file the error is in (once).
     pub(crate) fn with_file(mut self, path: &Path) -> Self {
-        if let Self::Parse { file, .. } = &mut self {
-            *file = Some(path.to_path_buf());
+        match &mut self {
+            Self::Parse { file, .. } => {
+                file.get_or_insert_with(|| path.to_path_buf());
+                self
+            }
+            Self::Read { .. } | Self::InFile { .. } => self,
+            _ => Self::InFile {
+                file: path.to_path_buf(),
+                error: Box::new(self),
+            },
         }
-        self
     }
 }
 
@@ -215,6 +251,8 @@ fn default_hours() -> u32 {
 /// A loaded, validated configuration. Build with [`Config::load`] or [`Config::from_toml_str`].
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file it was loaded from (named in errors), if any.
+    file: Option<PathBuf>,
     base_dir: PathBuf,
     threatlocker: ThreatLockerConfig,
     workflow: WorkflowConfig,
@@ -223,6 +261,8 @@ pub struct Config {
     rules: Option<toml::Table>,
     companies: CompanyMap,
     psa: PsaConfig,
+    /// Whether the file has a `[psa]` section (absent is not the same as `kind = "none"`).
+    psa_written: bool,
     notify: NotifyConfig,
     state_path: PathBuf,
     extensions: BTreeMap<&'static str, toml::Table>,
@@ -285,6 +325,35 @@ pub struct WorkflowConfig {
     /// `dry_run` (default false): perform no write anywhere; show what would be done.
     #[serde(default)]
     pub dry_run: bool,
+    /// `deadline` (default 15m): the whole run's time budget. Past it the run stops at a safe
+    /// point, reports what it did (`success: false`, an error of kind `deadline`) and leaves
+    /// the rest (the window stays not done) to the next run.
+    #[serde(default = "default_deadline", deserialize_with = "de_deadline")]
+    pub deadline: std::time::Duration,
+}
+
+/// The default whole-run deadline: 15 minutes.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn default_deadline() -> std::time::Duration {
+    DEFAULT_DEADLINE
+}
+
+/// Parses a run deadline such as `15m`, `90s` or `1h` (at least one second).
+pub fn parse_deadline(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration: {e} (use e.g. 15m, 90s, 1h)"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "{s:?} is too short: the deadline must be at least 1s"
+        ));
+    }
+    Ok(d)
+}
+
+fn de_deadline<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_deadline(&s).map_err(serde::de::Error::custom)
 }
 
 impl Default for WorkflowConfig {
@@ -297,6 +366,7 @@ impl Default for WorkflowConfig {
             monitor_blocks: true,
             create_tickets: true,
             dry_run: false,
+            deadline: DEFAULT_DEADLINE,
         }
     }
 }
@@ -557,7 +627,9 @@ impl Config {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::from_toml_str(&text, &base_dir).map_err(|e| e.with_file(path))
+        let mut config = Self::from_toml_str(&text, &base_dir).map_err(|e| e.with_file(path))?;
+        config.file = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses and validates configuration text; `base_dir` anchors relative paths.
@@ -665,6 +737,7 @@ impl Config {
         }
         let companies = CompanyMap::new(raw.companies);
 
+        let psa_written = raw.psa.is_some();
         let psa = match raw.psa {
             None => PsaConfig::None,
             Some(table) => parse_psa(table)?,
@@ -710,6 +783,7 @@ impl Config {
         .collect();
 
         Ok(Config {
+            file: None,
             extensions,
             base_dir: base_dir.to_path_buf(),
             threatlocker,
@@ -719,9 +793,36 @@ impl Config {
             rules: raw.rules,
             companies,
             psa,
+            psa_written,
             notify,
             state_path,
         })
+    }
+
+    /// The file this configuration was loaded from (`None` when built from text).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Names this configuration's file in `e` (when it was loaded from one).
+    pub fn name_file(&self, e: ConfigError) -> ConfigError {
+        match &self.file {
+            Some(f) => e.with_file(f),
+            None => e,
+        }
+    }
+
+    /// What `run` (and `watch`) need beyond a well-formed file: with `create_tickets` on, a
+    /// `[psa]` section (`kind = "none"` says tickets are reported, not opened). Errors name
+    /// the key and the file.
+    pub fn check_run(&self) -> Result<(), ConfigError> {
+        if self.workflow.create_tickets && !self.psa_written {
+            return Err(self.name_file(ConfigError::invalid(
+                "psa",
+                "missing while `workflow.create_tickets` is true: add a [psa] section (kind = \"connectwise\", \"autotask\" or \"halo\"), or [psa] kind = \"none\" to report tickets without opening them, or set workflow.create_tickets = false",
+            )));
+        }
+        Ok(())
     }
 
     /// `[threatlocker]`.
@@ -786,6 +887,7 @@ impl Config {
             "threatlocker.api_key_env",
             &self.threatlocker.api_key_env,
         )
+        .map_err(|e| self.name_file(e))
     }
 
     /// Builds the ThreatLocker client from `[threatlocker]`, reading the key from `env`.
@@ -817,12 +919,14 @@ impl Config {
         if let Some(n) = t.max_concurrency {
             builder = builder.max_concurrency(n);
         }
-        builder.build().map_err(|e| match e {
-            threatlocker_api::Error::Config(m) if m.contains("key") => ConfigError::invalid(
-                "threatlocker.api_key_env",
-                format!("the key in ${}: {m}", t.api_key_env),
-            ),
-            other => ConfigError::invalid(endpoint_key, other.to_string()),
+        builder.build().map_err(|e| {
+            self.name_file(match e {
+                threatlocker_api::Error::Config(m) if m.contains("key") => ConfigError::invalid(
+                    "threatlocker.api_key_env",
+                    format!("the key in ${}: {m}", t.api_key_env),
+                ),
+                other => ConfigError::invalid(endpoint_key, other.to_string()),
+            })
         })
     }
 
@@ -877,7 +981,11 @@ impl Config {
 pub fn secret(env: &dyn Env, key: &str, var: &str) -> Result<SecretString, ConfigError> {
     match env.var(var) {
         Some(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_owned())),
-        _ => Err(ConfigError::MissingEnv {
+        Some(_) => Err(ConfigError::EmptyEnv {
+            key: key.to_owned(),
+            var: var.to_owned(),
+        }),
+        None => Err(ConfigError::MissingEnv {
             key: key.to_owned(),
             var: var.to_owned(),
         }),
@@ -929,6 +1037,7 @@ fn parse_psa(mut table: toml::Table) -> Result<PsaConfig, ConfigError> {
             check_env_name("psa.private_key_env", &c.private_key_env)?;
             check_env_name("psa.client_id_env", &c.client_id_env)?;
             check_url("psa.base_url", &c.base_url)?;
+            check_connectwise_base_url(&c.base_url)?;
             PsaConfig::ConnectWise(c)
         }
         "autotask" => {
@@ -961,9 +1070,63 @@ fn parse_psa(mut table: toml::Table) -> Result<PsaConfig, ConfigError> {
     Ok(cfg)
 }
 
+/// The ConnectWise connector adds `{codebase}/apis/3.0/` itself: a `base_url` that already
+/// holds the API path would call `…/apis/3.0/v4_6_release/apis/3.0/…` and get 404 on every
+/// call.
+fn check_connectwise_base_url(u: &str) -> Result<(), ConfigError> {
+    let Ok(url) = url::Url::parse(u.trim()) else {
+        return Ok(());
+    };
+    let has_api_path = url
+        .path_segments()
+        .is_some_and(|mut s| s.any(|seg| seg.eq_ignore_ascii_case("apis")));
+    if has_api_path {
+        let site = format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or("your-server")
+        );
+        return Err(ConfigError::invalid(
+            "psa.base_url",
+            format!(
+                "the path {:?} is added by the connector (codebase + apis/3.0): set base_url to the site only, such as {site:?}",
+                url.path()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A path that repeats itself (`/api/v1/api/v1`), a copy-paste of the path onto a URL that
+/// already had it.
+fn doubled_path(url: &url::Url) -> Option<String> {
+    let segs: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    for len in 1..=segs.len() / 2 {
+        for start in 0..=segs.len() - 2 * len {
+            let (a, b) = (
+                &segs[start..start + len],
+                &segs[start + len..start + 2 * len],
+            );
+            if a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y)) {
+                return Some(a.join("/"));
+            }
+        }
+    }
+    None
+}
+
 fn check_url(key: &str, u: &str) -> Result<(), ConfigError> {
     let url = url::Url::parse(u.trim())
         .map_err(|e| ConfigError::invalid(key, format!("not a URL: {e}")))?;
+    if let Some(part) = doubled_path(&url) {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "the path {:?} repeats {part:?}: give that part once",
+                url.path()
+            ),
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -1010,12 +1173,50 @@ fn toml_error(text: &str, key: Option<String>, e: &toml::de::Error) -> ConfigErr
     let line = e
         .span()
         .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    // The parser names a duplicate key only by its position: read the key from the text.
+    let key = key.or_else(|| {
+        e.message()
+            .starts_with("duplicate key")
+            .then(|| e.span().and_then(|s| key_at(text, s.end)))
+            .flatten()
+    });
     ConfigError::Parse {
         file: None,
         key,
         line,
         message: e.message().trim().to_owned(),
     }
+}
+
+/// The dotted key written at byte `end` of `text` (the end of a key's span): the key part of
+/// its line, under the nearest table header above it, or the header itself.
+fn key_at(text: &str, end: usize) -> Option<String> {
+    let end = end.min(text.len());
+    if !text.is_char_boundary(end) {
+        return None;
+    }
+    let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+    let clean = |k: &str| -> String {
+        k.split('.')
+            .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\''))
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let here = text[line_start..end].trim_start();
+    if here.starts_with('[') {
+        return Some(clean(here.trim_start_matches('[')));
+    }
+    let key = clean(here.split('=').next().unwrap_or(here));
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| clean(h.trim_start_matches('[').split(']').next().unwrap_or("")));
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key,
+    })
 }
 
 /// Deserializes a sub-table with errors naming `prefix.key`.
@@ -1239,5 +1440,135 @@ mod tests {
         let c = parse("[threatlocker]\ninstance = \"g\"\n[org_variables]\nthreatlocker_block_alert_threshold = 3\n[rules]\nlolbins = 1\n").unwrap();
         let e = c.engine_section::<Engine>().unwrap_err();
         assert_eq!(e.key(), Some("rules.lolbins"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_named() {
+        let cases = [
+            ("[threatlocker]\ninstance = \"g\"\ninstance = \"h\"\n", "threatlocker.instance", 3),
+            ("[threatlocker] # the API\ninstance = \"g\"\n\n[workflow]\ndry_run = true\ndry_run = false\n", "workflow.dry_run", 6),
+            ("[threatlocker]\ninstance = \"g\"\n[threatlocker]\nbase_url = \"https://x\"\n", "threatlocker", 3),
+            ("[threatlocker]\ninstance = \"g\"\n[rules]\na.b = 1\na.b = 2\n", "rules.a.b", 5),
+        ];
+        for (text, key, line) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.key(), Some(key), "{e}");
+            assert!(e.to_string().contains(&format!("key `{key}`")), "{e}");
+            assert!(e.to_string().contains(&format!("line {line}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_is_called_empty_not_unset() {
+        let c = parse(MINIMAL).unwrap();
+        let env: HashMap<String, String> =
+            [("THREATLOCKER_API_KEY".to_owned(), "  ".to_owned())].into();
+        let e = c.api_key(&env).unwrap_err().to_string();
+        assert!(
+            e.contains("is empty") && e.contains("threatlocker.api_key_env"),
+            "{e}"
+        );
+        let e = c.api_key(&HashMap::new()).unwrap_err().to_string();
+        assert!(e.contains("is not set"), "{e}");
+    }
+
+    #[test]
+    fn tickets_without_a_psa_section_are_an_error_for_run() {
+        let cases = [
+            (MINIMAL.to_owned(), false),
+            (format!("{MINIMAL}[psa]\nkind = \"none\"\n"), true),
+            (
+                format!("{MINIMAL}[workflow]\ncreate_tickets = false\n"),
+                true,
+            ),
+        ];
+        for (text, ok) in cases {
+            let c = parse(&text).unwrap();
+            match c.check_run() {
+                Ok(()) => assert!(ok, "{text}"),
+                Err(e) => {
+                    assert!(!ok, "{text}: {e}");
+                    assert_eq!(e.key(), Some("psa"));
+                    assert!(e.to_string().contains("kind = \"none\""), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_found_after_loading_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("tlm-config-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load(&path).unwrap();
+        let e = c.check_run().unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: key `psa`", path.display())),
+            "{e}"
+        );
+        let e = c.api_key(&HashMap::new()).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        // Errors found while loading name it too, once.
+        std::fs::write(
+            &path,
+            "[threatlocker]\ninstance = \"g\"\nmax_concurrency = 0\n",
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert_eq!(e.key(), Some("threatlocker.max_concurrency"));
+        assert_eq!(
+            e.to_string().matches(&path.display().to_string()).count(),
+            1,
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn psa_base_urls_with_a_doubled_path_are_rejected() {
+        let cw = |url: &str| {
+            format!("{MINIMAL}[psa]\nkind = \"connectwise\"\nbase_url = \"{url}\"\ncompany_id = \"msp\"\npublic_key = \"pk\"\nprivate_key_env = \"A\"\nclient_id_env = \"B\"\n")
+        };
+        let halo = |url: &str| {
+            format!("{MINIMAL}[psa]\nkind = \"halo\"\nbase_url = \"{url}\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n")
+        };
+        let cases = [
+            (cw("https://api-na.myconnectwise.net"), None),
+            (
+                cw("https://api-na.myconnectwise.net/v4_6_release/apis/3.0/v4_6_release/apis/3.0"),
+                Some("repeats"),
+            ),
+            (
+                cw("https://api-na.myconnectwise.net/v4_6_release/apis/3.0"),
+                Some("added by the connector"),
+            ),
+            (halo("https://msp.halopsa.com"), None),
+            (halo("https://msp.halopsa.com/api/api"), Some("repeats")),
+        ];
+        for (text, want) in cases {
+            match (parse(&text), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(w)) => {
+                    assert_eq!(e.key(), Some("psa.base_url"), "{e}");
+                    assert!(e.to_string().contains(w), "{e}");
+                }
+                (r, w) => panic!("{text}: {:?} but wanted {w:?}", r.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_deadline_parses_and_is_bounded() {
+        assert_eq!(
+            parse(MINIMAL).unwrap().workflow().deadline,
+            DEFAULT_DEADLINE
+        );
+        let c = parse(&format!("{MINIMAL}[workflow]\ndeadline = \"90s\"\n")).unwrap();
+        assert_eq!(c.workflow().deadline, std::time::Duration::from_secs(90));
+        for bad in ["soon", "0s", "100ms"] {
+            let (key, msg) = err_key(&format!("{MINIMAL}[workflow]\ndeadline = \"{bad}\"\n"));
+            assert_eq!(key.as_deref(), Some("workflow.deadline"), "{msg}");
+        }
     }
 }

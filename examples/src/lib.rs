@@ -35,6 +35,7 @@ pub mod errors;
 pub mod investigate;
 pub mod mapping;
 pub mod monitor;
+pub mod output;
 pub mod process;
 pub mod shutdown;
 pub mod siem;

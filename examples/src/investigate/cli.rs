@@ -1,6 +1,5 @@
 //! `tl-investigate`: argument parsing and dispatch. The binary only calls [`main`].
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -151,17 +150,11 @@ pub fn main() -> ExitCode {
     let now = Utc::now();
     let now = now - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
     let (code, out) = runtime.block_on(run(cli, &ProcessEnv, now));
-    if !out.is_empty() {
-        let mut stdout = std::io::stdout().lock();
-        if stdout
-            .write_all(out.as_bytes())
-            .and_then(|_| stdout.flush())
-            .is_err()
-        {
-            return ExitCode::from(EXIT_FAILED);
-        }
+    if out.is_empty() {
+        return ExitCode::from(code);
     }
-    ExitCode::from(code)
+    // A reader that left early (`| head`) is not a failure; a failed write is.
+    ExitCode::from(crate::output::print_or(&out, code, EXIT_FAILED))
 }
 
 fn usage(message: impl std::fmt::Display) -> (u8, String) {

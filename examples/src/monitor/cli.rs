@@ -1,7 +1,6 @@
 //! `threatlocker-monitor`: argument parsing and the commands. The binary only calls
 //! [`main`]; everything it does is here so tests can drive it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,6 +80,11 @@ pub enum Command {
         /// Write the report to this file instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The whole run's time budget, e.g. 15m, 90s (default: [workflow] deadline, else
+        /// 15m). Past it the run stops at a safe point, reports what it did with
+        /// "success": false and "error_kind": "deadline", and leaves the rest to the next run.
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_deadline)]
+        deadline: Option<Duration>,
     },
     /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
@@ -178,7 +182,8 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             config,
             dry_run,
             output,
-        } => run_once(&config, dry_run, output.as_deref(), env).await,
+            deadline,
+        } => run_once(&config, dry_run, output.as_deref(), deadline, env).await,
         Command::Watch {
             config,
             interval,
@@ -219,7 +224,13 @@ fn setup_error(e: &WorkflowError) -> u8 {
     }
 }
 
-async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn Env) -> u8 {
+async fn run_once(
+    path: &Path,
+    dry_run: bool,
+    output: Option<&Path>,
+    deadline: Option<Duration>,
+    env: &dyn Env,
+) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -227,9 +238,19 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
     if dry_run {
         config.workflow_mut().dry_run = true;
     }
-    let workflow = match build(&config, env) {
+    if let Some(d) = deadline {
+        config.workflow_mut().deadline = d;
+    }
+    let workflow = match Workflow::from_config(&config, env) {
         Ok(w) => w,
-        Err(code) => return code,
+        Err(e) => {
+            let code = setup_error(&e);
+            if code == EXIT_USAGE {
+                return code;
+            }
+            // The state file is damaged or unreadable: still a report, with the reason.
+            return emit_report(&failed_report_text(&e.to_string()), code, output);
+        }
     };
     let shutdown = match crate::shutdown::Shutdown::on_signals() {
         Ok(s) => s,
@@ -263,24 +284,22 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
             (failed_report_text(&message), EXIT_FAILED)
         }
     };
+    emit_report(&text, code, output)
+}
+
+/// Writes the report to `output` (else stdout) and returns `code`, or exit 1 with the reason
+/// when it cannot be written (a reader that closed the pipe early is not a failure).
+fn emit_report(text: &str, code: u8, output: Option<&Path>) -> u8 {
     match output {
         Some(file) => {
             if let Err(e) = std::fs::write(file, format!("{text}\n")) {
                 eprintln!("error: cannot write {}: {e}", file.display());
                 return EXIT_FAILED;
             }
+            code
         }
-        None => {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{text}");
-        }
+        None => crate::output::print_or(&format!("{text}\n"), code, EXIT_FAILED),
     }
-    code
-}
-
-fn build(config: &Config, env: &dyn Env) -> Result<Workflow, u8> {
-    // With `dry_run` the state file is only read: a dry run writes nothing anywhere.
-    Workflow::from_config(config, env).map_err(|e| setup_error(&e))
 }
 
 /// The report shape as JSON text with `success: false` and the error, for a run that could not

@@ -188,7 +188,11 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
             }
             eprintln!("report written to {}", path.display());
         }
-        None => println!("{text}"),
+        None => {
+            if crate::output::print_or(&format!("{text}\n"), EXIT_OK, EXIT_FAILED) != EXIT_OK {
+                return EXIT_FAILED;
+            }
+        }
     }
     let mut code = if daily.errors.is_empty() {
         EXIT_OK

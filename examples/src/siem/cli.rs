@@ -137,13 +137,14 @@ pub async fn run(cli: &Cli, env: &dyn Env, shutdown: impl std::future::Future<Ou
         tokio::select! {
             _ = &mut shutdown => EXIT_OK,
             r = fwd.run_once() => match r {
-                Ok(summary) => {
-                    match serde_json::to_string(&summary) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => eprintln!("error: {e}"),
+                Ok(summary) => match serde_json::to_string(&summary) {
+                    // A reader that left early (`| head`) is not a failure; a failed write is.
+                    Ok(s) => crate::output::print_or(&format!("{s}\n"), EXIT_OK, EXIT_FAILED),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        EXIT_FAILED
                     }
-                    EXIT_OK
-                }
+                },
                 Err(e) => report(&e),
             }
         }

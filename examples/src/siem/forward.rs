@@ -26,7 +26,7 @@ use policy_engine::Engine;
 use psa_connectors::syslog::Format;
 use psa_connectors::{SiemRecord, SiemSink};
 use serde::Serialize;
-use threatlocker_api::{ActionLogRow, Client, SystemAuditEntry};
+use threatlocker_api::{ActionLogRow, Client, RowRejections, SystemAuditEntry};
 
 use super::config::{SeverityMode, SiemConfig, SourceKind};
 use super::map;
@@ -74,6 +74,9 @@ pub struct PassSummary {
     pub batches: u64,
     /// Send attempts that failed and were retried.
     pub retries: u64,
+    /// Action-log rows not forwarded because they failed validation (no id, no `dateTime`,
+    /// a date before 2000 or more than a day ahead): counted per reason, with examples.
+    pub rows_rejected: RowRejections,
 }
 
 impl PassSummary {
@@ -310,9 +313,15 @@ impl Forwarder {
     }
 
     /// Forwards one window of action-log rows (the pipeline `run_once` uses after fetching;
-    /// public for benchmarks and for callers with rows from elsewhere): severities from the
-    /// engine, rows already sent dropped, batches sent and recorded, the checkpoint moved to
-    /// `to` at the end.
+    /// public for benchmarks and for callers with rows from elsewhere): rows failing
+    /// [`threatlocker_api::validate_action_log_row`] counted in `summary.rows_rejected` and
+    /// logged, never sent; severities from the engine, rows already sent dropped, batches sent
+    /// and recorded, the checkpoint moved to `to` at the end.
+    ///
+    /// A rejected row counts as processed: it is named in the log and the summary, and reading
+    /// it again would give the same verdict, so it does not hold the checkpoint back. Rows the
+    /// read did not deliver (a failed page) never reach here: the read's error ends the pass
+    /// with the checkpoint where it was.
     pub async fn forward_action_log_rows(
         &self,
         from: DateTime<Utc>,
@@ -320,6 +329,15 @@ impl Forwarder {
         mut rows: Vec<ActionLogRow>,
         summary: &mut PassSummary,
     ) -> Result<(), SiemError> {
+        let mut rejected = RowRejections::new();
+        rejected.filter(&mut rows, (self.clock)());
+        if !rejected.is_empty() {
+            tracing::warn!(
+                rejected = rejected.total,
+                "action-log rows not forwarded: {rejected}"
+            );
+            summary.rows_rejected.merge(rejected);
+        }
         let findings = match (&self.engine, self.config.severity) {
             (Some(engine), SeverityMode::Engine) if !rows.is_empty() => {
                 map::engine_findings(engine, &mut rows, from, to)

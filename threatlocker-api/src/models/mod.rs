@@ -14,6 +14,7 @@ mod pagination;
 mod policies;
 mod system_audit;
 mod tags;
+mod validate;
 
 pub use action_log::*;
 pub use applications::*;
@@ -25,6 +26,7 @@ pub use pagination::*;
 pub use policies::*;
 pub use system_audit::*;
 pub use tags::*;
+pub use validate::*;
 
 /// Unknown JSON fields kept from a response, by name.
 pub type Extra = serde_json::Map<String, serde_json::Value>;

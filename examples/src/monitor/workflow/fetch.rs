@@ -14,7 +14,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::PendingApproval;
 use threatlocker_api::{
     ActionLogRow, Application, ApplicationId, ApprovalRequest, ApprovalStatus, Client, Computer,
-    MatchQuery, Organization, OrganizationId, ResearchDetails,
+    MatchQuery, Organization, OrganizationId, ResearchDetails, RowRejections,
 };
 use tracing::{debug, warn};
 
@@ -81,6 +81,9 @@ pub(crate) struct Retrieved {
     pub events: Vec<ActionLogRow>,
     /// The computers in scope.
     pub computers: Vec<Computer>,
+    /// Rows of the organizations in scope that failed validation
+    /// ([`threatlocker_api::validate_action_log_row`]): counted, not evaluated.
+    pub rejected: RowRejections,
     /// What failed, as messages for the report.
     pub errors: Vec<String>,
 }
@@ -155,6 +158,14 @@ pub(crate) async fn retrieve(
         )),
     }
     rows.retain(|r| scope.contains(r.organization_id.as_ref()));
+    // The window ends at the run's start: that is the `now` rows are judged against.
+    out.rejected.filter(&mut rows, end);
+    if !out.rejected.is_empty() {
+        warn!(
+            rejected = out.rejected.total,
+            "action-log rows rejected: {}", out.rejected
+        );
+    }
     out.events = rows;
     out.computers
         .retain(|c| scope.contains(c.organization_id.as_ref()));

@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde_json::json;
 use threatlocker_api::{
     ApplicationChoice, ApprovalStatus, Client, OrganizationId, PermitOptions, PermitScope,
-    PreparedRequest,
+    PreparedRequest, RowRejections,
 };
 use tracing::{debug, info, warn};
 
@@ -139,6 +139,8 @@ pub struct RunOptions {
     pub dry_run: Option<bool>,
     /// When set to `true` (Ctrl-C), the run finishes the step in progress and stops.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Overrides `workflow.deadline`: the whole run's time budget.
+    pub deadline: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for RunOptions {
@@ -146,6 +148,7 @@ impl fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("now", &self.now)
             .field("dry_run", &self.dry_run)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +174,12 @@ impl RunOptions {
     /// Sets the stop flag.
     pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stop = Some(flag);
+        self
+    }
+
+    /// Sets the whole run's deadline (overrides `workflow.deadline`).
+    pub fn deadline(mut self, after: std::time::Duration) -> Self {
+        self.deadline = Some(after);
         self
     }
 }
@@ -228,6 +237,10 @@ pub struct RunOutput {
     pub window_end: DateTime<Utc>,
     /// How long each step took, in order.
     pub timings: Vec<StepTiming>,
+    /// Action-log rows rejected by validation (counted, named in the log, not evaluated).
+    pub rows_rejected: RowRejections,
+    /// The kind of error that cut the run short, when one did (`deadline`).
+    pub error_kind: Option<&'static str>,
 }
 
 /// How long one step of a run took.
@@ -246,6 +259,8 @@ impl RunOutput {
     pub fn document(&self) -> ReportDocument<'_> {
         ReportDocument {
             report: &self.report,
+            rows_rejected: &self.rows_rejected,
+            error_kind: self.error_kind,
             planned_writes: self.dry_run.then_some(self.planned_writes.as_slice()),
         }
     }
@@ -269,6 +284,11 @@ pub struct ReportDocument<'a> {
     /// The report.
     #[serde(flatten)]
     pub report: &'a MonitoringReport,
+    /// Action-log rows rejected by validation: `total`, `by_reason`, a few `examples`.
+    pub rows_rejected: &'a RowRejections,
+    /// The kind of error that cut the run short (`deadline`), when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
     /// The planned writes (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned_writes: Option<&'a [PlannedWrite]>,
@@ -298,6 +318,15 @@ pub enum WorkflowError {
     Interrupted {
         /// The step that was not started.
         next_step: &'static str,
+    },
+    /// The whole-run deadline passed. [`Workflow::run`] does not return this: it reports it
+    /// (`success: false`, `error_kind: "deadline"`) with what the run did.
+    #[error("deadline: the run passed its {} deadline (at `{step}`); the rest is left to the next run", humantime::format_duration(*after))]
+    Deadline {
+        /// The deadline.
+        after: std::time::Duration,
+        /// The step in progress.
+        step: &'static str,
     },
     /// A test hook stopped the run between a side effect and its state write.
     #[error("run killed after the {kind} side effect {key} (test hook)")]
@@ -371,27 +400,32 @@ impl Workflow {
         if config.workflow().dry_run {
             return Self::from_config_read_only(config, env);
         }
-        let client = config.threatlocker_client(env)?;
-        let engine = config.engine()?;
-        let state = Arc::new(StateStore::open(&config.state_path())?);
-        let settings = Settings::from_config(config);
-        let mut wf = Self::new(client, engine, state, settings);
-        wf.sink = crate::connect::ticket_sink(config, env)?;
-        wf.notifiers = crate::connect::notifiers(config, env)?;
-        Ok(wf)
+        Self::build(config, env, false).map_err(|e| name_file(config, e))
     }
 
     /// Like [`Workflow::from_config`], for a dry run: the state file is only read (or an empty
     /// in-memory store is used when there is none), so nothing at all is written.
     pub fn from_config_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
+        Self::build(config, env, true).map_err(|e| name_file(config, e))
+    }
+
+    fn build(config: &Config, env: &dyn Env, read_only: bool) -> Result<Self, WorkflowError> {
         let client = config.threatlocker_client(env)?;
         let engine = config.engine()?;
-        let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
+        config.check_run()?;
+        // Every configuration check first: a configuration error leaves no new state file.
+        let sink = crate::connect::ticket_sink(config, env)?;
+        let notifiers = crate::connect::notifiers(config, env)?;
         let mut settings = Settings::from_config(config);
-        settings.workflow.dry_run = true;
-        let mut wf = Self::new(client, engine, state, settings);
-        wf.sink = crate::connect::ticket_sink(config, env)?;
-        wf.notifiers = crate::connect::notifiers(config, env)?;
+        let state = if read_only {
+            settings.workflow.dry_run = true;
+            StateStore::open_read_only(&config.state_path())?
+        } else {
+            StateStore::open(&config.state_path())?
+        };
+        let mut wf = Self::new(client, engine, Arc::new(state), settings);
+        wf.sink = sink;
+        wf.notifiers = notifiers;
         Ok(wf)
     }
 
@@ -439,9 +473,16 @@ impl Workflow {
         } else {
             Some(self.state.begin_run(start, end, false)?)
         };
-        info!(%start, %end, dry_run, "run started");
+        let deadline_after = opts.deadline.unwrap_or(self.settings.workflow.deadline);
+        let deadline = tokio::time::Instant::now() + deadline_after;
+        info!(%start, %end, dry_run, deadline = %humantime::format_duration(deadline_after), "run started");
         let mut run = Run {
             wf: self,
+            deadline,
+            deadline_after,
+            step: "retrieve events",
+            decisions: None,
+            rejected: RowRejections::new(),
             step_started: std::time::Instant::now(),
             timings: Vec::new(),
             dry_run,
@@ -451,9 +492,32 @@ impl Workflow {
             planned: Vec::new(),
             tickets: Vec::new(),
         };
-        let result = run.steps(now, start, end).await;
+        // A black-holed API can hang a read for long: the deadline also cuts an await short.
+        // Dropping the steps there is safe: state writes are synchronous, so a side effect in
+        // flight is left as an unfinished intent that the next run reconciles.
+        let result = tokio::time::timeout_at(deadline, run.steps(now, start, end))
+            .await
+            .unwrap_or_else(|_| {
+                Err(WorkflowError::Deadline {
+                    after: deadline_after,
+                    step: run.step,
+                })
+            });
+        let mut error_kind = None;
         let (report, errors) = match result {
             Ok(report) => {
+                let errors = report.errors.clone();
+                (report, errors)
+            }
+            Err(e @ WorkflowError::Deadline { .. }) => {
+                warn!("{e}");
+                error_kind = Some("deadline");
+                run.outcomes.errors.push(e.to_string());
+                let decisions = run
+                    .decisions
+                    .take()
+                    .unwrap_or_else(|| self.engine.evaluate(&Input::new(now, start, end)));
+                let report = build_report(&decisions, &run.outcomes);
                 let errors = report.errors.clone();
                 (report, errors)
             }
@@ -496,12 +560,37 @@ impl Workflow {
             window_start: start,
             window_end: end,
             timings: run.timings,
+            rows_rejected: run.rejected,
+            error_kind,
         })
+    }
+}
+
+/// Names the configuration file in a configuration error.
+fn name_file(config: &Config, e: WorkflowError) -> WorkflowError {
+    match e {
+        WorkflowError::Config(c) => WorkflowError::Config(config.name_file(c)),
+        WorkflowError::Connector { what, message } => match config.file() {
+            Some(f) => WorkflowError::Connector {
+                what: format!("{}: {what}", f.display()),
+                message,
+            },
+            None => WorkflowError::Connector { what, message },
+        },
+        other => other,
     }
 }
 
 struct Run<'a> {
     wf: &'a Workflow,
+    /// When the run must stop (see [`WorkflowError::Deadline`]).
+    deadline: tokio::time::Instant,
+    deadline_after: std::time::Duration,
+    /// The step in progress (named when the deadline passes).
+    step: &'static str,
+    /// The engine's decisions once made: a run cut short reports from them.
+    decisions: Option<Decisions>,
+    rejected: RowRejections,
     step_started: std::time::Instant,
     timings: Vec<StepTiming>,
     dry_run: bool,
@@ -518,6 +607,14 @@ impl Run<'_> {
         self.mark(step);
         if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
             return Err(WorkflowError::Interrupted { next_step });
+        }
+        self.step = next_step;
+        // A safe point: past the deadline, stop before starting the next step.
+        if tokio::time::Instant::now() >= self.deadline {
+            return Err(WorkflowError::Deadline {
+                after: self.deadline_after,
+                step: next_step,
+            });
         }
         Ok(())
     }
@@ -563,6 +660,7 @@ impl Run<'_> {
         for e in retrieved.errors {
             self.error(e);
         }
+        self.rejected = retrieved.rejected;
         let (organizations, events, computers) = (
             retrieved.organizations,
             retrieved.events,
@@ -613,6 +711,7 @@ impl Run<'_> {
         if !s.workflow.create_tickets {
             decisions.tickets.clear();
         }
+        self.decisions = Some(decisions.clone());
         self.next("analyse blocks and detect patterns", "auto-approve")?;
 
         // 5. Auto-approve.
@@ -814,10 +913,10 @@ impl Run<'_> {
             }
             IntentStatus::New => {}
         }
-        match client.approvals().permit(&id, &opts).await {
-            Ok(outcome) => {
+        match permit_settling_unknown(client, &id, &opts, self.deadline).await {
+            Ok(verified) => {
                 self.killed(IntentKind::Permit, &key)?;
-                let result = if outcome.verified {
+                let result = if verified {
                     "approved"
                 } else {
                     "sent; read-back not yet approved"
@@ -1027,6 +1126,62 @@ impl Run<'_> {
     }
 }
 
+/// Attempts at a permit whose outcome stays unknown (the first included).
+const UNKNOWN_OUTCOME_ATTEMPTS: u32 = 3;
+
+/// Permits `id`; when the outcome is unknown (the server may have committed, then answered
+/// 5xx or dropped the connection), re-reads the request within the run instead of failing:
+/// Approved is success, another final status is [`threatlocker_api::Error::AlreadyActioned`],
+/// still Pending means the write did not take and the permit is sent again — the same
+/// reconciliation a later run would make, whose own first step re-reads the status. Returns
+/// whether the request reads back Approved.
+async fn permit_settling_unknown(
+    client: &Client,
+    id: &threatlocker_api::ApprovalRequestId,
+    opts: &PermitOptions,
+    deadline: tokio::time::Instant,
+) -> threatlocker_api::Result<bool> {
+    let mut attempt = 1;
+    loop {
+        let err = match client.approvals().permit(id, opts).await {
+            Ok(outcome) => return Ok(outcome.verified),
+            Err(e) if e.is_outcome_unknown() => e,
+            Err(e) => return Err(e),
+        };
+        let wait = std::time::Duration::from_millis(250 << attempt.min(4));
+        if attempt >= UNKNOWN_OUTCOME_ATTEMPTS || tokio::time::Instant::now() + wait >= deadline {
+            return Err(err);
+        }
+        warn!(request = %id, error = %err, "the permit's outcome is unknown; re-reading the request");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        match client.approvals().get(id).await {
+            Ok(r) if r.status_id == Some(ApprovalStatus::Approved) => {
+                info!(request = %id, "re-read after an unknown outcome: approved");
+                return Ok(true);
+            }
+            Ok(r) if r.status_id != Some(ApprovalStatus::Pending) => {
+                return Err(threatlocker_api::Error::AlreadyActioned {
+                    request_id: id.to_string(),
+                    status: r.status_id.map_or_else(
+                        || "unknown (read after the permit's answer was lost)".to_owned(),
+                        |s| format!("{s} (read after the permit's answer was lost)"),
+                    ),
+                });
+            }
+            // Still pending, or unreadable: the permit flow re-reads the status before writing.
+            Ok(_) | Err(_) => {}
+        }
+    }
+}
+
+/// The open ticket with `reference`, searched once more after a create whose outcome is
+/// unknown (after a short pause for the PSA's search to catch up).
+async fn find_after_unknown(sink: &dyn TicketSink, reference: &str) -> Option<TicketRef> {
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sink.find_open(reference).await.ok().flatten()
+}
+
 /// PSA calls in flight at once while opening tickets.
 const TICKET_CONCURRENCY: usize = 4;
 
@@ -1177,12 +1332,25 @@ impl Ctx<'_> {
                 done.ticket = Some((created.id, true, false));
             }
             Err(e) => {
-                state.fail_intent(&key, &crate::errors::chain(&e))?;
-                done.errors.push(format!(
-                    "opening a ticket for {}: {e}",
-                    planned.dedupe_key,
-                    e = crate::errors::ErrorChain(&e)
-                ));
+                // The create may have gone through (a 5xx or a reset after sending): search
+                // once more by its reference before calling it failed.
+                let found = if e.is_retryable() {
+                    find_after_unknown(sink, &planned.dedupe_key).await
+                } else {
+                    None
+                };
+                if let Some(found) = found {
+                    info!(reference = %planned.dedupe_key, ticket = %found.id, error = %crate::errors::ErrorChain(&e), "the create answered with an error, but the ticket exists");
+                    state.complete_intent(&key, Some(&found.id))?;
+                    done.ticket = Some((found.id, true, false));
+                } else {
+                    state.fail_intent(&key, &crate::errors::chain(&e))?;
+                    done.errors.push(format!(
+                        "opening a ticket for {}: {}",
+                        planned.dedupe_key,
+                        crate::errors::ErrorChain(&e)
+                    ));
+                }
             }
         }
         Ok(done)
