@@ -68,7 +68,8 @@ pub enum Command {
     ///
     /// The report goes to stdout (or --output), logs to stderr (filter with RUST_LOG, e.g.
     /// RUST_LOG=debug). Exit 0 on success, 1 when any step failed (the report is still printed,
-    /// with "success": false and the errors), 2 for bad usage or configuration.
+    /// with "success": false and the errors), 2 for bad usage or configuration, 75 when another
+    /// run held the state for longer than --lock-timeout.
     Run {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
@@ -80,6 +81,10 @@ pub enum Command {
         /// Write the report to this file instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// How long to wait for another run holding the state (e.g. 5m; default: [state]
+        /// lock_timeout, else 5m); then exit 75 (try again later).
+        #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
+        lock_timeout: Option<Duration>,
     },
     /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
@@ -105,6 +110,10 @@ pub enum Command {
         /// Event-driven runs and the daily report (issue 8).
         #[command(flatten)]
         triggers: crate::triggers::WatchTriggerArgs,
+        /// How long a run waits for another run holding the state before that tick is
+        /// skipped (logged) (default: [state] lock_timeout, else 5m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
+        lock_timeout: Option<Duration>,
     },
     /// Produce the daily security report across every organization: totals and trend, top
     /// blocked applications and users, detections with evidence, approvals, tickets, policy
@@ -125,6 +134,13 @@ pub enum Command {
         config: PathBuf,
     },
 }
+
+fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 0s, 30s, 5m)"))
+}
+
+/// Exit code when another run holds the state (EX_TEMPFAIL: try again later).
+pub const EXIT_TEMPFAIL: u8 = 75;
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30m, 1h)"))?;
@@ -207,13 +223,15 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             config,
             dry_run,
             output,
-        } => run_once(&config, dry_run, output.as_deref(), env).await,
+            lock_timeout,
+        } => run_once(&config, dry_run, output.as_deref(), lock_timeout, env).await,
         Command::Watch {
             config,
             interval,
             dry_run,
             triggers,
-        } => watch(&config, interval, dry_run, &triggers, env).await,
+            lock_timeout,
+        } => watch(&config, interval, dry_run, &triggers, lock_timeout, env).await,
         Command::Report(args) => crate::cli_report::run_report(&args, env).await,
         Command::Doctor { config } => {
             let config = match load(&config) {
@@ -240,11 +258,20 @@ fn setup_error(e: &WorkflowError) -> u8 {
     }
 }
 
-async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn Env) -> u8 {
+async fn run_once(
+    path: &Path,
+    dry_run: bool,
+    output: Option<&Path>,
+    lock_timeout: Option<Duration>,
+    env: &dyn Env,
+) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(t) = lock_timeout {
+        config.state_mut().lock_timeout = t;
+    }
     if dry_run {
         config.workflow_mut().dry_run = true;
     }
@@ -260,6 +287,10 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
                 EXIT_RUN_FAILED
             };
             (out.report_text(), code)
+        }
+        Err(WorkflowError::State(e)) if e.is_busy() => {
+            error!("another run holds the state; try again later: {e}");
+            (failed_report_text(&e.to_string()), EXIT_TEMPFAIL)
         }
         Err(e) => {
             error!("run failed: {e}");
@@ -342,12 +373,16 @@ async fn watch(
     interval: Option<Duration>,
     dry_run: bool,
     triggers: &crate::triggers::WatchTriggerArgs,
+    lock_timeout: Option<Duration>,
     env: &dyn Env,
 ) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(t) = lock_timeout {
+        config.state_mut().lock_timeout = t;
+    }
     if dry_run {
         config.workflow_mut().dry_run = true;
     }

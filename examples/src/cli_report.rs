@@ -116,7 +116,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
     let setup = || -> Result<_, String> {
         let client = config.threatlocker_client(env).map_err(|e| e.to_string())?;
         let engine = crate::workflow::engine_from_config(&config).map_err(|e| e.to_string())?;
-        let state = StateStore::open_read_only(&config.state_path()).map_err(|e| e.to_string())?;
+        let state = StateStore::open_config_read_only(&config, env).map_err(|e| e.to_string())?;
         let email = if args.send {
             let to = recipients(&config);
             if config.notify().email.is_none() {

@@ -166,6 +166,15 @@ pub async fn checks(config: &Config, env: &dyn Env) -> Vec<Check> {
             "create the directory or set [state] path",
         )),
     }
+    // The database itself: reachable, its schema version, its lease table.
+    out.extend(
+        crate::state::doctor_checks(config, env)
+            .into_iter()
+            .map(|c| match c.outcome {
+                Ok(detail) => ok(&c.name, detail),
+                Err((problem, fix)) => failed(&c.name, problem, fix),
+            }),
+    );
     out
 }
 

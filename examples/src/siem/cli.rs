@@ -89,8 +89,9 @@ pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
         )
     })?;
     let sink = SyslogSink::new(siem.sink_config()).map_err(|e| format!("key `siem`: {e}"))?;
-    let state_path = config.state_path();
-    let store = SentStore::open(&state_path).map_err(|e| e.to_string())?;
+    let store = SentStore::new(Arc::new(
+        StateStore::open_config(&config, env).map_err(|e| e.to_string())?,
+    ));
     let needs_client = siem
         .sources
         .iter()
@@ -108,7 +109,7 @@ pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
         fwd = fwd.with_client(client, config.threatlocker().include_child_organizations);
     }
     if decisions {
-        fwd = fwd.with_state(StateStore::open(&state_path).map_err(|e| e.to_string())?);
+        fwd = fwd.with_state(StateStore::open_config(&config, env).map_err(|e| e.to_string())?);
     }
     if let Some(engine) = engine {
         fwd = fwd.with_engine(engine);

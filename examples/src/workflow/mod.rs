@@ -218,6 +218,8 @@ pub struct RunOutput {
     pub planned_writes: Vec<PlannedWrite>,
     /// Tickets created or updated.
     pub tickets: Vec<TicketLine>,
+    /// Organizations whose side effects another runner holds (PostgreSQL leases): left to it.
+    pub leased_elsewhere: Vec<String>,
     /// Whether this was a dry run.
     pub dry_run: bool,
     /// Window start.
@@ -245,6 +247,7 @@ impl RunOutput {
         ReportDocument {
             report: &self.report,
             planned_writes: self.dry_run.then_some(self.planned_writes.as_slice()),
+            leased_elsewhere: &self.leased_elsewhere,
         }
     }
 
@@ -270,6 +273,9 @@ pub struct ReportDocument<'a> {
     /// The planned writes (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned_writes: Option<&'a [PlannedWrite]>,
+    /// Organizations skipped because another runner holds their lease (omitted when none).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub leased_elsewhere: &'a [String],
 }
 
 /// Why a run could not start or was cut short. Failures of single steps or side effects do
@@ -360,7 +366,7 @@ impl Workflow {
         }
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
-        let state = Arc::new(StateStore::open(&config.state_path())?);
+        let state = Arc::new(StateStore::open_config(config, env)?);
         let settings = Settings::from_config(config);
         let mut wf = Self::new(client, engine, state, settings);
         wf.sink = crate::connect::ticket_sink(config, env)?;
@@ -373,7 +379,7 @@ impl Workflow {
     pub fn from_config_read_only(config: &Config, env: &dyn Env) -> Result<Self, WorkflowError> {
         let client = config.threatlocker_client(env)?;
         let engine = engine_from_config(config)?;
-        let state = Arc::new(StateStore::open_read_only(&config.state_path())?);
+        let state = Arc::new(StateStore::open_config_read_only(config, env)?);
         let mut settings = Settings::from_config(config);
         settings.workflow.dry_run = true;
         let mut wf = Self::new(client, engine, state, settings);
@@ -437,6 +443,7 @@ impl Workflow {
             outcomes: Outcomes::new(dry_run),
             planned: Vec::new(),
             tickets: Vec::new(),
+            leased_elsewhere: Vec::new(),
         };
         let result = run.steps(now, start, end).await;
         let (report, errors) = match result {
@@ -474,6 +481,7 @@ impl Workflow {
             run_id,
             planned_writes: run.planned,
             tickets: run.tickets,
+            leased_elsewhere: run.leased_elsewhere,
             dry_run,
             window_start: start,
             window_end: end,
@@ -503,6 +511,7 @@ struct Run<'a> {
     outcomes: Outcomes,
     planned: Vec<PlannedWrite>,
     tickets: Vec<TicketLine>,
+    leased_elsewhere: Vec<String>,
 }
 
 impl Run<'_> {
@@ -607,6 +616,46 @@ impl Run<'_> {
             decisions.tickets.clear();
         }
         self.next("analyse blocks and detect patterns", "auto-approve")?;
+
+        // Leases: side effects only for organizations this runner holds (with PostgreSQL,
+        // another runner may hold some; with SQLite the runner lock covers them all).
+        if let (Some(run_id), false) = (self.run_id, self.dry_run) {
+            let name =
+                |o: Option<&OrganizationId>| o.map_or_else(|| "-".to_owned(), |o| o.to_string());
+            let orgs: BTreeSet<String> = (decisions
+                .policy_changes
+                .iter()
+                .map(|c| name(c.organization_id.as_ref())))
+            .chain(
+                decisions
+                    .tickets
+                    .iter()
+                    .map(|t| name(t.organization_id.as_ref())),
+            )
+            .chain(
+                decisions
+                    .notifications
+                    .iter()
+                    .map(|n| name(n.organization_id.as_ref())),
+            )
+            .collect();
+            let leases = wf
+                .state
+                .lease_organizations(run_id, orgs.iter().map(String::as_str))?;
+            if !leases.skipped.is_empty() {
+                let held = |o: Option<&OrganizationId>| leases.leased.contains(&name(o));
+                decisions
+                    .policy_changes
+                    .retain(|c| held(c.organization_id.as_ref()));
+                decisions
+                    .tickets
+                    .retain(|t| held(t.organization_id.as_ref()));
+                decisions
+                    .notifications
+                    .retain(|n| held(n.organization_id.as_ref()));
+                self.leased_elsewhere = leases.skipped.into_iter().map(|(o, _)| o).collect();
+            }
+        }
 
         // 5. Auto-approve.
         let mut permitted: BTreeMap<OrganizationId, Vec<String>> = BTreeMap::new();
@@ -1171,13 +1220,9 @@ impl Run<'_> {
         &self,
         kind: IntentKind,
     ) -> Result<Vec<crate::state::IntentRecord>, WorkflowError> {
-        Ok(self
-            .wf
-            .state
-            .unfinished_intents()?
-            .into_iter()
-            .filter(|i| i.kind == kind && i.run_id != self.run_id)
-            .collect())
+        // Claimed for this run, and only when the run that began them is gone: a live
+        // runner's unfinished intents are its own.
+        Ok(self.wf.state.claim_orphaned_intents(kind, self.run_id)?)
     }
 
     /// Permits an earlier run began but this run did not plan (the request is no longer
