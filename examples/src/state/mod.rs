@@ -503,7 +503,12 @@ fn hostname() -> String {
 fn process_start(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(19).map(str::to_owned)
+    let mut fields = after.split_whitespace();
+    // A zombie (killed, not yet reaped) is gone too.
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18).map(str::to_owned)
 }
 
 fn new_owner() -> String {
@@ -971,6 +976,14 @@ impl StateStore {
             .inner
             .backend
             .finish_run(run_id, status.as_str(), summary, error);
+        self.abandon_run(run_id);
+        out
+    }
+
+    /// Lets go of a run without recording an end, as if its process had died: its leases are
+    /// released and its row stays `running` until the next start marks it interrupted (the
+    /// workflow's crash-simulating test hook).
+    pub fn abandon_run(&self, run_id: i64) {
         let names: Vec<String> = lock(&self.inner.held)
             .iter()
             .filter(|(_, r)| **r == Some(run_id))
@@ -987,7 +1000,6 @@ impl StateStore {
         if none_left {
             self.release("runner");
         }
-        out
     }
 
     /// The most recent runs, newest first.
@@ -1397,6 +1409,103 @@ pub fn doctor_checks(config: &Config, env: &dyn Env) -> Vec<StateCheck> {
         }
     }
     out
+}
+
+/// Scratch PostgreSQL databases for tests: each test gets a fresh, uniquely named database,
+/// dropped again when the handle is dropped.
+///
+/// The server is `TLM_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+/// When it cannot be reached, [`TestDatabase::create`] panics under CI (`CI=true`) and
+/// otherwise returns `None` after printing, once per process, that the PostgreSQL tests were
+/// skipped and how to start a server.
+pub mod testing {
+    use std::io::Write;
+    use std::sync::Once;
+
+    /// The default server for tests.
+    pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    /// A scratch database on the test server.
+    #[derive(Debug)]
+    pub struct TestDatabase {
+        server: String,
+        name: String,
+        url: String,
+    }
+
+    fn server_url() -> String {
+        std::env::var("TLM_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned())
+    }
+
+    // The synchronous client panics inside a tokio runtime: admin statements run on a thread.
+    fn admin(server: String, sql: String) -> Result<(), String> {
+        std::thread::spawn(move || {
+            let mut c = ::postgres::Client::connect(&server, ::postgres::NoTls)
+                .map_err(|e| e.to_string())?;
+            c.batch_execute(&sql).map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the admin thread panicked".into()))
+    }
+
+    impl TestDatabase {
+        /// Creates a fresh database, or `None` (printed) when no server is reachable outside
+        /// CI.
+        pub fn create() -> Option<Self> {
+            let server = server_url();
+            let name = format!("tlm_test_{}_{:x}", std::process::id(), fastrand::u64(..));
+            match admin(server.clone(), format!("CREATE DATABASE {name}")) {
+                Ok(()) => {
+                    let url = match server.rsplit_once('/') {
+                        Some((base, _)) => format!("{base}/{name}"),
+                        None => server.clone(),
+                    };
+                    Some(Self { server, name, url })
+                }
+                Err(e) => {
+                    if std::env::var("CI").is_ok_and(|v| v == "true") {
+                        panic!("PostgreSQL at {server} is required under CI: {e}");
+                    }
+                    static SKIPPED: Once = Once::new();
+                    SKIPPED.call_once(|| {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "PostgreSQL tests skipped: no server at {server} ({e}); start one with `pg_ctlcluster 15 main start`"
+                        );
+                    });
+                    None
+                }
+            }
+        }
+
+        /// The database's URL.
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+
+        /// The database's name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// Empties the database (every table gone), as if the state were lost.
+        pub fn wipe(&self) {
+            admin(
+                self.url.clone(),
+                "DROP SCHEMA public CASCADE; CREATE SCHEMA public;".into(),
+            )
+            .expect("wiping the test database");
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            let _ = admin(
+                self.server.clone(),
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
 }
 
 /// A unique path for a scratch state file under the system temp directory (used by `demo` and

@@ -456,6 +456,9 @@ impl Workflow {
                     let _ =
                         self.state
                             .finish_run(id, RunStatus::Failed, None, Some(&e.to_string()));
+                } else if let Some(id) = run_id {
+                    // The test kill: the run's owner is gone, as after a real crash.
+                    self.state.abandon_run(id);
                 }
                 return Err(e);
             }
