@@ -434,7 +434,15 @@ pub(crate) trait Backend: Send + Sync {
     /// Whether a run takes the store-wide `runner` lease (one runner per store).
     fn store_wide_runner_lock(&self) -> bool;
     fn schema_version(&self) -> Result<u32>;
-    fn begin_run(&self, owner: &str, ws: &str, we: &str, dry_run: bool) -> Result<i64>;
+    /// Inserts the run and its lease `run:<id>` in one transaction.
+    fn begin_run(
+        &self,
+        owner: &str,
+        ws: &str,
+        we: &str,
+        dry_run: bool,
+        ttl: Duration,
+    ) -> Result<i64>;
     fn finish_run(
         &self,
         run_id: i64,
@@ -443,6 +451,8 @@ pub(crate) trait Backend: Send + Sync {
         error: Option<&str>,
     ) -> Result<()>;
     fn running_runs(&self) -> Result<Vec<RunningRun>>;
+    /// Marks runs interrupted and deletes their run leases (a stalled owner that comes back
+    /// finds its lease gone and stops).
     fn interrupt_runs(&self, ids: &[i64]) -> Result<()>;
     fn recent_runs(&self, limit: usize) -> Result<Vec<RawRun>>;
     fn mark_window_done(&self, run_id: i64, ws: &str, we: &str) -> Result<()>;
@@ -955,11 +965,10 @@ impl StateStore {
             &ts(window_start),
             &ts(window_end),
             dry_run,
+            self.inner.ttl,
         )?;
         lock(&self.inner.active).insert(id);
-        if let Err(holder) = self.acquire(&format!("run:{id}"), Duration::ZERO, Some(id))? {
-            return Err(self.err_busy(format!("run:{id}"), holder, Duration::ZERO));
-        }
+        lock(&self.inner.held).insert(format!("run:{id}"), Some(id));
         Ok(id)
     }
 

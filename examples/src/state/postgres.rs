@@ -359,15 +359,36 @@ impl Backend for Postgres {
         })
     }
 
-    fn begin_run(&self, owner: &str, ws: &str, we: &str, dry_run: bool) -> Result<i64> {
+    fn begin_run(
+        &self,
+        owner: &str,
+        ws: &str,
+        we: &str,
+        dry_run: bool,
+        ttl: Duration,
+    ) -> Result<i64> {
         let (owner, ws, we, t) = (owner.to_owned(), ws.to_owned(), we.to_owned(), now());
+        let secs = ttl.as_secs_f64();
         self.call(move |c, e| {
-            c.query_one(
-                "INSERT INTO runs (window_start, window_end, started_at, status, dry_run, owner) VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id",
-                &[&ws, &we, &t, &dry_run, &owner],
+            // The run and its lease together: a run is never seen without its lease.
+            let mut tx = c.transaction().map_err(e)?;
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO runs (window_start, window_end, started_at, status, dry_run, owner) VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id",
+                    &[&ws, &we, &t, &dry_run, &owner],
+                )
+                .map(|r| r.get(0))
+                .map_err(e)?;
+            tx.execute(
+                &format!(
+                    r#"INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES ('run:' || $1::BIGINT, $2, {PG_NOW}, to_char((clock_timestamp() + make_interval(secs => $3)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at"#
+                ),
+                &[&id, &owner, &secs],
             )
-            .map(|r| r.get(0))
-            .map_err(e)
+            .map_err(e)?;
+            tx.commit().map_err(e)?;
+            Ok(id)
         })
     }
 
@@ -721,6 +742,8 @@ impl Backend for Postgres {
                     &[&id, &t],
                 )
                 .map_err(e)?;
+                c.execute("DELETE FROM leases WHERE name = 'run:' || $1::BIGINT", &[&id])
+                    .map_err(e)?;
             }
             Ok(())
         })

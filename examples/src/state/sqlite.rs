@@ -267,13 +267,28 @@ impl Backend for Sqlite {
             .map_err(|e| self.err(e))
     }
 
-    fn begin_run(&self, owner: &str, ws: &str, we: &str, dry_run: bool) -> Result<i64> {
+    fn begin_run(
+        &self,
+        owner: &str,
+        ws: &str,
+        we: &str,
+        dry_run: bool,
+        ttl: Duration,
+    ) -> Result<i64> {
+        let until = ts(chrono::Utc::now()
+            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30)));
         self.write(|tx| {
+            let t = now();
             tx.execute(
                 "INSERT INTO runs (window_start, window_end, started_at, status, dry_run, owner) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-                params![ws, we, now(), dry_run, owner],
+                params![ws, we, t, dry_run, owner],
             )?;
-            Ok(tx.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT OR REPLACE INTO leases (name, owner, acquired_at, expires_at) VALUES ('run:' || ?1, ?2, ?3, ?4)",
+                params![id, owner, t, until],
+            )?;
+            Ok(id)
         })
     }
 
@@ -581,6 +596,7 @@ impl Backend for Sqlite {
                      WHERE id = ?1 AND status = 'running'",
                     params![id, now()],
                 )?;
+                tx.execute("DELETE FROM leases WHERE name = 'run:' || ?1", params![id])?;
             }
             Ok(())
         })
