@@ -680,9 +680,7 @@ impl Backend for Postgres {
         let (name, owner) = (name.to_owned(), owner.to_owned());
         let secs = ttl.as_secs_f64();
         self.call(move |c, e| {
-            let until = format!(
-                r#"to_char((clock_timestamp() + make_interval(secs => $3)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#
-            );
+            let until = r#"to_char((clock_timestamp() + make_interval(secs => $3)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
             let sql = format!(
                 "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES ($1, $2, {PG_NOW}, {until})
                  ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at

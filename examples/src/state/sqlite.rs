@@ -393,7 +393,8 @@ impl Backend for Sqlite {
     ) -> Result<RawBegin> {
         self.write(|tx| {
             let t = now();
-            let existing: Option<(String, String, Option<String>, Option<String>, Option<i64>)> =
+            type Row = (String, String, Option<String>, Option<String>, Option<i64>);
+            let existing: Option<Row> =
                 tx.query_row(
                     "SELECT state, payload, result, error, run_id FROM intents WHERE key = ?1",
                     params![key],
