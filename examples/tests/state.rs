@@ -389,14 +389,14 @@ impl Drop for Tenant {
 
 impl Tenant {
     async fn start() -> Self {
+        Self::start_with(SimConfig::story_only(Utc::now())).await
+    }
+
+    async fn start_with(sim: SimConfig) -> Self {
         let dir = scratch_path("state-proc").with_extension("d");
         std::fs::create_dir_all(&dir).unwrap();
         Self {
-            portal: PortalSim::start(
-                Dataset::generate(SimConfig::story_only(Utc::now())),
-                DEMO_API_KEY,
-            )
-            .await,
+            portal: PortalSim::start(Dataset::generate(sim), DEMO_API_KEY).await,
             psa: ConnectWiseSim::start(CwCredentials::default()).await,
             dir,
         }
@@ -436,9 +436,13 @@ client_id_env = "CW_CLIENT_ID"
     }
 
     fn command(&self, config: &PathBuf, extra: &[&str]) -> Command {
+        self.command_for("run", config, extra)
+    }
+
+    fn command_for(&self, sub: &str, config: &PathBuf, extra: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         let creds = self.psa.credentials();
-        c.arg("run")
+        c.arg(sub)
             .arg("--config")
             .arg(config)
             .args(extra)
@@ -584,6 +588,30 @@ async fn a_runner_killed_mid_run_is_taken_over_by_the_next() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_skips_a_tick_it_cannot_lock_and_says_so() {
+    let store = Store::sqlite();
+    let t = Tenant::start().await;
+    let cfg = t.config(&store, "lock_timeout = \"0s\"");
+    let holder = store.open();
+    let now = Utc::now();
+    let run = holder.begin_run(now, now, false).unwrap();
+    let mut c = t.command_for("watch", &cfg, &["--interval", "10s"]);
+    let child = c.spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = wait(child).await;
+    let err = text(&out.stderr);
+    assert!(err.contains("another run holds"), "{err}");
+    assert!(t.psa.tickets().is_empty(), "the tick was skipped");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    holder
+        .finish_run(run, RunStatus::Succeeded, None, None)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_on_a_held_sqlite_file_exits_75_after_the_lock_timeout() {
     let store = Store::sqlite();
     let t = Tenant::start().await;
@@ -610,32 +638,42 @@ async fn a_run_on_a_held_sqlite_file_exits_75_after_the_lock_timeout() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
-/// The cost of one run on each backend, on the same simulated tenant (medians of 3). Run it
+/// The cost of one run on each backend, on the same simulated tenants (medians of 3). Run it
 /// with `cargo test -p examples --test state -- --ignored --nocapture run_cost`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn run_cost_on_each_backend() {
-    for backend in ["sqlite", "postgresql"] {
-        let mut secs = Vec::new();
-        for _ in 0..3 {
-            let store = match backend {
-                "sqlite" => Store::sqlite(),
-                _ => match Store::postgres() {
-                    Some(s) => s,
-                    None => return,
-                },
-            };
-            let t = Tenant::start().await;
-            let cfg = t.config(&store, "");
-            let started = Instant::now();
-            let out = wait(t.command(&cfg, &[]).spawn().unwrap()).await;
-            secs.push(started.elapsed().as_secs_f64());
-            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tenants: [(&str, fn() -> SimConfig); 2] = [
+        ("the story tenant", || SimConfig::story_only(Utc::now())),
+        ("50 organizations, 20,000 events", || {
+            SimConfig::scale(50, 20_000, Utc::now())
+        }),
+    ];
+    for (tenant, sim) in tenants {
+        for backend in ["sqlite", "postgresql"] {
+            let mut secs = Vec::new();
+            let mut effects = 0;
+            for _ in 0..3 {
+                let store = match backend {
+                    "sqlite" => Store::sqlite(),
+                    _ => match Store::postgres() {
+                        Some(s) => s,
+                        None => return,
+                    },
+                };
+                let t = Tenant::start_with(sim()).await;
+                let cfg = t.config(&store, "");
+                let started = Instant::now();
+                let out = wait(t.command(&cfg, &[]).spawn().unwrap()).await;
+                secs.push(started.elapsed().as_secs_f64());
+                assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+                effects = store.open().intents(None, None).unwrap().len();
+            }
+            secs.sort_by(f64::total_cmp);
+            measured(&format!(
+                "{backend}, {tenant} ({effects} side effects): one run as a process, median of 3: {:.3}s ({secs:.3?})",
+                secs[1]
+            ));
         }
-        secs.sort_by(f64::total_cmp);
-        measured(&format!(
-            "{backend}: one run of the story tenant as a process, median of 3: {:.3}s ({secs:?})",
-            secs[1]
-        ));
     }
 }

@@ -1548,6 +1548,22 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_gone_when_their_process_or_store_is() {
+        let s = StateStore::open_in_memory().unwrap();
+        assert!(!owner_gone_locally(s.owner()), "this store is alive");
+        let owner = s.owner().to_owned();
+        drop(s);
+        assert!(owner_gone_locally(&owner), "its store was dropped");
+        let host = hostname();
+        // A pid no process has (beyond pid_max), and a live pid with another start time.
+        assert!(owner_gone_locally(&format!("{host}/4194304999/1/0")));
+        assert!(owner_gone_locally(&format!("{host}/1/not-its-start/0")));
+        // Another host's owner is gone only when its lease expires.
+        assert!(!owner_gone_locally("another-host/1/1/0"));
+        assert!(!owner_gone_locally("garbage"));
+    }
+
+    #[test]
     fn intent_lifecycle_new_done_already_done() {
         let s = StateStore::open_in_memory().unwrap();
         let p = json!({"summary": "x"});
