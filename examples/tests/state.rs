@@ -488,7 +488,7 @@ const TRIALS: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runners_started_together_open_no_duplicate() {
     for backend in ["sqlite", "postgresql"] {
-        let (mut dup_tickets, mut dup_permits, mut trials) = (0, 0, 0);
+        let (mut dup_tickets, mut dup_permits, mut trials, mut contended) = (0, 0, 0, 0);
         for _ in 0..TRIALS {
             let store = match backend {
                 "sqlite" => Store::sqlite(),
@@ -498,12 +498,15 @@ async fn two_runners_started_together_open_no_duplicate() {
                 },
             };
             let t = Tenant::start().await;
+            // A PSA answering in 100 ms keeps the two runs overlapping while they act.
+            t.psa.set_latency(Duration::from_millis(100));
             let cfg = t.config(&store, "");
             let (a, b) = (
                 t.command(&cfg, &[]).spawn().unwrap(),
                 t.command(&cfg, &[]).spawn().unwrap(),
             );
             let (a, b) = (wait(a).await, wait(b).await);
+            let mut skipped = false;
             for out in [&a, &b] {
                 assert_eq!(
                     out.status.code(),
@@ -513,7 +516,9 @@ async fn two_runners_started_together_open_no_duplicate() {
                 );
                 let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
                 assert_eq!(report["success"], true, "{backend}: {report}");
+                skipped |= report.get("leased_elsewhere").is_some();
             }
+            contended += usize::from(skipped);
             let (dt, dp) = t.duplicates();
             dup_tickets += dt;
             dup_permits += dp;
@@ -531,7 +536,7 @@ async fn two_runners_started_together_open_no_duplicate() {
         }
         if trials > 0 {
             measured(&format!(
-                "{backend}: {trials} trials of two runners started together: {dup_tickets} duplicate tickets, {dup_permits} duplicate permits"
+                "{backend}: {trials} trials of two runners started together ({contended} with organizations left to the other runner): {dup_tickets} duplicate tickets, {dup_permits} duplicate permits"
             ));
         }
         assert_eq!((dup_tickets, dup_permits), (0, 0), "{backend}");
@@ -585,6 +590,42 @@ async fn a_runner_killed_mid_run_is_taken_over_by_the_next() {
             took.as_secs_f64()
         ));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_standby_takes_over_from_a_runner_killed_mid_run() {
+    let Some(store) = Store::postgres() else {
+        return;
+    };
+    let t = Tenant::start().await;
+    t.psa.set_latency(Duration::from_millis(1000));
+    let active = t.config(&store, "");
+    let standby = t.config(&store, "lease_wait = \"60s\"");
+    let mut a = t.command(&active, &[]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.psa.tickets().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The standby starts while the active runner holds the organizations, and waits for them.
+    let b = t.command(&standby, &[]).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let opened_before = t.psa.tickets().len();
+    assert!(opened_before < 6, "killed mid-run ({opened_before})");
+    a.kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    let _ = wait(a).await;
+    let b = wait(b).await;
+    let took = killed_at.elapsed();
+    let err = text(&b.stderr);
+    assert!(err.contains("taking over"), "{err}");
+    assert_eq!(t.duplicates(), (0, 0), "{err}");
+    assert_eq!(t.psa.tickets().len(), 6, "{err}");
+    assert_eq!(b.status.code(), Some(0), "{err}");
+    assert!(store.open().unfinished_intents().unwrap().is_empty());
+    measured(&format!(
+        "postgresql: a waiting standby finished the work of a runner SIGKILLed after {opened_before} of 6 tickets {:.2}s after the kill (PSA answering in 1 s)",
+        took.as_secs_f64()
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
