@@ -189,7 +189,7 @@ fn worker(
             Some(c)
         }
         Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
+            let _ = ready.send(Err(super::error_chain(&e)));
             return;
         }
     };
