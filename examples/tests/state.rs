@@ -629,6 +629,36 @@ async fn a_waiting_standby_takes_over_from_a_runner_killed_mid_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_on_a_new_postgres_database_writes_nothing() {
+    let Some(store) = Store::postgres() else {
+        return;
+    };
+    let Store::Postgres(db) = &store else {
+        unreachable!()
+    };
+    let t = Tenant::start().await;
+    let cfg = t.config(&store, "");
+    let out = wait(t.command(&cfg, &["--dry-run"]).spawn().unwrap()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!report["planned_writes"].as_array().unwrap().is_empty());
+    let url = db.url().to_owned();
+    let tables: i64 = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(tables, 0, "a dry run creates nothing");
+    assert!(t.psa.tickets().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_skips_a_tick_it_cannot_lock_and_says_so() {
     let store = Store::sqlite();
     let t = Tenant::start().await;

@@ -758,7 +758,15 @@ impl StateStore {
     /// reports): SQLite as [`StateStore::open_read_only`]; PostgreSQL in read-only
     /// transactions, not migrated.
     pub fn open_config_read_only(config: &Config, env: &dyn Env) -> Result<Self> {
-        Self::open_config_with(config, env, true)
+        let store = Self::open_config_with(config, env, true)?;
+        // As with a missing SQLite file: a database no run has set up yet (or of another
+        // version) reads as empty, so a dry run works before the first real run.
+        if store.backend_kind() == "postgresql"
+            && store.schema_version().ok() != Some(SCHEMA_VERSION)
+        {
+            return Self::open_in_memory();
+        }
+        Ok(store)
     }
 
     fn open_config_with(config: &Config, env: &dyn Env, read_only: bool) -> Result<Self> {
@@ -1367,7 +1375,7 @@ pub fn doctor_checks(config: &Config, env: &dyn Env) -> Vec<StateCheck> {
         ));
         return out;
     }
-    let store = match StateStore::open_config_read_only(config, env) {
+    let store = match StateStore::open_config_with(config, env, true) {
         Ok(s) => s,
         Err(e) => {
             out.push(check_failed(
