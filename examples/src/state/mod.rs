@@ -1126,6 +1126,50 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Leases the organizations `decisions` would act on ([`StateStore::lease_organizations`])
+    /// and drops the policy changes, tickets and notifications of those another runner holds.
+    /// Returns the organizations left to the other runner.
+    pub fn lease_decisions(
+        &self,
+        run_id: i64,
+        decisions: &mut policy_engine::Decisions,
+    ) -> Result<Vec<String>> {
+        use threatlocker_api::OrganizationId;
+        let name = |o: Option<&OrganizationId>| o.map_or_else(|| "-".to_owned(), |o| o.to_string());
+        let orgs: BTreeSet<String> = decisions
+            .policy_changes
+            .iter()
+            .map(|c| name(c.organization_id.as_ref()))
+            .chain(
+                decisions
+                    .tickets
+                    .iter()
+                    .map(|t| name(t.organization_id.as_ref())),
+            )
+            .chain(
+                decisions
+                    .notifications
+                    .iter()
+                    .map(|n| name(n.organization_id.as_ref())),
+            )
+            .collect();
+        let leases = self.lease_organizations(run_id, orgs.iter().map(String::as_str))?;
+        if leases.skipped.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held = |o: Option<&OrganizationId>| leases.leased.contains(&name(o));
+        decisions
+            .policy_changes
+            .retain(|c| held(c.organization_id.as_ref()));
+        decisions
+            .tickets
+            .retain(|t| held(t.organization_id.as_ref()));
+        decisions
+            .notifications
+            .retain(|n| held(n.organization_id.as_ref()));
+        Ok(leases.skipped.into_iter().map(|(o, _)| o).collect())
+    }
+
     // ---------------------------------------------------------------------------------------
     // Intents
 

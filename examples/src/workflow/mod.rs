@@ -623,41 +623,7 @@ impl Run<'_> {
         // Leases: side effects only for organizations this runner holds (with PostgreSQL,
         // another runner may hold some; with SQLite the runner lock covers them all).
         if let (Some(run_id), false) = (self.run_id, self.dry_run) {
-            let name =
-                |o: Option<&OrganizationId>| o.map_or_else(|| "-".to_owned(), |o| o.to_string());
-            let orgs: BTreeSet<String> = (decisions
-                .policy_changes
-                .iter()
-                .map(|c| name(c.organization_id.as_ref())))
-            .chain(
-                decisions
-                    .tickets
-                    .iter()
-                    .map(|t| name(t.organization_id.as_ref())),
-            )
-            .chain(
-                decisions
-                    .notifications
-                    .iter()
-                    .map(|n| name(n.organization_id.as_ref())),
-            )
-            .collect();
-            let leases = wf
-                .state
-                .lease_organizations(run_id, orgs.iter().map(String::as_str))?;
-            if !leases.skipped.is_empty() {
-                let held = |o: Option<&OrganizationId>| leases.leased.contains(&name(o));
-                decisions
-                    .policy_changes
-                    .retain(|c| held(c.organization_id.as_ref()));
-                decisions
-                    .tickets
-                    .retain(|t| held(t.organization_id.as_ref()));
-                decisions
-                    .notifications
-                    .retain(|n| held(n.organization_id.as_ref()));
-                self.leased_elsewhere = leases.skipped.into_iter().map(|(o, _)| o).collect();
-            }
+            self.leased_elsewhere = wf.state.lease_decisions(run_id, &mut decisions)?;
         }
 
         // 5. Auto-approve.
