@@ -714,7 +714,8 @@ async fn a_run_on_a_held_sqlite_file_exits_75_after_the_lock_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
 async fn run_cost_on_each_backend() {
-    let tenants: [(&str, fn() -> SimConfig); 2] = [
+    type Tenants = [(&'static str, fn() -> SimConfig); 2];
+    let tenants: Tenants = [
         ("the story tenant", || SimConfig::story_only(Utc::now())),
         ("50 organizations, 20,000 events", || {
             SimConfig::scale(50, 20_000, Utc::now())
