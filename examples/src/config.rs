@@ -231,6 +231,11 @@ struct RawThreatLocker {
 #[serde(deny_unknown_fields)]
 struct RawState {
     path: Option<PathBuf>,
+    url: Option<String>,
+    password_env: Option<String>,
+    lease_ttl: Option<String>,
+    lease_wait: Option<String>,
+    lock_timeout: Option<String>,
 }
 
 fn default_api_key_env() -> String {
@@ -265,7 +270,170 @@ pub struct Config {
     psa_written: bool,
     notify: NotifyConfig,
     state_path: PathBuf,
+    state: StateConfig,
     extensions: BTreeMap<&'static str, toml::Table>,
+}
+
+/// `[state]`: where the exactly-once state lives and how runners share it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StateConfig {
+    /// SQLite (the default, `path`) or PostgreSQL (`url`).
+    pub backend: StateBackendConfig,
+    /// `lease_ttl`: how long a lease lives without renewal (default 30s); a killed runner's
+    /// leases are free after it.
+    pub lease_ttl: std::time::Duration,
+    /// `lease_wait`: how long a runner waits for an organization another runner holds before
+    /// skipping it (default 0s: skip at once). PostgreSQL only.
+    pub lease_wait: std::time::Duration,
+    /// `lock_timeout` (the `--lock-timeout` flag overrides it): how long a run waits for the
+    /// state another run holds (SQLite: the whole file) before giving up with exit 75
+    /// (default 5m).
+    pub lock_timeout: std::time::Duration,
+}
+
+/// Which database holds the state.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StateBackendConfig {
+    /// The embedded SQLite file at [`Config::state_path`].
+    Sqlite,
+    /// A PostgreSQL database shared by several runners.
+    Postgres {
+        /// `url`: `postgres://user@host:5432/db` (a password in it is kept secret).
+        url: SecretUrl,
+        /// `password_env`: the environment variable holding the password.
+        password_env: Option<String>,
+    },
+}
+
+/// A URL that may embed a password: `Debug` shows it without the password.
+#[derive(Clone)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The full URL, password included (only for connecting).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("redacted"));
+                }
+                u.to_string()
+            }
+            Err(_) => "[unparsable URL]".into(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+fn state_duration(
+    key: &str,
+    value: Option<&str>,
+    default: std::time::Duration,
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let d = humantime::parse_duration(v)
+        .map_err(|e| ConfigError::invalid(key, format!("{v:?}: {e} (use e.g. 30s, 1m)")))?;
+    if d < min || d > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{v:?} is out of range ({} to {})",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+fn state_config(raw: &RawState) -> Result<StateConfig, ConfigError> {
+    use std::time::Duration as D;
+    let backend = match &raw.url {
+        None => {
+            if raw.password_env.is_some() {
+                return Err(ConfigError::invalid(
+                    "state.password_env",
+                    "is only used with state.url (PostgreSQL)",
+                ));
+            }
+            StateBackendConfig::Sqlite
+        }
+        Some(url) => {
+            if raw.path.is_some() {
+                return Err(ConfigError::invalid(
+                    "state.url",
+                    "set either state.path (SQLite) or state.url (PostgreSQL), not both",
+                ));
+            }
+            // The URL may hold a password: errors describe it without repeating it.
+            let parsed = url::Url::parse(url).map_err(|e| {
+                ConfigError::invalid(
+                    "state.url",
+                    format!("is not a URL ({e}); expected postgres://user@host:5432/db"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+                return Err(ConfigError::invalid(
+                    "state.url",
+                    format!(
+                        "scheme {:?} is not supported; expected postgres://user@host:5432/db",
+                        parsed.scheme()
+                    ),
+                ));
+            }
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(ConfigError::invalid(
+                    "state.url",
+                    "names no host; expected postgres://user@host:5432/db",
+                ));
+            }
+            if let Some(var) = &raw.password_env {
+                check_env_name("state.password_env", var)?;
+            }
+            StateBackendConfig::Postgres {
+                url: SecretUrl(url.clone()),
+                password_env: raw.password_env.clone(),
+            }
+        }
+    };
+    Ok(StateConfig {
+        backend,
+        lease_ttl: state_duration(
+            "state.lease_ttl",
+            raw.lease_ttl.as_deref(),
+            crate::state::DEFAULT_LEASE_TTL,
+            D::from_secs(2),
+            D::from_secs(600),
+        )?,
+        lease_wait: state_duration(
+            "state.lease_wait",
+            raw.lease_wait.as_deref(),
+            D::ZERO,
+            D::ZERO,
+            D::from_secs(3600),
+        )?,
+        lock_timeout: state_duration(
+            "state.lock_timeout",
+            raw.lock_timeout.as_deref(),
+            crate::state::DEFAULT_LOCK_TIMEOUT,
+            D::ZERO,
+            D::from_secs(24 * 3600),
+        )?,
+    })
 }
 
 /// Where the ThreatLocker Portal API is.
@@ -763,6 +931,7 @@ impl Config {
             }
         }
 
+        let state = state_config(&raw.state)?;
         let state_path = match raw.state.path {
             Some(p) if p.as_os_str().is_empty() => {
                 return Err(ConfigError::invalid("state.path", "must not be empty"))
@@ -796,6 +965,7 @@ impl Config {
             psa_written,
             notify,
             state_path,
+            state,
         })
     }
 
@@ -873,6 +1043,16 @@ impl Config {
     /// The state database: `[state] path`, else `threatlocker-monitor.db` beside the file.
     pub fn state_path(&self) -> PathBuf {
         self.state_path.clone()
+    }
+
+    /// `[state]`: the backend and the lease settings.
+    pub fn state(&self) -> &StateConfig {
+        &self.state
+    }
+
+    /// `[state]`, mutable (the CLI's `--lock-timeout` sets `lock_timeout`).
+    pub fn state_mut(&mut self) -> &mut StateConfig {
+        &mut self.state
     }
 
     /// Overrides the state database path (tests, `demo`).

@@ -14,6 +14,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: another run holds the state; try again later (`EX_TEMPFAIL` of sysexits.h).
+pub const EXIT_TEMPFAIL: u8 = 75;
 
 /// The format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]

@@ -11,7 +11,8 @@ use tracing::error;
 use crate::config::{Config, Env, ProcessEnv};
 use crate::monitor::workflow::{RunOptions, Workflow, WorkflowError};
 use crate::process::{
-    init_logging_as, parse_args, runtime, LogFormat, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
+    init_logging_as, parse_args, runtime, LogFormat, EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL,
+    EXIT_USAGE,
 };
 
 const LONG_ABOUT: &str = "\
@@ -68,7 +69,8 @@ pub enum Command {
     ///
     /// The report goes to stdout (or --output), logs to stderr (filter with RUST_LOG, e.g.
     /// RUST_LOG=debug). Exit 0 on success, 1 when any step failed (the report is still printed,
-    /// with "success": false and the errors), 2 for bad usage or configuration.
+    /// with "success": false and the errors), 2 for bad usage or configuration, 75 when another
+    /// run held the state for longer than --lock-timeout.
     Run {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
@@ -85,6 +87,10 @@ pub enum Command {
         /// "success": false and "error_kind": "deadline", and leaves the rest to the next run.
         #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_deadline)]
         deadline: Option<Duration>,
+        /// How long to wait for another run holding the state (e.g. 5m; default: [state]
+        /// lock_timeout, else 5m); then exit 75 (try again later).
+        #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
+        lock_timeout: Option<Duration>,
     },
     /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
@@ -117,6 +123,10 @@ pub enum Command {
         /// (503 after [watch] unhealthy_after failed runs in a row), e.g. 127.0.0.1:9184.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// How long a run waits for another run holding the state before that tick is
+        /// skipped (logged) (default: [state] lock_timeout, else 5m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
+        lock_timeout: Option<Duration>,
     },
     /// Produce the daily security report across every organization: totals and trend, top
     /// blocked applications and users, detections with evidence, approvals, tickets, policy
@@ -145,6 +155,14 @@ pub enum Command {
         #[arg(long)]
         send_test: bool,
     },
+}
+
+fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 0s, 30s, 5m)"))?;
+    if d > Duration::from_secs(24 * 3600) {
+        return Err(format!("{s:?} is out of range: use from 0s to 1day"));
+    }
+    Ok(d)
 }
 
 /// Entry point of the binary: parses arguments (usage errors exit 2), sets up logging on
@@ -183,14 +201,37 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             dry_run,
             output,
             deadline,
-        } => run_once(&config, dry_run, output.as_deref(), deadline, env).await,
+            lock_timeout,
+        } => {
+            run_once(
+                &config,
+                dry_run,
+                output.as_deref(),
+                deadline,
+                lock_timeout,
+                env,
+            )
+            .await
+        }
         Command::Watch {
             config,
             interval,
             dry_run,
             triggers,
             metrics_addr,
-        } => watch(&config, interval, dry_run, &triggers, metrics_addr, env).await,
+            lock_timeout,
+        } => {
+            watch(
+                &config,
+                interval,
+                dry_run,
+                &triggers,
+                metrics_addr,
+                lock_timeout,
+                env,
+            )
+            .await
+        }
         Command::Report(args) => crate::monitor::report_cli::run_report(&args, env).await,
         Command::Doctor {
             config,
@@ -229,12 +270,16 @@ async fn run_once(
     dry_run: bool,
     output: Option<&Path>,
     deadline: Option<Duration>,
+    lock_timeout: Option<Duration>,
     env: &dyn Env,
 ) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(t) = lock_timeout {
+        config.state_mut().lock_timeout = t;
+    }
     if dry_run {
         config.workflow_mut().dry_run = true;
     }
@@ -271,6 +316,10 @@ async fn run_once(
                 EXIT_FAILED
             };
             (out.report_text(), code)
+        }
+        Err(WorkflowError::State(e)) if e.is_busy() => {
+            error!("another run holds the state; try again later: {e}");
+            (failed_report_text(&crate::errors::chain(&e)), EXIT_TEMPFAIL)
         }
         // Stopped by a signal: what was done is recorded (the run as `stopped`), the rest is
         // left for the next run; that is a clean end, not a failure.
@@ -359,12 +408,16 @@ async fn watch(
     dry_run: bool,
     triggers: &crate::monitor::triggers::WatchTriggerArgs,
     metrics_addr: Option<std::net::SocketAddr>,
+    lock_timeout: Option<Duration>,
     env: &dyn Env,
 ) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(t) = lock_timeout {
+        config.state_mut().lock_timeout = t;
+    }
     if dry_run {
         config.workflow_mut().dry_run = true;
     }

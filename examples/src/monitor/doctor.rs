@@ -759,7 +759,21 @@ pub async fn checks(config: &Config, env: &dyn Env, options: &Options) -> Vec<Ch
     }
     out.extend(psa_checks(config, env, &missing).await);
     out.extend(notifier_checks(config, env, &missing, options.send_test).await);
-    out.push(state_check(config));
+    if matches!(
+        config.state().backend,
+        crate::config::StateBackendConfig::Sqlite
+    ) {
+        out.push(state_check(config));
+    }
+    // The database itself: reachable, its schema version, its lease table.
+    out.extend(
+        crate::state::doctor_checks(config, env)
+            .into_iter()
+            .map(|c| match c.outcome {
+                Ok(detail) => ok(&c.name, detail),
+                Err((problem, fix)) => failed(&c.name, problem, fix),
+            }),
+    );
     out
 }
 

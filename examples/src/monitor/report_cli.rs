@@ -118,7 +118,7 @@ pub async fn run_report(args: &ReportArgs, env: &dyn Env) -> u8 {
             .threatlocker_client(env)
             .map_err(|e| crate::errors::chain(&e))?;
         let engine = config.engine().map_err(|e| crate::errors::chain(&e))?;
-        let state = StateStore::open_read_only(&config.state_path())
+        let state = StateStore::open_config_read_only(&config, env)
             .map_err(|e| crate::errors::chain(&e))?;
         let email = if args.send {
             let to = recipients(&config);

@@ -92,8 +92,9 @@ pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
         )
     })?;
     let sink = SyslogSink::new(siem.sink_config()).map_err(|e| format!("key `siem`: {e}"))?;
-    let state_path = config.state_path();
-    let store = SentStore::open(&state_path).map_err(|e| crate::errors::chain(&e))?;
+    let store = SentStore::new(Arc::new(
+        StateStore::open_config(&config, env).map_err(|e| crate::errors::chain(&e))?,
+    ));
     let needs_client = siem
         .sources
         .iter()
@@ -115,7 +116,9 @@ pub fn build(path: &Path, env: &dyn Env) -> Result<Forwarder, String> {
         fwd = fwd.with_client(client, config.threatlocker().include_child_organizations);
     }
     if decisions {
-        fwd = fwd.with_state(StateStore::open(&state_path).map_err(|e| crate::errors::chain(&e))?);
+        fwd = fwd.with_state(
+            StateStore::open_config(&config, env).map_err(|e| crate::errors::chain(&e))?,
+        );
     }
     if let Some(engine) = engine {
         fwd = fwd.with_engine(engine);

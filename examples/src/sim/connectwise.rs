@@ -72,6 +72,7 @@ struct State {
     faults: Vec<Fault>,
     creates: u64,
     searches: u64,
+    latency: std::time::Duration,
 }
 
 struct Psa {
@@ -165,6 +166,11 @@ impl ConnectWiseSim {
         }
     }
 
+    /// Delays every answer by `latency` (a slow PSA, so a run can be stopped midway).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.psa.lock().latency = latency;
+    }
+
     /// Injects a fault (route fragments: `service/tickets`, `notes`, `search`).
     pub fn inject(&self, fault: Fault) {
         self.psa.lock().faults.push(fault);
@@ -175,7 +181,8 @@ struct Responder(Arc<Psa>);
 
 impl Respond for Responder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        self.0.handle(req)
+        let latency = self.0.lock().latency;
+        self.0.handle(req).set_delay(latency)
     }
 }
 

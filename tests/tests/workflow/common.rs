@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use examples::config::Config;
 use examples::monitor::workflow::{RunOptions, RunOutput, Settings, Workflow};
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
+use examples::state::testing::TestDatabase;
 use examples::state::{scratch_path, StateStore};
 use threatlocker_api::{Client, RetryPolicy, Sleeper};
 
@@ -31,11 +32,49 @@ impl Sleeper for NoSleep {
     }
 }
 
-/// Both simulators and a scratch state file (removed on drop).
+/// Which state backend a harness uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A scratch SQLite file.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// Whether the test PostgreSQL server is reachable (a scratch database can be created). Under
+/// CI an unreachable server panics; otherwise the skip is printed once.
+pub fn postgres_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| TestDatabase::create().is_some())
+}
+
+/// Generates `<name>::sqlite` and `<name>::postgres` tests from `async fn <name>(Backend)`;
+/// the PostgreSQL one returns at once (printed) when no server is reachable outside CI.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::super::common::{postgres_available, Backend};
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if postgres_available() {
+                    super::$name(Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// Both simulators and a scratch state file (removed on drop) or database (dropped).
 pub struct Harness {
     pub portal: PortalSim,
     pub psa: ConnectWiseSim,
     pub state_path: PathBuf,
+    pub pg: Option<TestDatabase>,
 }
 
 impl Drop for Harness {
@@ -52,6 +91,41 @@ impl Harness {
             portal: PortalSim::start(Dataset::generate(sim), DEMO_API_KEY).await,
             psa: ConnectWiseSim::start(CwCredentials::default()).await,
             state_path: scratch_path("workflow-test"),
+            pg: None,
+        }
+    }
+
+    /// The story data set with state in `backend`.
+    pub async fn story_on(backend: Backend) -> Self {
+        let mut h = Self::story().await;
+        if backend == Backend::Postgres {
+            h.pg = Some(TestDatabase::create().expect("PostgreSQL is reachable"));
+        }
+        h
+    }
+
+    /// The `[state]` section's keys for this harness's backend.
+    fn state_keys(&self) -> String {
+        match &self.pg {
+            Some(db) => format!("url = \"{}\"", db.url()),
+            None => format!("path = \"{}\"", self.state_path.display()),
+        }
+    }
+
+    /// The harness's state store, opened as `run` opens it.
+    pub fn open_state(&self) -> StateStore {
+        StateStore::open_config(&self.config(""), &self.env()).expect("the state store opens")
+    }
+
+    /// Loses the whole state (the file deleted, the database emptied).
+    pub fn lose_state(&self) {
+        match &self.pg {
+            Some(db) => db.wipe(),
+            None => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", self.state_path.display()));
+                }
+            }
         }
     }
 
@@ -92,11 +166,11 @@ private_key_env = "CW_PRIVATE_KEY"
 client_id_env = "CW_CLIENT_ID"
 
 [state]
-path = "{state}"
+{state}
 "#,
             portal = self.portal.uri(),
             psa = self.psa.uri(),
-            state = self.state_path.display(),
+            state = self.state_keys(),
         )
     }
 
@@ -145,7 +219,7 @@ path = "{state}"
             .build()
             .unwrap();
         let engine = config.engine().unwrap();
-        let state = Arc::new(StateStore::open(&self.state_path).unwrap());
+        let state = Arc::new(self.open_state());
         let settings = Settings::new(config.workflow().clone())
             .companies(config.companies().clone())
             .concurrency(4);

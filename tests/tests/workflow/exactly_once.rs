@@ -1,14 +1,15 @@
-//! Exactly-once side effects across reruns and kills.
+//! Exactly-once side effects across reruns and kills, on both state backends (SQLite and
+//! PostgreSQL).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::Duration;
 use examples::monitor::workflow::{RunOptions, WorkflowError};
-use examples::state::{IntentKind, IntentState, StateStore};
+use examples::state::{IntentKind, IntentState};
 use serde_json::json;
 
-use super::common::{assert_unique, now, Harness};
+use super::common::{assert_unique, now, Backend, Harness};
 
 /// A hook that "kills" the run right after the `n`-th side effect (1-based) has been performed
 /// remotely and before its result is written to the state store.
@@ -27,9 +28,8 @@ fn kill_at(
     (hook, seen)
 }
 
-#[tokio::test]
-async fn a_rerun_repeats_no_side_effect() {
-    let h = Harness::story().await;
+async fn a_rerun_repeats_no_side_effect(b: Backend) {
+    let h = Harness::story_on(b).await;
     let wf = h.workflow("");
     let first = wf.run(RunOptions::new().now(now())).await.unwrap();
     assert!(first.report.success);
@@ -59,14 +59,15 @@ async fn a_rerun_repeats_no_side_effect() {
     assert_eq!(second.report.auto_approvals_processed, 0);
     assert_eq!(h.portal.permits().len(), 3);
     assert_eq!(h.psa.create_calls(), 7);
-    let state = StateStore::open(&h.state_path).unwrap();
+    let state = h.open_state();
     assert_eq!(state.windows_done().unwrap(), 2);
     assert!(state.unfinished_intents().unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_duplicate() {
-    let h = Harness::story().await;
+async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_duplicate(
+    b: Backend,
+) {
+    let h = Harness::story_on(b).await;
     let (hook, _) = kill_at(1);
     // Ticket side effects only: kill right after the first ticket was created in the PSA.
     let wf = h
@@ -84,7 +85,7 @@ async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_du
         "the PSA answered before the kill ({before})"
     );
     {
-        let state = StateStore::open(&h.state_path).unwrap();
+        let state = h.open_state();
         let intent = state.intent(&key).unwrap().unwrap();
         assert_eq!(
             intent.state,
@@ -106,7 +107,7 @@ async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_du
         7,
         "the interrupted ticket was found, not created again"
     );
-    let state = StateStore::open(&h.state_path).unwrap();
+    let state = h.open_state();
     let intent = state.intent(&key).unwrap().unwrap();
     assert_eq!(intent.state, IntentState::Done);
     // The rerun found the interrupted ticket by its external reference.
@@ -123,9 +124,8 @@ async fn killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_du
     );
 }
 
-#[tokio::test]
-async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status() {
-    let h = Harness::story().await;
+async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status(b: Backend) {
+    let h = Harness::story_on(b).await;
     let (hook, _) = kill_at(1);
     let wf = h
         .workflow("create_tickets = false")
@@ -153,7 +153,7 @@ async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status() {
         .map(|p| p.approval_request_id.as_str())
         .collect();
     assert_eq!(ids.len(), 3);
-    let state = StateStore::open(&h.state_path).unwrap();
+    let state = h.open_state();
     let reconciled = state
         .intents(Some(IntentKind::Permit), Some(IntentState::Done))
         .unwrap()
@@ -165,11 +165,10 @@ async fn killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status() {
     assert!(!h.portal.deploys().is_empty());
 }
 
-#[tokio::test]
-async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
+async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once(b: Backend) {
     // A clean run performs: 3 permits, 7 tickets, 3 deploys.
     let total = {
-        let h = Harness::story().await;
+        let h = Harness::story_on(b).await;
         let (hook, seen) = kill_at(usize::MAX);
         h.workflow("")
             .with_after_effect_hook(hook)
@@ -180,7 +179,7 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
     };
     assert_eq!(total, 13);
     for n in 1..=total {
-        let h = Harness::story().await;
+        let h = Harness::story_on(b).await;
         let (hook, _) = kill_at(n);
         let killed = h
             .workflow("")
@@ -211,7 +210,7 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
             3,
             "kill at {n}: no permit sent twice"
         );
-        let state = StateStore::open(&h.state_path).unwrap();
+        let state = h.open_state();
         assert!(
             state.unfinished_intents().unwrap().is_empty(),
             "kill at {n}"
@@ -219,9 +218,8 @@ async fn killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once() {
     }
 }
 
-#[tokio::test]
-async fn an_intent_recorded_before_a_crash_is_completed_once() {
-    let h = Harness::story().await;
+async fn an_intent_recorded_before_a_crash_is_completed_once(b: Backend) {
+    let h = Harness::story_on(b).await;
     // A crash right after the intent was recorded, before the permit was sent.
     let zoom = h
         .portal
@@ -233,7 +231,7 @@ async fn an_intent_recorded_before_a_crash_is_completed_once() {
         .id
         .clone();
     {
-        let state = StateStore::open(&h.state_path).unwrap();
+        let state = h.open_state();
         state
             .begin_intent(
                 IntentKind::Permit,
@@ -256,9 +254,8 @@ async fn an_intent_recorded_before_a_crash_is_completed_once() {
     assert_eq!(h.portal.approval_status(&zoom), Some(4));
 }
 
-#[tokio::test]
-async fn a_request_actioned_by_a_technician_meanwhile_is_left_alone() {
-    let h = Harness::story().await;
+async fn a_request_actioned_by_a_technician_meanwhile_is_left_alone(b: Backend) {
+    let h = Harness::story_on(b).await;
     let (hook, _) = kill_at(1);
     let wf = h
         .workflow("create_tickets = false")
@@ -297,17 +294,14 @@ async fn a_request_actioned_by_a_technician_meanwhile_is_left_alone() {
     assert_eq!(h.portal.approval_status(&other), Some(10));
 }
 
-#[tokio::test]
-async fn a_lost_state_file_does_not_duplicate_tickets() {
-    let h = Harness::story().await;
+async fn a_lost_state_file_does_not_duplicate_tickets(b: Backend) {
+    let h = Harness::story_on(b).await;
     h.workflow("")
         .run(RunOptions::new().now(now()))
         .await
         .unwrap();
     assert_eq!(h.ticket_refs().len(), 7);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", h.state_path.display()));
-    }
+    h.lose_state();
     let out = h.run("").await;
     assert!(out.report.success, "{:?}", out.report.errors);
     assert_eq!(
@@ -319,9 +313,8 @@ async fn a_lost_state_file_does_not_duplicate_tickets() {
     assert_eq!(h.psa.create_calls(), 7);
 }
 
-#[tokio::test]
-async fn newer_evidence_adds_one_note_to_the_open_ticket() {
-    let h = Harness::story().await;
+async fn newer_evidence_adds_one_note_to_the_open_ticket(b: Backend) {
+    let h = Harness::story_on(b).await;
     let wf = h.workflow("process_approvals = false");
     // 150 minutes earlier, three of the four AnyDesk blocks had happened: a repeat block (and
     // the uTorrent one on the MSP's own workstation).
@@ -356,3 +349,14 @@ async fn newer_evidence_adds_one_note_to_the_open_ticket() {
         1
     );
 }
+
+crate::on_both_backends!(
+    a_rerun_repeats_no_side_effect,
+    killed_between_the_psa_answer_and_the_state_write_the_rerun_opens_no_duplicate,
+    killed_after_a_permit_the_rerun_reconciles_by_rereading_the_status,
+    killed_at_any_side_effect_the_rerun_ends_with_each_effect_done_once,
+    an_intent_recorded_before_a_crash_is_completed_once,
+    a_request_actioned_by_a_technician_meanwhile_is_left_alone,
+    a_lost_state_file_does_not_duplicate_tickets,
+    newer_evidence_adds_one_note_to_the_open_ticket,
+);

@@ -229,6 +229,8 @@ pub struct RunOutput {
     pub planned_writes: Vec<PlannedWrite>,
     /// Tickets created or updated.
     pub tickets: Vec<TicketLine>,
+    /// Organizations whose side effects another runner holds (PostgreSQL leases): left to it.
+    pub leased_elsewhere: Vec<String>,
     /// Whether this was a dry run.
     pub dry_run: bool,
     /// Window start.
@@ -262,6 +264,7 @@ impl RunOutput {
             rows_rejected: &self.rows_rejected,
             error_kind: self.error_kind,
             planned_writes: self.dry_run.then_some(self.planned_writes.as_slice()),
+            leased_elsewhere: &self.leased_elsewhere,
         }
     }
 
@@ -292,6 +295,9 @@ pub struct ReportDocument<'a> {
     /// The planned writes (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned_writes: Option<&'a [PlannedWrite]>,
+    /// Organizations skipped because another runner holds their lease (omitted when none).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub leased_elsewhere: &'a [String],
 }
 
 /// Why a run could not start or was cut short. Failures of single steps or side effects do
@@ -419,9 +425,9 @@ impl Workflow {
         let mut settings = Settings::from_config(config);
         let state = if read_only {
             settings.workflow.dry_run = true;
-            StateStore::open_read_only(&config.state_path())?
+            StateStore::open_config_read_only(config, env)?
         } else {
-            StateStore::open(&config.state_path())?
+            StateStore::open_config(config, env)?
         };
         let mut wf = Self::new(client, engine, Arc::new(state), settings);
         wf.sink = sink;
@@ -491,6 +497,7 @@ impl Workflow {
             outcomes: Outcomes::new(dry_run),
             planned: Vec::new(),
             tickets: Vec::new(),
+            leased_elsewhere: Vec::new(),
         };
         // A black-holed API can hang a read for long: the deadline also cuts an await short.
         // Dropping the steps there is safe: state writes are synchronous, so a side effect in
@@ -531,6 +538,9 @@ impl Workflow {
                     let _ =
                         self.state
                             .finish_run(id, status, None, Some(&crate::errors::chain(&e)));
+                } else if let Some(id) = run_id {
+                    // The test kill: the run's owner is gone, as after a real crash.
+                    self.state.abandon_run(id);
                 }
                 return Err(e);
             }
@@ -556,6 +566,7 @@ impl Workflow {
             run_id,
             planned_writes: run.planned,
             tickets: run.tickets,
+            leased_elsewhere: run.leased_elsewhere,
             dry_run,
             window_start: start,
             window_end: end,
@@ -599,6 +610,7 @@ struct Run<'a> {
     outcomes: Outcomes,
     planned: Vec<PlannedWrite>,
     tickets: Vec<TicketLine>,
+    leased_elsewhere: Vec<String>,
 }
 
 impl Run<'_> {
@@ -713,6 +725,12 @@ impl Run<'_> {
         }
         self.decisions = Some(decisions.clone());
         self.next("analyse blocks and detect patterns", "auto-approve")?;
+
+        // Leases: side effects only for organizations this runner holds (with PostgreSQL,
+        // another runner may hold some; with SQLite the runner lock covers them all).
+        if let (Some(run_id), false) = (self.run_id, self.dry_run) {
+            self.leased_elsewhere = wf.state.lease_decisions(run_id, &mut decisions)?;
+        }
 
         // 5. Auto-approve.
         let mut permitted: BTreeMap<OrganizationId, Vec<String>> = BTreeMap::new();
@@ -1399,13 +1417,9 @@ impl Run<'_> {
         &self,
         kind: IntentKind,
     ) -> Result<Vec<crate::state::IntentRecord>, WorkflowError> {
-        Ok(self
-            .wf
-            .state
-            .unfinished_intents()?
-            .into_iter()
-            .filter(|i| i.kind == kind && i.run_id != self.run_id)
-            .collect())
+        // Claimed for this run, and only when the run that began them is gone: a live
+        // runner's unfinished intents are its own.
+        Ok(self.wf.state.claim_orphaned_intents(kind, self.run_id)?)
     }
 
     /// Permits an earlier run began but this run did not plan (the request is no longer
