@@ -22,6 +22,11 @@ use examples::state::testing::TestDatabase;
 use examples::state::{scratch_path, IntentKind, IntentStatus, RunStatus, StateStore};
 use serde_json::json;
 
+/// Incidents with a ticket in the simulator's story tenant (one run opens each once).
+const STORY_TICKETS: usize = 7;
+/// Requests the story tenant's configuration auto-approves.
+const STORY_PERMITS: usize = 3;
+
 const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
 
 /// Prints a measurement past the test harness's capture (it shows with `--nocapture` or not).
@@ -525,13 +530,13 @@ async fn two_runners_started_together_open_no_duplicate() {
             trials += 1;
             assert_eq!(
                 t.psa.tickets().len() - dt,
-                6,
+                STORY_TICKETS,
                 "{backend}: every incident has its ticket"
             );
             assert_eq!(
                 t.portal.permits().len() - dp,
-                2,
-                "{backend}: both requests permitted"
+                STORY_PERMITS,
+                "{backend}: every auto-approved request permitted"
             );
         }
         if trials > 0 {
@@ -577,7 +582,7 @@ async fn a_runner_killed_mid_run_is_taken_over_by_the_next() {
         let report: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
         assert_eq!(report["success"], true, "{backend}: {report}");
         assert_eq!(t.duplicates(), (0, 0), "{backend}");
-        assert_eq!(t.psa.tickets().len(), 6, "{backend}");
+        assert_eq!(t.psa.tickets().len(), STORY_TICKETS, "{backend}");
         let state = store.open();
         let runs = state.recent_runs(5).unwrap();
         assert!(
@@ -610,7 +615,10 @@ async fn a_waiting_standby_takes_over_from_a_runner_killed_mid_run() {
     let b = t.command(&standby, &[]).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let opened_before = t.psa.tickets().len();
-    assert!(opened_before < 6, "killed mid-run ({opened_before})");
+    assert!(
+        opened_before < STORY_TICKETS,
+        "killed mid-run ({opened_before})"
+    );
     a.kill().unwrap(); // SIGKILL
     let killed_at = Instant::now();
     let _ = wait(a).await;
@@ -619,7 +627,7 @@ async fn a_waiting_standby_takes_over_from_a_runner_killed_mid_run() {
     let err = text(&b.stderr);
     assert!(err.contains("taking over"), "{err}");
     assert_eq!(t.duplicates(), (0, 0), "{err}");
-    assert_eq!(t.psa.tickets().len(), 6, "{err}");
+    assert_eq!(t.psa.tickets().len(), STORY_TICKETS, "{err}");
     assert_eq!(b.status.code(), Some(0), "{err}");
     assert!(store.open().unfinished_intents().unwrap().is_empty());
     measured(&format!(
