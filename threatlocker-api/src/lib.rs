@@ -50,6 +50,7 @@ pub mod de;
 pub mod error;
 pub mod ids;
 pub mod models;
+pub mod repair;
 pub mod request;
 pub mod retry;
 pub mod time;
@@ -71,8 +72,8 @@ mod stream;
 #[cfg(feature = "client")]
 pub use client::{
     Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper, DEFAULT_DEDUPE_WINDOW,
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_PAGE_SIZE,
-    DEFAULT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT,
 };
 pub use codes::*;
 #[cfg(feature = "client")]

@@ -161,6 +161,7 @@ impl Future for Prefetch {
                 Err(Error::Transport {
                     kind: TransportKind::Other,
                     endpoint: "page fetch".into(),
+                    timed_out_after: None,
                     source: Box::new(e),
                 })
             })
