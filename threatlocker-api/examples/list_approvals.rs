@@ -30,7 +30,10 @@ async fn main() -> Result<()> {
         count += 1;
         println!(
             "{} | {} | {} on {} | {}",
-            request.date_time.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            request
+                .date_time
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
             request.organization_name.as_deref().unwrap_or("-"),
             request.username.as_deref().unwrap_or("-"),
             request.hostname.as_deref().unwrap_or("-"),

@@ -96,8 +96,8 @@ mod stream;
 #[cfg(feature = "client")]
 pub use client::{
     Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper, DEFAULT_DEDUPE_WINDOW,
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT,
 };
 pub use codes::*;
 #[cfg(feature = "client")]
@@ -122,11 +122,11 @@ pub use ids::*;
 pub use models::*;
 
 pub use chrono;
-pub use serde_json;
 #[cfg(feature = "client")]
 pub use futures_util;
 #[cfg(feature = "client")]
 pub use futures_util::{Stream, StreamExt, TryStreamExt};
+pub use serde_json;
 #[cfg(feature = "client")]
 pub use url;
 

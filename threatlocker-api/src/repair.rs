@@ -166,7 +166,13 @@ mod tests {
         let cases: &[(&[u8], &str, usize, usize, usize)] = &[
             (br#"{"a":"x\ud800y"}"#, r#"{"a":"x\uFFFDy"}"#, 1, 0, 0),
             (br#"["\uDBFF"]"#, r#"["\uFFFD"]"#, 1, 0, 0),
-            (br#"["\udc00 stray low"]"#, r#"["\uFFFD stray low"]"#, 1, 0, 0),
+            (
+                br#"["\udc00 stray low"]"#,
+                r#"["\uFFFD stray low"]"#,
+                1,
+                0,
+                0,
+            ),
             // A valid pair is kept.
             (br#"["\ud83d\ude00"]"#, r#"["\ud83d\ude00"]"#, 0, 0, 0),
             // High then high: the first is lone, the second pairs with the low.
@@ -191,7 +197,13 @@ mod tests {
             // A truncated multi-byte sequence.
             (b"[\"cut\xe2\x82\"]", "[\"cut\u{FFFD}\"]", 0, 0, 1),
             // Valid multi-byte text is kept.
-            ("[\"caf\u{e9} \u{1F600}\"]".as_bytes(), "[\"caf\u{e9} \u{1F600}\"]", 0, 0, 0),
+            (
+                "[\"caf\u{e9} \u{1F600}\"]".as_bytes(),
+                "[\"caf\u{e9} \u{1F600}\"]",
+                0,
+                0,
+                0,
+            ),
             // Outside strings nothing is touched (whitespace, newlines between values).
             (b"[\n\t\"a\"\r\n]", "[\n\t\"a\"\r\n]", 0, 0, 0),
             // Everything at once, twice.
@@ -234,7 +246,13 @@ mod tests {
 
     #[test]
     fn a_dangling_escape_at_the_end_does_not_panic() {
-        for body in [&b"[\"\\"[..], b"[\"\\u", b"[\"\\ud8", b"[\"\\ud800\\", b"[\"\xe2"] {
+        for body in [
+            &b"[\"\\"[..],
+            b"[\"\\u",
+            b"[\"\\ud8",
+            b"[\"\\ud800\\",
+            b"[\"\xe2",
+        ] {
             let _ = repair_json(body);
         }
     }

@@ -215,9 +215,8 @@ pub(crate) fn contradiction(
     let before = i64::from(page.saturating_sub(1)) * size;
     if let Some(total) = meta.total_items {
         let expected = (total - before).clamp(0, size);
-        return (i64::try_from(rows).unwrap_or(i64::MAX) < expected).then(|| {
-            format!("{expected} rows (totalItems {total}, page size {page_size})")
-        });
+        return (i64::try_from(rows).unwrap_or(i64::MAX) < expected)
+            .then(|| format!("{expected} rows (totalItems {total}, page size {page_size})"));
     }
     let total_pages = meta.total_pages?;
     let page = i64::from(page);
@@ -226,7 +225,9 @@ pub(crate) fn contradiction(
             "a full page of {page_size} rows (page {page} of totalPages {total_pages})"
         ))
     } else if page == total_pages && rows == 0 {
-        Some(format!("at least one row (page {page} of totalPages {total_pages})"))
+        Some(format!(
+            "at least one row (page {page} of totalPages {total_pages})"
+        ))
     } else {
         None
     }
@@ -400,9 +401,10 @@ where
                     {
                         st.promise = Some(meta.clone());
                     }
-                    let broken = st.promise.as_ref().and_then(|m| {
-                        contradiction(m, number, st.page_size, page.items.len())
-                    });
+                    let broken = st
+                        .promise
+                        .as_ref()
+                        .and_then(|m| contradiction(m, number, st.page_size, page.items.len()));
                     if let Some(expected) = broken {
                         let policy = &st.client.inner.retry;
                         if st.page_attempts < policy.max_attempts {

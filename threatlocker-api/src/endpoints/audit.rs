@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::handles::Audit;
 use crate::ids::{ComputerId, EActionLogId, PolicyId};
 use crate::models::{ActionLogRow, Page};
-use crate::stream::DecodeRows;
 use crate::request::PreparedRequest;
+use crate::stream::DecodeRows;
 use crate::time::format_request_date;
 
 const SEARCH_PATH: &str = "/portalapi/ActionLog/ActionLogGetByParametersV2";
@@ -52,12 +52,11 @@ impl Audit {
     ///
     /// ```no_run
     /// # async fn f(client: threatlocker_api::Client) -> threatlocker_api::Result<()> {
-    /// use futures_util::TryStreamExt;
-    /// use threatlocker_api::{ActionOutcome, Enforcement};
-    /// let end = chrono::Utc::now();
+    /// use threatlocker_api::prelude::*;
+    /// let end = Utc::now();
     /// let rows: Vec<_> = client
     ///     .audit()
-    ///     .search(end - chrono::Duration::hours(24), end)
+    ///     .search(end - TimeDelta::hours(24), end)
     ///     .outcome(ActionOutcome::AnyDeny)
     ///     .enforcement(Enforcement::Enforced)
     ///     .child_organizations(true)
@@ -195,11 +194,9 @@ impl AuditSearch {
 
     fn check(&self) -> Result<()> {
         match &self.sha256 {
-            Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Err(Error::InvalidRequest(format!(
-                    "sha256 {h:?} is not a SHA-256 (64 hex digits)"
-                )))
-            }
+            Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => Err(
+                Error::InvalidRequest(format!("sha256 {h:?} is not a SHA-256 (64 hex digits)")),
+            ),
             _ => Ok(()),
         }
     }
@@ -277,7 +274,10 @@ impl AuditSearch {
 
     /// The former name of [`AuditSearch::stream`], which now falls back per source table
     /// itself.
-    #[deprecated(since = "0.2.0", note = "use `stream()`, which now falls back per source table")]
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `stream()`, which now falls back per source table"
+    )]
     pub fn stream_any_table(
         self,
     ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + Unpin + 'static {
@@ -285,7 +285,9 @@ impl AuditSearch {
     }
 
     /// Every page of the search exactly as given, without the per-table fallback.
-    fn stream_as_given(self) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + 'static {
+    fn stream_as_given(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + 'static {
         super::stream_all(self)
     }
 

@@ -279,12 +279,18 @@ async fn a_null_page_the_header_contradicts_is_retried_then_fails_the_stream() {
     let err = got[2].as_ref().unwrap_err();
     match err {
         Error::PageMismatch {
-            page, rows, attempts, ..
+            page,
+            rows,
+            attempts,
+            ..
         } => assert_eq!((*page, *rows, *attempts), (2, 0, 4)),
         other => panic!("unexpected {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("page 2") && text.contains("totalItems 6"), "{text}");
+    assert!(
+        text.contains("page 2") && text.contains("totalItems 6"),
+        "{text}"
+    );
     assert!(err.is_retryable());
     assert_eq!(sleeper.delays().len(), 3, "backoff between the fetches");
 }

@@ -80,7 +80,10 @@ async fn an_html_page_with_status_200_is_retried_then_named_not_json() {
     let Error::RetriesExhausted { last, .. } = &err else {
         panic!("unexpected {err:?}");
     };
-    assert!(matches!(**last, Error::NotJson { status: 200, .. }), "{last:?}");
+    assert!(
+        matches!(**last, Error::NotJson { status: 200, .. }),
+        "{last:?}"
+    );
     let text = err.to_string();
     for want in [
         "not JSON",
@@ -140,7 +143,10 @@ async fn an_announced_body_over_the_cap_is_refused() {
     }
     assert!(!err.is_retryable());
     let text = err.to_string();
-    assert!(text.contains(SEARCH) && text.contains("1024-byte"), "{text}");
+    assert!(
+        text.contains(SEARCH) && text.contains("1024-byte"),
+        "{text}"
+    );
 }
 
 /// Starts a one-connection-at-a-time raw HTTP server; `serve` handles each accepted
@@ -193,7 +199,8 @@ async fn an_endless_body_is_cut_at_the_cap_while_streaming() {
     let base = raw_server(move |mut conn| {
         let counter = Arc::clone(&counter);
         async move {
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[";
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[";
             if conn.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
@@ -212,7 +219,13 @@ async fn an_endless_body_is_cut_at_the_cap_while_streaming() {
     let (a, b) = day();
     let err = client.audit().search(a, b).send().await.unwrap_err();
     assert!(
-        matches!(err, Error::ResponseTooLarge { limit: 1_048_576, .. }),
+        matches!(
+            err,
+            Error::ResponseTooLarge {
+                limit: 1_048_576,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -330,7 +343,12 @@ async fn api_errors_show_status_message_and_logger_id() {
     let (a, b) = day();
     let err = client.audit().search(a, b).send().await.unwrap_err();
     let text = err.to_string();
-    for want in ["HTTP 417", "Invalid Date Range", "LoggerId 0HMV2K9Q1A2B3", SEARCH] {
+    for want in [
+        "HTTP 417",
+        "Invalid Date Range",
+        "LoggerId 0HMV2K9Q1A2B3",
+        SEARCH,
+    ] {
         assert!(text.contains(want), "{want:?} missing from {text}");
     }
 }
