@@ -595,15 +595,14 @@ impl Client {
     }
 }
 
-/// Whether a successful body can be JSON: empty (no rows), or starting like a JSON value, and
-/// not labelled HTML. Cheap: only the first byte is looked at.
+/// Whether a successful body can be JSON: empty (the API's "no rows", whatever its content
+/// type), or starting like a JSON value and not labelled HTML. Cheap: only the first byte is
+/// looked at.
 pub(crate) fn looks_like_json(body: &[u8], content_type: Option<&str>) -> bool {
-    if content_type.is_some_and(|t| t.to_ascii_lowercase().contains("html")) {
-        return false;
-    }
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => true,
+        Some(_) if content_type.is_some_and(|t| t.to_ascii_lowercase().contains("html")) => false,
         Some(b) => b"{[\"-0123456789tfn".contains(b),
     }
 }
@@ -926,6 +925,36 @@ mod tests {
         assert_eq!(l.as_deref(), Some("0HMV"));
         let (m, _) = parse_error_body(r#"{"message":"lower"}"#);
         assert_eq!(m.as_deref(), Some("lower"));
+    }
+
+    #[test]
+    fn what_looks_like_json() {
+        let json = Some("application/json; charset=utf-8");
+        let html = Some("text/html");
+        // (body, content type, looks like JSON)
+        let cases: &[(&[u8], Option<&str>, bool)] = &[
+            (b"[]", json, true),
+            (b" {\"a\":1}", None, true),
+            (b"null", Some("text/plain"), true),
+            (b"7", json, true),
+            (b"-1", json, true),
+            (b"\"x\"", json, true),
+            (b"\xEF\xBB\xBF[]", json, true),
+            (b"", html, true),
+            (b"  \n", html, true),
+            (b"<html></html>", json, false),
+            (b"<!DOCTYPE html>", None, false),
+            (b"[]", html, false),
+            (b"Service Unavailable", Some("text/plain"), false),
+        ];
+        for (body, ct, want) in cases {
+            assert_eq!(
+                looks_like_json(body, *ct),
+                *want,
+                "{:?} {ct:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

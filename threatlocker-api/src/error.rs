@@ -261,3 +261,80 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(kind: TransportKind, after: Option<Duration>) -> Error {
+        Error::Transport {
+            kind,
+            endpoint: "POST /portalapi/ActionLog/ActionLogGetByParametersV2".into(),
+            timed_out_after: after,
+            source: "inner".into(),
+        }
+    }
+
+    #[test]
+    fn transport_text_says_which_timeout_expired() {
+        let cases = [
+            (
+                transport(TransportKind::Connect, Some(Duration::from_secs(15))),
+                "POST /portalapi/ActionLog/ActionLogGetByParametersV2: connecting timed out after 15 s",
+                true,
+            ),
+            (
+                transport(TransportKind::Timeout, Some(Duration::from_millis(2500))),
+                "POST /portalapi/ActionLog/ActionLogGetByParametersV2 timed out after 2.5 s waiting for the response",
+                true,
+            ),
+            (
+                transport(TransportKind::Connect, None),
+                "transport error (connect) calling POST /portalapi/ActionLog/ActionLogGetByParametersV2",
+                false,
+            ),
+        ];
+        for (err, text, timeout) in cases {
+            assert_eq!(err.to_string(), text);
+            assert_eq!(err.is_timeout(), timeout, "{text}");
+        }
+        let wrapped = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(transport(
+                TransportKind::Timeout,
+                Some(Duration::from_secs(60)),
+            )),
+        };
+        assert!(wrapped.is_timeout());
+        assert!(wrapped
+            .to_string()
+            .starts_with("gave up after 3 attempts: POST /portalapi/"));
+        assert_eq!(
+            std::error::Error::source(&wrapped).map(ToString::to_string),
+            Some(
+                "POST /portalapi/ActionLog/ActionLogGetByParametersV2 timed out after 60 s waiting for the response"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn api_text_carries_the_logger_id_only_when_sent() {
+        let api = |logger_id: Option<&str>| Error::Api {
+            status: 500,
+            endpoint: "GET /x".into(),
+            message: Some("A problem occurred".into()),
+            logger_id: logger_id.map(str::to_owned),
+            body: String::new(),
+            hint: None,
+        };
+        assert_eq!(
+            api(Some("0HMV")).to_string(),
+            "GET /x returned HTTP 500: A problem occurred [LoggerId 0HMV]"
+        );
+        assert_eq!(
+            api(None).to_string(),
+            "GET /x returned HTTP 500: A problem occurred"
+        );
+    }
+}
