@@ -52,6 +52,8 @@
 //! never rows silently lost. Every call runs in a `threatlocker_request` `tracing` span
 //! (endpoint, attempt, status, wait); the key is never recorded.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link to the client; without it those items do not exist.
+#![cfg_attr(not(feature = "client"), allow(rustdoc::broken_intra_doc_links))]
 
 /// Builder setters that consume and return `self`, one line each:
 /// `/// doc` `name(arg: Type) = value;` becomes
