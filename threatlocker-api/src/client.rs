@@ -28,8 +28,14 @@ pub const DEFAULT_PAGE_SIZE: u32 = 500;
 pub const DEFAULT_MAX_PAGES: u32 = 1000;
 /// Default number of row ids a stream remembers for de-duplication.
 pub const DEFAULT_DEDUPE_WINDOW: usize = 100_000;
+/// Default cap on one response body (64 MiB): a page of 1000 action-log rows is about 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// How much of an error body is kept.
 const MAX_ERROR_BODY: usize = 2048;
+/// How much of an error body is read (the rest is discarded, not an error).
+const MAX_ERROR_BODY_READ: u64 = 64 * 1024;
+/// How much of a body that is not JSON is quoted in the error.
+const NOT_JSON_SNIPPET: usize = 120;
 
 /// Builds a [`Client`]. Start with [`Client::builder`].
 pub struct ClientBuilder {
@@ -45,6 +51,7 @@ pub struct ClientBuilder {
     page_size: u32,
     max_pages: u32,
     dedupe_window: usize,
+    max_response_bytes: u64,
     sleeper: Arc<dyn Sleeper>,
 }
 
@@ -63,6 +70,7 @@ impl fmt::Debug for ClientBuilder {
             .field("page_size", &self.page_size)
             .field("max_pages", &self.max_pages)
             .field("dedupe_window", &self.dedupe_window)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +87,9 @@ impl ClientBuilder {
         /// Acts on this organization by default (`managedOrganizationId`).
         organization(org: impl Into<OrganizationId>) = Some(org.into());
 
-        /// Per-request timeout (default 60 s).
+        /// Per-request timeout, from sending the request to the end of the body (default 60 s).
+        /// Connecting has its own timeout: the smaller of this and 15 s. A call that times out
+        /// fails with an error saying "timed out after N s" and naming the endpoint.
         timeout(timeout: Duration) = timeout;
 
         /// Retry policy for reads.
@@ -106,6 +116,11 @@ impl ClientBuilder {
         /// catches repeats while keeping a long stream's memory flat. `0` turns de-duplication
         /// off.
         dedupe_window(rows: usize) = rows;
+
+        /// Cap on one response body, in bytes (default [`DEFAULT_MAX_RESPONSE_BYTES`], 64 MiB).
+        /// Checked while the body streams in (and against `Content-Length` before), so a huge
+        /// or endless answer fails with [`Error::ResponseTooLarge`] instead of filling memory.
+        max_response_bytes(bytes: u64) = bytes.max(1);
 
         /// Replaces how the client waits between retries (tests inject an instant sleeper).
         sleeper(sleeper: Arc<dyn Sleeper>) = sleeper;
@@ -135,9 +150,10 @@ impl ClientBuilder {
         let api_key = SecretString::from(key.to_owned());
         let base_url = resolve_base_url(self.base_url.as_deref(), self.instance.as_deref())?;
 
+        let connect_timeout = self.timeout.min(MAX_CONNECT_TIMEOUT);
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(15)))
+            .connect_timeout(connect_timeout)
             // Never follow a redirect: it would carry the key to another host.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(self.user_agent.clone())
@@ -157,6 +173,9 @@ impl ClientBuilder {
                 page_size: self.page_size,
                 max_pages: self.max_pages,
                 dedupe_window: self.dedupe_window,
+                max_response_bytes: self.max_response_bytes,
+                timeout: self.timeout,
+                connect_timeout,
                 sleeper: self.sleeper,
             }),
             organization: self.organization,
@@ -238,8 +257,14 @@ pub(crate) struct Inner {
     pub(crate) page_size: u32,
     pub(crate) max_pages: u32,
     pub(crate) dedupe_window: usize,
-    sleeper: Arc<dyn Sleeper>,
+    max_response_bytes: u64,
+    timeout: Duration,
+    connect_timeout: Duration,
+    pub(crate) sleeper: Arc<dyn Sleeper>,
 }
+
+/// Longest time spent connecting, whatever the request timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Waits between retry attempts. The default uses `tokio::time::sleep`; tests inject one that
 /// records the delays and returns at once.
@@ -297,6 +322,7 @@ impl Client {
             page_size: DEFAULT_PAGE_SIZE,
             max_pages: DEFAULT_MAX_PAGES,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             sleeper: Arc::new(TokioSleeper),
         }
     }
@@ -394,25 +420,80 @@ impl Client {
                 .body(Vec::new());
         }
 
-        let response = builder
+        let mut response = builder
             .send()
             .await
-            .map_err(|e| (transport_error(endpoint, e), None))?;
+            .map_err(|e| (self.transport_error(endpoint, e), None))?;
         let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let page_meta = page_meta_from_headers(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| (transport_error(endpoint, e), retry_after))?
-            // Takes the buffer over without copying when reqwest holds the only reference.
-            .into();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ok = (200..300).contains(&status);
 
-        if (200..300).contains(&status) {
+        // Read the body chunk by chunk against the cap, so an oversized answer is refused
+        // before it is all in memory. An error body is only ever quoted, so past a small
+        // limit the rest is dropped rather than treated as a failure.
+        let limit = if ok {
+            self.inner.max_response_bytes
+        } else {
+            MAX_ERROR_BODY_READ.min(self.inner.max_response_bytes)
+        };
+        let too_large = || {
+            (
+                Error::ResponseTooLarge {
+                    endpoint: endpoint.to_owned(),
+                    limit: self.inner.max_response_bytes,
+                },
+                None,
+            )
+        };
+        let announced = response.content_length();
+        if ok && announced.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body =
+            Vec::with_capacity(usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0));
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| (self.transport_error(endpoint, e), retry_after))?
+        {
+            let room = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(body.len());
+            if chunk.len() > room {
+                if ok {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk[..room]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+
+        if ok {
+            if req.safety == crate::request::Safety::Read
+                && !looks_like_json(&body, content_type.as_deref())
+            {
+                return Err((
+                    Error::NotJson {
+                        endpoint: endpoint.to_owned(),
+                        status,
+                        content_type,
+                        snippet: self.snippet(&body),
+                    },
+                    retry_after,
+                ));
+            }
             return Ok(RawResponse {
                 status,
                 page_meta,
@@ -467,6 +548,42 @@ impl Client {
         }
     }
 
+    /// The start of a body, quoted with control characters escaped, the key scrubbed.
+    fn snippet(&self, body: &[u8]) -> String {
+        let text = String::from_utf8_lossy(body);
+        let mut end = text.len().min(NOT_JSON_SNIPPET);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = if end < text.len() { "…" } else { "" };
+        format!("{:?}{cut}", self.scrub(text[..end].trim_start()))
+    }
+
+    /// Maps a reqwest failure, saying which timeout expired when one did.
+    fn transport_error(&self, endpoint: &str, e: reqwest::Error) -> Error {
+        let connect = e.is_connect();
+        let kind = if connect {
+            // Nothing was sent, even when connecting timed out.
+            TransportKind::Connect
+        } else if e.is_timeout() {
+            TransportKind::Timeout
+        } else {
+            TransportKind::Other
+        };
+        let timed_out_after = e.is_timeout().then_some(if connect {
+            self.inner.connect_timeout
+        } else {
+            self.inner.timeout
+        });
+        // reqwest errors carry the URL, never headers, so the key cannot leak through them.
+        Error::Transport {
+            kind,
+            endpoint: endpoint.to_owned(),
+            timed_out_after,
+            source: Box::new(e.without_url()),
+        }
+    }
+
     /// Removes the API key from text that is about to be stored or logged.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let key = self.inner.api_key.expose_secret();
@@ -478,19 +595,15 @@ impl Client {
     }
 }
 
-fn transport_error(endpoint: &str, e: reqwest::Error) -> Error {
-    let kind = if e.is_timeout() {
-        TransportKind::Timeout
-    } else if e.is_connect() {
-        TransportKind::Connect
-    } else {
-        TransportKind::Other
-    };
-    // reqwest errors carry the URL, never headers, so the key cannot leak through them.
-    Error::Transport {
-        kind,
-        endpoint: endpoint.to_owned(),
-        source: Box::new(e.without_url()),
+/// Whether a successful body can be JSON: empty (the API's "no rows", whatever its content
+/// type), or starting like a JSON value and not labelled HTML. Cheap: only the first byte is
+/// looked at.
+pub(crate) fn looks_like_json(body: &[u8], content_type: Option<&str>) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        Some(_) if content_type.is_some_and(|t| t.to_ascii_lowercase().contains("html")) => false,
+        Some(b) => b"{[\"-0123456789tfn".contains(b),
     }
 }
 
@@ -637,13 +750,47 @@ impl Client {
         req: &PreparedRequest,
         final_statuses: &[u16],
     ) -> Result<RawResponse> {
+        use tracing::Instrument;
+        // One span per call: what it was (endpoint), how it went (attempt, status) and how long
+        // it waited for the client's limits and between retries (wait_ms). Credentials are
+        // never recorded: the endpoint is the method and path, without query or headers.
+        let span = tracing::info_span!(
+            "threatlocker_request",
+            endpoint = %req.endpoint(),
+            attempt = tracing::field::Empty,
+            status = tracing::field::Empty,
+            wait_ms = tracing::field::Empty,
+        );
+        self.execute_in_span(req, final_statuses)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_in_span(
+        &self,
+        req: &PreparedRequest,
+        final_statuses: &[u16],
+    ) -> Result<RawResponse> {
+        let span = tracing::Span::current();
         let policy = &self.inner.retry;
         let mut attempt = 0u32;
+        let mut waited = Duration::ZERO;
         loop {
             attempt += 1;
+            span.record("attempt", attempt);
             let (result, retry_after) = {
+                let queued = std::time::Instant::now();
                 let _permit = self.inner.limits.acquire().await;
-                self.attempt(req).await
+                waited += queued.elapsed();
+                span.record("wait_ms", millis(waited));
+                let started = std::time::Instant::now();
+                let (result, retry_after) = self.attempt(req).await;
+                tracing::debug!(
+                    elapsed_ms = millis(started.elapsed()),
+                    ok = result.is_ok(),
+                    "attempt finished"
+                );
+                (result, retry_after)
             };
             let error = match result {
                 Ok(response) => return Ok(response),
@@ -657,14 +804,15 @@ impl Client {
             };
             match decision {
                 RetryDecision::RetryAfter(delay) => {
-                    tracing::debug!(
-                        endpoint = %req.endpoint(),
+                    tracing::info!(
                         attempt,
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        delay_ms = millis(delay),
                         error = %error,
                         "retrying"
                     );
                     self.inner.sleeper.sleep(delay).await;
+                    waited += delay;
+                    span.record("wait_ms", millis(waited));
                 }
                 RetryDecision::GiveUp => {
                     if attempt > 1
@@ -681,6 +829,10 @@ impl Client {
             }
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Client {
@@ -773,6 +925,36 @@ mod tests {
         assert_eq!(l.as_deref(), Some("0HMV"));
         let (m, _) = parse_error_body(r#"{"message":"lower"}"#);
         assert_eq!(m.as_deref(), Some("lower"));
+    }
+
+    #[test]
+    fn what_looks_like_json() {
+        let json = Some("application/json; charset=utf-8");
+        let html = Some("text/html");
+        // (body, content type, looks like JSON)
+        let cases: &[(&[u8], Option<&str>, bool)] = &[
+            (b"[]", json, true),
+            (b" {\"a\":1}", None, true),
+            (b"null", Some("text/plain"), true),
+            (b"7", json, true),
+            (b"-1", json, true),
+            (b"\"x\"", json, true),
+            (b"\xEF\xBB\xBF[]", json, true),
+            (b"", html, true),
+            (b"  \n", html, true),
+            (b"<html></html>", json, false),
+            (b"<!DOCTYPE html>", None, false),
+            (b"[]", html, false),
+            (b"Service Unavailable", Some("text/plain"), false),
+        ];
+        for (body, ct, want) in cases {
+            assert_eq!(
+                looks_like_json(body, *ct),
+                *want,
+                "{:?} {ct:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

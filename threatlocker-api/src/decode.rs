@@ -142,12 +142,38 @@ fn truncate_json(v: &serde_json::Value) -> String {
 }
 
 fn decode_at<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
-    // Fast path: plain serde_json. Only when it fails is the body decoded again with path
-    // tracking, so the error names the JSON path without slowing down every good response.
+    // Fast path: plain serde_json. Only when it fails is the body repaired (broken strings
+    // replaced with U+FFFD) and, if still failing, decoded again with path tracking, so a good
+    // response pays for neither.
     if let Ok(v) = serde_json::from_slice(body) {
         return Ok(v);
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
+    let (repaired, repairs) = crate::repair::repair_json(body);
+    if repairs.any() {
+        if let Ok(v) = serde_json::from_slice(&repaired) {
+            tracing::warn!(
+                endpoint,
+                lone_surrogates = repairs.lone_surrogates,
+                control_chars = repairs.control_chars,
+                invalid_utf8 = repairs.invalid_utf8,
+                "the response held broken strings; they were replaced with U+FFFD"
+            );
+            return Ok(v);
+        }
+    }
+    if !crate::client::looks_like_json(body, None) {
+        let text = String::from_utf8_lossy(body);
+        let mut end = text.len().min(80);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(Error::Decode {
+            endpoint: endpoint.to_owned(),
+            path: ".".into(),
+            message: format!("the body is not JSON: {:?}", &text[..end]),
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&repaired);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         Error::Decode {
@@ -203,6 +229,22 @@ mod tests {
             let rows: Vec<ActionLogRow> = decode_list("GET x", body).unwrap();
             assert!(rows.is_empty());
         }
+    }
+
+    #[test]
+    fn broken_strings_are_decoded_lossily_and_the_rows_kept() {
+        let body = b"[{\"actionLogId\":1,\"fullPath\":\"c:\\\\x\\ud800.exe\"},\
+                     {\"actionLogId\":2,\"hostname\":\"WS\x01\xff\"}]";
+        let rows: Vec<ActionLogRow> = decode_list("POST x", body).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].full_path.as_deref(), Some("c:\\x\u{FFFD}.exe"));
+        assert_eq!(rows[1].hostname.as_deref(), Some("WS\u{FFFD}\u{FFFD}"));
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_says_so() {
+        let err = decode_list::<ActionLogRow>("POST x", b"<html>oops</html>").unwrap_err();
+        assert!(err.to_string().contains("not JSON"), "{err}");
     }
 
     #[test]

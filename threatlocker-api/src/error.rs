@@ -26,19 +26,22 @@ pub enum Error {
     InvalidRequest(String),
 
     /// The request did not get an HTTP answer (connect failure, timeout, reset).
-    #[error("transport error ({kind}) calling {endpoint}")]
+    #[error("{}", transport_text(*kind, endpoint, *timed_out_after))]
     Transport {
-        /// What kind of failure.
+        /// What kind of failure. A connect timeout is [`TransportKind::Connect`] (nothing was
+        /// sent) with `timed_out_after` set.
         kind: TransportKind,
         /// `METHOD path` of the call.
         endpoint: String,
+        /// The timeout that expired, when the failure was a timeout.
+        timed_out_after: Option<Duration>,
         /// The underlying error.
         #[source]
         source: BoxError,
     },
 
     /// The API answered with an error status.
-    #[error("{endpoint} returned HTTP {status}{}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[error("{endpoint} returned HTTP {status}{}{}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), hint.map(|h| format!(" ({h})")).unwrap_or_default(), logger_id.as_deref().map(|l| format!(" [LoggerId {l}]")).unwrap_or_default())]
     Api {
         /// HTTP status code.
         status: u16,
@@ -80,8 +83,52 @@ pub enum Error {
         message: String,
     },
 
-    /// Every attempt of a retryable call failed; the last error is the source.
-    #[error("gave up after {attempts} attempts")]
+    /// A successful status whose body is not JSON (typically an HTML error page from a proxy
+    /// or load balancer, sent with status 200). Retried like a transient failure on reads.
+    #[error("{endpoint} answered HTTP {status} with a body that is not JSON (content type {}): {snippet}", content_type.as_deref().unwrap_or("not given"))]
+    NotJson {
+        /// `METHOD path` of the call.
+        endpoint: String,
+        /// HTTP status code.
+        status: u16,
+        /// The `Content-Type` header, when sent.
+        content_type: Option<String>,
+        /// The first bytes of the body, quoted, with control characters escaped and the key
+        /// scrubbed.
+        snippet: String,
+    },
+
+    /// The response body was larger than the client's cap
+    /// ([`crate::ClientBuilder::max_response_bytes`]); reading stopped at the cap.
+    #[error("{endpoint} answered with a body larger than the {limit}-byte response size cap")]
+    ResponseTooLarge {
+        /// `METHOD path` of the call.
+        endpoint: String,
+        /// The cap, in bytes.
+        limit: u64,
+    },
+
+    /// A page contradicted the pagination header: it was empty, `null` or short while the
+    /// header promised more rows or pages. The page was fetched again and stayed so; the stream
+    /// stopped here rather than end as if complete (rows would be skipped silently).
+    #[error("{endpoint} page {page} held {rows} rows but the pagination header promised {expected} (after {attempts} attempts); stopping rather than skipping rows")]
+    PageMismatch {
+        /// `METHOD path` of the call.
+        endpoint: String,
+        /// The 1-based page number.
+        page: u32,
+        /// Rows the page held.
+        rows: usize,
+        /// What the header promised, in words (`100 rows (totalItems 2000)`).
+        expected: String,
+        /// Times the page was fetched.
+        attempts: u32,
+    },
+
+    /// Every attempt of a retryable call failed; the last error is the source. Its text is
+    /// part of this one's too: it is what a reader needs (which call, timed out or which
+    /// status), and most callers print only the top error.
+    #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted {
         /// Attempts made.
         attempts: u32,
@@ -134,6 +181,28 @@ impl std::fmt::Display for TransportKind {
     }
 }
 
+fn transport_text(kind: TransportKind, endpoint: &str, after: Option<Duration>) -> String {
+    match (kind, after) {
+        (TransportKind::Connect, Some(d)) => {
+            format!("{endpoint}: connecting timed out after {}", seconds(d))
+        }
+        (_, Some(d)) => format!(
+            "{endpoint} timed out after {} waiting for the response",
+            seconds(d)
+        ),
+        (kind, None) => format!("transport error ({kind}) calling {endpoint}"),
+    }
+}
+
+/// `60 s`, `0.5 s`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 impl Error {
     /// The HTTP status, when the API answered.
     pub fn status(&self) -> Option<u16> {
@@ -149,8 +218,26 @@ impl Error {
     /// and 500. Validation errors (4xx, 417) and decode errors are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Transport { .. } | Self::RateLimited { .. } => true,
+            Self::Transport { .. }
+            | Self::RateLimited { .. }
+            | Self::NotJson { .. }
+            | Self::PageMismatch { .. } => true,
             Self::Api { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure was a timeout (connecting or waiting for the answer).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Transport {
+                kind,
+                timed_out_after,
+                ..
+            } => *kind == TransportKind::Timeout || timed_out_after.is_some(),
+            Self::RetriesExhausted { last, .. } | Self::OutcomeUnknown { source: last, .. } => {
+                last.is_timeout()
+            }
             _ => false,
         }
     }
@@ -166,9 +253,88 @@ impl Error {
         match self {
             Self::Transport { kind, .. } => *kind != TransportKind::Connect,
             Self::Api { status, .. } => *status >= 500,
+            // A 2xx answer that could not be read: the server may well have acted.
+            Self::NotJson { .. } | Self::ResponseTooLarge { .. } => true,
             Self::OutcomeUnknown { .. } => true,
             Self::RetriesExhausted { last, .. } => last.is_outcome_unknown(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(kind: TransportKind, after: Option<Duration>) -> Error {
+        Error::Transport {
+            kind,
+            endpoint: "POST /portalapi/ActionLog/ActionLogGetByParametersV2".into(),
+            timed_out_after: after,
+            source: "inner".into(),
+        }
+    }
+
+    #[test]
+    fn transport_text_says_which_timeout_expired() {
+        let cases = [
+            (
+                transport(TransportKind::Connect, Some(Duration::from_secs(15))),
+                "POST /portalapi/ActionLog/ActionLogGetByParametersV2: connecting timed out after 15 s",
+                true,
+            ),
+            (
+                transport(TransportKind::Timeout, Some(Duration::from_millis(2500))),
+                "POST /portalapi/ActionLog/ActionLogGetByParametersV2 timed out after 2.5 s waiting for the response",
+                true,
+            ),
+            (
+                transport(TransportKind::Connect, None),
+                "transport error (connect) calling POST /portalapi/ActionLog/ActionLogGetByParametersV2",
+                false,
+            ),
+        ];
+        for (err, text, timeout) in cases {
+            assert_eq!(err.to_string(), text);
+            assert_eq!(err.is_timeout(), timeout, "{text}");
+        }
+        let wrapped = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(transport(
+                TransportKind::Timeout,
+                Some(Duration::from_secs(60)),
+            )),
+        };
+        assert!(wrapped.is_timeout());
+        assert!(wrapped
+            .to_string()
+            .starts_with("gave up after 3 attempts: POST /portalapi/"));
+        assert_eq!(
+            std::error::Error::source(&wrapped).map(ToString::to_string),
+            Some(
+                "POST /portalapi/ActionLog/ActionLogGetByParametersV2 timed out after 60 s waiting for the response"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn api_text_carries_the_logger_id_only_when_sent() {
+        let api = |logger_id: Option<&str>| Error::Api {
+            status: 500,
+            endpoint: "GET /x".into(),
+            message: Some("A problem occurred".into()),
+            logger_id: logger_id.map(str::to_owned),
+            body: String::new(),
+            hint: None,
+        };
+        assert_eq!(
+            api(Some("0HMV")).to_string(),
+            "GET /x returned HTTP 500: A problem occurred [LoggerId 0HMV]"
+        );
+        assert_eq!(
+            api(None).to_string(),
+            "GET /x returned HTTP 500: A problem occurred"
+        );
     }
 }

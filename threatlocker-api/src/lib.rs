@@ -27,7 +27,33 @@
 //!
 //! Without the default `client` feature the crate is only the models, typed IDs, code tables,
 //! timestamp parsing and the pagination header type, with no HTTP or async runtime dependency.
+//!
+//! Everything the public API exposes is re-exported ([`chrono`], [`serde_json`], and with the
+//! client [`futures_util`], [`url`] and the [`Stream`]/[`StreamExt`]/[`TryStreamExt`] traits),
+//! and [`prelude`] brings the common names into scope, so an embedder needs only this crate and
+//! `tokio` in `Cargo.toml`:
+//!
+//! ```no_run
+//! use threatlocker_api::prelude::*;
+//!
+//! # async fn f() -> threatlocker_api::Result<()> {
+//! let client = Client::builder("api key").instance("g").build()?;
+//! let mut pending = client.approvals().search(ApprovalStatus::Pending).stream();
+//! while let Some(request) = pending.try_next().await? {
+//!     println!("{:?} asks for {:?}", request.username, request.path);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Untrusted answers: broken strings (a lone UTF-16 surrogate escape, raw control characters,
+//! invalid UTF-8) are decoded with U+FFFD in their place ([`repair`]); a body that is not JSON,
+//! larger than [`ClientBuilder::max_response_bytes`], or a page that contradicts the pagination
+//! header is an error ([`Error::NotJson`], [`Error::ResponseTooLarge`], [`Error::PageMismatch`]),
+//! never rows silently lost. Every call runs in a `threatlocker_request` `tracing` span
+//! (endpoint, attempt, status, wait); the key is never recorded.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link to the client; without it those items do not exist.
+#![cfg_attr(not(feature = "client"), allow(rustdoc::broken_intra_doc_links))]
 
 /// Builder setters that consume and return `self`, one line each:
 /// `/// doc` `name(arg: Type) = value;` becomes
@@ -50,6 +76,7 @@ pub mod de;
 pub mod error;
 pub mod ids;
 pub mod models;
+pub mod repair;
 pub mod request;
 pub mod retry;
 pub mod time;
@@ -71,8 +98,8 @@ mod stream;
 #[cfg(feature = "client")]
 pub use client::{
     Client, ClientBuilder, RawResponse, Sleeper, TokioSleeper, DEFAULT_DEDUPE_WINDOW,
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_PAGE_SIZE,
-    DEFAULT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT,
 };
 pub use codes::*;
 #[cfg(feature = "client")]
@@ -95,6 +122,43 @@ pub use handles::{
 };
 pub use ids::*;
 pub use models::*;
+
+pub use chrono;
+#[cfg(feature = "client")]
+pub use futures_util;
+#[cfg(feature = "client")]
+pub use futures_util::{Stream, StreamExt, TryStreamExt};
+pub use serde_json;
+#[cfg(feature = "client")]
+pub use url;
+
+/// The names most programs need: `use threatlocker_api::prelude::*;`.
+///
+/// The client and its errors, the common models, IDs and codes, `chrono`'s `DateTime`, `Utc`
+/// and `TimeDelta`, and (with the client) the stream traits whose methods (`try_next`,
+/// `try_collect`, `next`, ...) consume `.stream()`.
+pub mod prelude {
+    pub use crate::codes::{ActionOutcome, ApprovalStatus, ComputerMode, OsType, SourceTable};
+    pub use crate::error::{Error, Result};
+    pub use crate::ids::{
+        ActionLogId, ApplicationId, ApprovalRequestId, ComputerId, EActionLogId, OrganizationId,
+        PolicyId,
+    };
+    pub use crate::models::{
+        ActionLogRow, Application, ApprovalRequest, Computer, MaintenanceWindow, Organization,
+        Page, Policy, SystemAuditEntry,
+    };
+    pub use chrono::{DateTime, TimeDelta, Utc};
+
+    #[cfg(feature = "client")]
+    pub use crate::client::Client;
+    #[cfg(feature = "client")]
+    pub use crate::endpoints::audit::Enforcement;
+    #[cfg(feature = "client")]
+    pub use crate::retry::RetryPolicy;
+    #[cfg(feature = "client")]
+    pub use futures_util::{Stream, StreamExt, TryStreamExt};
+}
 pub use request::{Method, PreparedRequest, Safety};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use write::{

@@ -10,8 +10,10 @@
 //! - writes are retried **only** on a connect error, the one failure that proves the request
 //!   never reached the server; anything else leaves the outcome unknown and the caller must read
 //!   state back instead of repeating the write;
-//! - validation errors (4xx, 417), decode errors and a wrong instance / revoked key are never
-//!   retried;
+//! - a successful status with a body that is not JSON (an HTML error page from a proxy) is
+//!   retried like a transient failure on reads;
+//! - validation errors (4xx, 417), decode errors, an oversized body and a wrong instance /
+//!   revoked key are never retried;
 //! - the wait is exponential backoff with full jitter (`random(0, min(cap, base * 2^n))`), or the
 //!   server's `Retry-After` when it sent one, capped at [`RetryPolicy::max_delay`] either way.
 
@@ -89,7 +91,9 @@ impl RetryPolicy {
                 },
             ) => true,
             (Safety::Write, _) => false,
-            (_, Error::Transport { .. } | Error::RateLimited { .. }) => true,
+            (_, Error::Transport { .. } | Error::RateLimited { .. } | Error::NotJson { .. }) => {
+                true
+            }
             (_, Error::Api { status, .. }) => matches!(status, 500 | 502 | 503 | 504),
             _ => false,
         }
@@ -159,7 +163,17 @@ mod tests {
         Error::Transport {
             kind,
             endpoint: "GET x".into(),
+            timed_out_after: None,
             source: "boom".into(),
+        }
+    }
+
+    fn not_json() -> Error {
+        Error::NotJson {
+            endpoint: "POST x".into(),
+            status: 200,
+            content_type: Some("text/html".into()),
+            snippet: "\"<html>\"".into(),
         }
     }
 
@@ -211,6 +225,9 @@ mod tests {
             ("wrong instance never retried", 1, Read, Error::WrongInstanceOrRevokedKey { status: 440 }, None, 0.5, GiveUp),
             ("decode never retried", 1, Read, Error::Decode { endpoint: "x".into(), path: ".".into(), message: "m".into() }, None, 0.5, GiveUp),
             ("budget exhausted", 4, Read, api(503), None, 0.5, GiveUp),
+            ("HTML page with 200, read: retried", 1, Read, not_json(), None, 0.5, RetryAfter(ms(50))),
+            ("HTML page with 200, write: outcome unknown, not retried", 1, Write, not_json(), None, 0.5, GiveUp),
+            ("oversized body never retried", 1, Read, Error::ResponseTooLarge { endpoint: "x".into(), limit: 1 }, None, 0.5, GiveUp),
             ("third attempt: ceiling 400 ms", 3, Read, transport(TransportKind::Timeout), None, 0.99, RetryAfter(ms(396))),
         ];
         for (name, attempt, safety, error, retry_after, jitter, want) in cases {

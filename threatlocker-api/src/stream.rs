@@ -4,10 +4,16 @@
 //! It stops when:
 //! - the server says this is the last page (`currentPage >= totalPages` in the `pagination`
 //!   header or the separate `totalPages` header);
-//! - a page is shorter than the page size, empty, `null` or an empty body;
+//! - a page is shorter than the page size, empty, `null` or an empty body, and the pagination
+//!   header (this page's, else the last one seen) does not contradict it;
 //! - a full page brings no row not already seen (a server ignoring `pageNumber`);
 //! - the client's page cap (`ClientBuilder::max_pages`) is reached (logged as a warning);
 //! - after yielding the first error.
+//!
+//! A page that contradicts the header (empty, `null` or short while the header promises more
+//! rows or pages) is fetched again per the client's retry policy; if it stays so the stream
+//! fails with [`Error::PageMismatch`] rather than end as if complete, so a caller that keeps a
+//! checkpoint never moves it past rows it did not get.
 //!
 //! Rows repeated across pages (the API pages by offset over a live list, so rows shift) are
 //! dropped by id, within the client's de-duplication window.
@@ -24,7 +30,7 @@ use crate::client::{Client, RawResponse};
 use crate::error::{Error, Result, TransportKind};
 use crate::models::{
     ActionLogRow, Application, ApprovalRequest, Computer, MaintenanceWindow, Organization, Page,
-    Policy, SystemAuditEntry,
+    PageMeta, Policy, SystemAuditEntry,
 };
 use crate::request::PreparedRequest;
 
@@ -161,6 +167,7 @@ impl Future for Prefetch {
                 Err(Error::Transport {
                     kind: TransportKind::Other,
                     endpoint: "page fetch".into(),
+                    timed_out_after: None,
                     source: Box::new(e),
                 })
             })
@@ -183,6 +190,47 @@ struct State<T, F> {
     done: bool,
     pending_error: Option<Error>,
     seen: Seen,
+    /// The latest pagination header that carried totals.
+    promise: Option<PageMeta>,
+    /// Fetches of the page being read (more than one after a contradicting page).
+    page_attempts: u32,
+    /// Keeps only rows the caller asked for (a filter the API cannot apply itself); applied
+    /// after pagination decisions, which look at whole pages.
+    keep: Option<RowFilter<T>>,
+}
+
+/// A client-side row filter.
+pub(crate) type RowFilter<T> = Box<dyn Fn(&T) -> bool + Send>;
+
+/// Whether `rows` rows on page `page` (1-based) of `page_size` contradict the pagination header
+/// `meta`; if so, what the header promised, in words. Only a shortfall counts: rows added to a
+/// live list while paging make pages fuller, never emptier.
+pub(crate) fn contradiction(
+    meta: &PageMeta,
+    page: u32,
+    page_size: u32,
+    rows: usize,
+) -> Option<String> {
+    let size = i64::from(page_size);
+    let before = i64::from(page.saturating_sub(1)) * size;
+    if let Some(total) = meta.total_items {
+        let expected = (total - before).clamp(0, size);
+        return (i64::try_from(rows).unwrap_or(i64::MAX) < expected)
+            .then(|| format!("{expected} rows (totalItems {total}, page size {page_size})"));
+    }
+    let total_pages = meta.total_pages?;
+    let page = i64::from(page);
+    if page < total_pages && rows < page_size as usize {
+        Some(format!(
+            "a full page of {page_size} rows (page {page} of totalPages {total_pages})"
+        ))
+    } else if page == total_pages && rows == 0 {
+        Some(format!(
+            "at least one row (page {page} of totalPages {total_pages})"
+        ))
+    } else {
+        None
+    }
 }
 
 impl<T, F> State<T, F>
@@ -194,11 +242,21 @@ where
     /// decoded later, on the task that polls the stream: rows are then allocated and freed on
     /// the same thread, which measured faster than decoding on the fetch task.
     fn start(&mut self) -> Inflight {
-        let req = (self.make)(self.page, self.page_size);
+        let page = self.page;
         self.page = self.page.saturating_add(1);
         self.requested += 1;
+        self.page_attempts = 1;
+        self.fetch(page, None)
+    }
+
+    /// Fetches page `page`, after waiting `delay` when given.
+    fn fetch(&self, page: u32, delay: Option<std::time::Duration>) -> Inflight {
+        let req = (self.make)(page, self.page_size);
         let client = self.client.clone();
         let fetch = async move {
+            if let Some(d) = delay {
+                client.inner.sleeper.sleep(d).await;
+            }
             let raw = client.execute(&req).await?;
             Ok((req.endpoint(), raw))
         };
@@ -243,7 +301,7 @@ pub(crate) fn paginate<T, F>(
     make: F,
     decode: DecodeRows<T>,
     invalid: Option<Error>,
-) -> impl Stream<Item = Result<T>> + Send + 'static
+) -> Paginated<T, F>
 where
     T: Keyed + Send + 'static,
     F: Fn(u32, u32) -> PreparedRequest + Send + Unpin + 'static,
@@ -263,13 +321,24 @@ where
         done: false,
         pending_error: invalid,
         seen: Seen::new(window),
+        promise: None,
+        page_attempts: 0,
+        keep: None,
     })
 }
 
 /// The stream [`paginate`] returns. A hand-written `poll_next` (rather than `unfold`) hands
 /// each row straight from the page buffer to the caller, without moving it through
 /// intermediate futures: rows are large and there can be millions.
-struct Paginated<T, F>(State<T, F>);
+pub(crate) struct Paginated<T, F>(State<T, F>);
+
+impl<T, F> Paginated<T, F> {
+    /// Yields only the rows `keep` accepts (pagination still looks at whole pages).
+    pub(crate) fn with_filter(mut self, keep: RowFilter<T>) -> Self {
+        self.0.keep = Some(keep);
+        self
+    }
+}
 
 // Rows are never pinned (they sit in a Vec buffer and are handed out by value), so the stream
 // is Unpin whatever `T` is.
@@ -286,7 +355,7 @@ where
         let st = &mut self.get_mut().0;
         loop {
             if let Some(item) = st.buffer.next() {
-                if st.seen.insert(item.key_hash()) {
+                if st.seen.insert(item.key_hash()) && st.keep.as_ref().is_none_or(|k| k(&item)) {
                     return Poll::Ready(Some(Ok(item)));
                 }
                 continue;
@@ -316,14 +385,51 @@ where
             st.inflight = None;
             let result = result.and_then(|(endpoint, raw)| {
                 let items = (st.decode)(&endpoint, &raw.body)?;
-                Ok(Page::new(items, raw.page_meta))
+                Ok((endpoint, Page::new(items, raw.page_meta)))
             });
             match result {
                 Err(e) => {
                     st.done = true;
                     return Poll::Ready(Some(Err(e)));
                 }
-                Ok(page) => {
+                Ok((endpoint, page)) => {
+                    let number = st.page.saturating_sub(1);
+                    if let Some(meta) = page
+                        .meta
+                        .as_ref()
+                        .filter(|m| m.total_items.is_some() || m.total_pages.is_some())
+                    {
+                        st.promise = Some(meta.clone());
+                    }
+                    let broken = st
+                        .promise
+                        .as_ref()
+                        .and_then(|m| contradiction(m, number, st.page_size, page.items.len()));
+                    if let Some(expected) = broken {
+                        let policy = &st.client.inner.retry;
+                        if st.page_attempts < policy.max_attempts {
+                            let delay = policy.backoff(st.page_attempts, fastrand::f64());
+                            tracing::warn!(
+                                endpoint = %endpoint,
+                                page = number,
+                                rows = page.items.len(),
+                                expected = %expected,
+                                attempt = st.page_attempts,
+                                "a page contradicts the pagination header; fetching it again"
+                            );
+                            st.page_attempts += 1;
+                            st.inflight = Some(st.fetch(number, Some(delay)));
+                            continue;
+                        }
+                        st.done = true;
+                        return Poll::Ready(Some(Err(Error::PageMismatch {
+                            endpoint,
+                            page: number,
+                            rows: page.items.len(),
+                            expected,
+                            attempts: st.page_attempts,
+                        })));
+                    }
                     if !st.has_new_rows(&page.items) {
                         // A whole page of rows already seen: the server is repeating itself.
                         tracing::warn!(
@@ -358,6 +464,41 @@ fn warn_cap(max_pages: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contradiction_table() {
+        let meta = |items: Option<i64>, pages: Option<i64>| PageMeta {
+            total_items: items,
+            total_pages: pages,
+            ..PageMeta::default()
+        };
+        // (header, page, page size, rows, contradicts)
+        let cases = [
+            (meta(Some(2000), None), 3, 500, 0, true),
+            (meta(Some(2000), None), 3, 500, 499, true),
+            (meta(Some(2000), None), 3, 500, 500, false),
+            (meta(Some(2000), None), 4, 500, 500, false),
+            (meta(Some(2000), None), 5, 500, 0, false),
+            (meta(Some(241), None), 3, 100, 41, false),
+            (meta(Some(241), None), 3, 100, 40, true),
+            // A list that grew while paging: fuller pages are fine.
+            (meta(Some(241), None), 3, 100, 100, false),
+            (meta(Some(0), None), 1, 100, 0, false),
+            (meta(None, Some(3)), 2, 100, 0, true),
+            (meta(None, Some(3)), 2, 100, 50, true),
+            (meta(None, Some(3)), 3, 100, 50, false),
+            (meta(None, Some(3)), 3, 100, 0, true),
+            (meta(None, Some(3)), 4, 100, 0, false),
+            (meta(None, None), 2, 100, 0, false),
+        ];
+        for (m, page, size, rows, want) in cases {
+            assert_eq!(
+                contradiction(&m, page, size, rows).is_some(),
+                want,
+                "{m:?} page {page} size {size} rows {rows}"
+            );
+        }
+    }
 
     #[test]
     fn seen_remembers_at_least_the_window() {

@@ -23,3 +23,5 @@ mod pagination;
 mod policies;
 #[path = "read/transport.rs"]
 mod transport;
+#[path = "read/untrusted.rs"]
+mod untrusted;

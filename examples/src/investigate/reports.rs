@@ -164,7 +164,7 @@ async fn collect_rows(
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut scanned = 0u64;
     for (a, b) in query_windows(from, to) {
-        let mut stream = std::pin::pin!(search(a, b).stream_any_table());
+        let mut stream = std::pin::pin!(search(a, b).stream());
         while let Some(row) = stream.next().await {
             let row = row.map_err(api("searching the action log"))?;
             if let Some(k) = row.dedupe_key() {

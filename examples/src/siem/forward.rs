@@ -292,7 +292,7 @@ impl Forwarder {
             .search(from, to)
             .child_organizations(self.child_organizations)
             .page_size(1000)
-            .stream_any_table();
+            .stream();
         collect("action log", stream).await
     }
 

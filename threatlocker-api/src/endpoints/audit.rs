@@ -3,15 +3,16 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{paged, require_id, Paging};
+use super::{paged, require_id, Paged, Paging};
 use crate::client::Client;
 use crate::codes::{ActionOutcome, SourceTable};
 use crate::decode::{decode_list, decode_optional};
 use crate::error::{Error, Result};
 use crate::handles::Audit;
 use crate::ids::{ComputerId, EActionLogId, PolicyId};
-use crate::models::ActionLogRow;
+use crate::models::{ActionLogRow, Page};
 use crate::request::PreparedRequest;
+use crate::stream::DecodeRows;
 use crate::time::format_request_date;
 
 const SEARCH_PATH: &str = "/portalapi/ActionLog/ActionLogGetByParametersV2";
@@ -51,12 +52,11 @@ impl Audit {
     ///
     /// ```no_run
     /// # async fn f(client: threatlocker_api::Client) -> threatlocker_api::Result<()> {
-    /// use futures_util::TryStreamExt;
-    /// use threatlocker_api::{ActionOutcome, Enforcement};
-    /// let end = chrono::Utc::now();
+    /// use threatlocker_api::prelude::*;
+    /// let end = Utc::now();
     /// let rows: Vec<_> = client
     ///     .audit()
-    ///     .search(end - chrono::Duration::hours(24), end)
+    ///     .search(end - TimeDelta::hours(24), end)
     ///     .outcome(ActionOutcome::AnyDeny)
     ///     .enforcement(Enforcement::Enforced)
     ///     .child_organizations(true)
@@ -81,6 +81,7 @@ impl Audit {
             group_bys: Vec::new(),
             source_table: None,
             show_total_count: true,
+            sha256: None,
             paging: Paging::new(),
         }
     }
@@ -128,36 +129,8 @@ pub struct AuditSearch {
     group_bys: Vec<i32>,
     source_table: Option<SourceTable>,
     show_total_count: bool,
+    sha256: Option<String>,
     paging: Paging,
-}
-
-impl AuditSearch {
-    /// Every page, like `stream()`, tolerant of both readings of `sourceTableId` (reference
-    /// §3.1.1, UNCERTAIN: most clients search without it, one source reports HTTP 500 unless
-    /// it is sent). The search goes out without a table; if its first page answers 500 and no
-    /// table was chosen, it is read once per source table (1 ActionLog, 2 DenyActionLog,
-    /// 3 Baseline, 4 EventLog) and the rows merged, de-duplicated by the pair of row ids (a
-    /// server that ignores the table answers the same rows for each; the numeric id alone may
-    /// repeat across tables). If a per-table read fails, the original 500 is returned.
-    pub fn stream_any_table(
-        self,
-    ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + 'static {
-        use futures_util::stream::{self, BoxStream, StreamExt};
-
-        let chosen = self.source_table.is_some();
-        let first_try: BoxStream<'static, Result<ActionLogRow>> = self.clone().stream().boxed();
-        stream::once(async move {
-            let (head, rest) = first_try.into_future().await;
-            match head {
-                Some(Err(e)) if !chosen && e.status() == Some(500) => {
-                    tracing::debug!(error = %e, "action-log search answered 500; reading per source table");
-                    per_table(self, e)
-                }
-                head => stream::iter(head).chain(rest).boxed(),
-            }
-        })
-        .flatten()
-    }
 }
 
 impl AuditSearch {
@@ -208,6 +181,114 @@ impl AuditSearch {
 
         /// Whether to ask for totals (`showTotalCount`, default true).
         show_total_count(yes: bool) = yes;
+
+        /// Only rows of the file with this SHA-256 (64 hex digits, any case), matched against
+        /// each row's `sha256Hash`, else its `hash`.
+        ///
+        /// The search body has no documented hash field (reference §6.1: `ActionLogParamsDto`
+        /// has none), so the filter is applied by the client to every row of the window: narrow
+        /// the window or add server-side filters (outcome, host name, path) on large tenants.
+        /// A value that is not 64 hex digits fails the call before anything is sent.
+        sha256(hash: impl Into<String>) = Some(hash.into().trim().to_ascii_lowercase());
+    }
+
+    fn check(&self) -> Result<()> {
+        match &self.sha256 {
+            Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => Err(
+                Error::InvalidRequest(format!("sha256 {h:?} is not a SHA-256 (64 hex digits)")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn row_filter(&self) -> Option<crate::stream::RowFilter<ActionLogRow>> {
+        let want = self.sha256.clone()?;
+        Some(Box::new(move |row: &ActionLogRow| {
+            row.sha256_hash
+                .as_deref()
+                .or(row.hash.as_deref())
+                .is_some_and(|h| h.trim().eq_ignore_ascii_case(&want))
+        }))
+    }
+
+    /// The request for the builder's page, without sending it.
+    pub fn prepare(&self) -> PreparedRequest {
+        Paged::first_request(self)
+    }
+
+    /// Fetches one page, as the search was given (no per-table fallback; see
+    /// [`AuditSearch::stream`]). With [`AuditSearch::sha256`], rows of other files are removed
+    /// from the page.
+    pub async fn send(self) -> Result<Page<ActionLogRow>> {
+        let keep = self.row_filter();
+        let mut page = super::send_first(self).await?;
+        if let Some(keep) = keep {
+            page.items.retain(|r| keep(r));
+        }
+        Ok(page)
+    }
+
+    /// Streams every matching row across pages, de-duplicated, tolerant of both readings of
+    /// `sourceTableId` (reference §3.1.1, UNCERTAIN: most clients search without it, one
+    /// source reports HTTP 500 unless it is sent).
+    ///
+    /// The search goes out as given. If no source table was chosen and the first page answers
+    /// HTTP 500 (after the usual retries), the search is read once per source table
+    /// (1 ActionLog, 2 DenyActionLog, 3 Baseline, 4 EventLog) and the rows merged,
+    /// de-duplicated by the pair of row ids (a server that ignores the table answers the same
+    /// rows for each; the numeric id alone may repeat across tables). If a per-table read
+    /// fails, the original 500 is the stream's error. With a source table chosen, only that
+    /// table is read.
+    ///
+    /// ```no_run
+    /// # async fn f(client: threatlocker_api::Client) -> threatlocker_api::Result<()> {
+    /// use threatlocker_api::prelude::*;
+    /// let end = Utc::now();
+    /// let mut rows = client.audit().search(end - TimeDelta::hours(1), end).stream();
+    /// while let Some(row) = rows.try_next().await? {
+    ///     println!("{:?} {:?}", row.hostname, row.full_path);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + Unpin + 'static {
+        use futures_util::stream::{self, BoxStream, StreamExt};
+
+        let chosen = self.source_table.is_some();
+        let first_try: BoxStream<'static, Result<ActionLogRow>> =
+            self.clone().stream_as_given().boxed();
+        stream::once(async move {
+            let (head, rest) = first_try.into_future().await;
+            match head {
+                Some(Err(e)) if !chosen && e.status() == Some(500) => {
+                    tracing::info!(error = %e, "action-log search answered 500; reading per source table");
+                    per_table(self, e)
+                }
+                head => stream::iter(head).chain(rest).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    /// The former name of [`AuditSearch::stream`], which now falls back per source table
+    /// itself.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `stream()`, which now falls back per source table"
+    )]
+    pub fn stream_any_table(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + Unpin + 'static {
+        self.stream()
+    }
+
+    /// Every page of the search exactly as given, without the per-table fallback.
+    fn stream_as_given(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<ActionLogRow>> + Send + 'static {
+        super::stream_all(self)
     }
 
     fn prepare_page(&self, page: u32, page_size: u32) -> PreparedRequest {
@@ -259,9 +340,29 @@ impl AuditSearch {
     }
 }
 
-paged! {
-    AuditSearch => ActionLogRow, decode: decode_list;
-    /// Streams every matching row across pages, de-duplicated.
+impl Paged for AuditSearch {
+    type Row = ActionLogRow;
+    const DECODE: DecodeRows<ActionLogRow> = decode_list;
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+    fn paging(&self) -> Paging {
+        self.paging
+    }
+    fn request_for_page(&self, page: u32, page_size: u32) -> PreparedRequest {
+        self.prepare_page(page, page_size)
+    }
+    fn check(&self) -> Result<()> {
+        AuditSearch::check(self)
+    }
+    fn row_filter(&self) -> Option<crate::stream::RowFilter<ActionLogRow>> {
+        AuditSearch::row_filter(self)
+    }
+}
+
+impl AuditSearch {
+    super::paging_setters!();
 }
 
 /// Builder for `GET ActionLog/ActionLogGetByIdV2`. Made by [`Audit::get`].
@@ -444,7 +545,7 @@ paged! {
     /// Streams every row across pages.
 }
 
-/// The per-table reads of [`AuditSearch::stream_any_table`]: tables in turn, rows de-duplicated
+/// The per-table reads of [`AuditSearch::stream`]: tables in turn, rows de-duplicated
 /// by both ids, the original error in place of a per-table failure.
 fn per_table(
     search: AuditSearch,
@@ -455,7 +556,7 @@ fn per_table(
     let mut seen = std::collections::HashSet::new();
     let mut original = Some(original);
     stream::iter(SourceTable::ALL)
-        .flat_map(move |t| search.clone().source_table(t).stream())
+        .flat_map(move |t| search.clone().source_table(t).stream_as_given())
         .filter_map(move |item| {
             let out = match item {
                 Ok(row) => {

@@ -93,6 +93,10 @@ pub(crate) trait Paged: Sized + Send + Sync + Unpin + 'static {
     fn check(&self) -> Result<()> {
         Ok(())
     }
+    /// Keeps only the rows the caller asked for, where the API cannot filter itself.
+    fn row_filter(&self) -> Option<crate::stream::RowFilter<Self::Row>> {
+        None
+    }
 
     /// The request for the builder's own page.
     fn first_request(&self) -> PreparedRequest {
@@ -115,14 +119,19 @@ pub(crate) fn stream_all<B: Paged>(
     let paging = builder.paging();
     let size = paging.size(&client);
     let invalid = builder.check().err();
-    paginate(
+    let keep = builder.row_filter();
+    let stream = paginate(
         client,
         paging.page,
         size,
         move |page, page_size| builder.request_for_page(page, page_size),
         B::DECODE,
         invalid,
-    )
+    );
+    match keep {
+        Some(keep) => stream.with_filter(keep),
+        None => stream,
+    }
 }
 
 /// Makes a list builder paged. The builder has `client: Client` and `paging: Paging` fields

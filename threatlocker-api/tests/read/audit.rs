@@ -1,6 +1,6 @@
 //! Action log: search, get by id, file history (quirks 1, 2, 3, 5, 6, 10, 18, 19).
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::json;
 use threatlocker_api::{
     ActionLogId, ActionOutcome, Enforcement, Error, Method, OsType, Safety, SourceTable,
@@ -382,10 +382,10 @@ async fn file_history_without_hostname_or_computer_is_refused_before_sending() {
 }
 
 /// Reference §3.1.1 marks `sourceTableId` UNCERTAIN: one source reports HTTP 500 unless it is
-/// sent. `stream_any_table` searches without it and, on a 500, reads each source table and
-/// merges the rows without repeats.
+/// sent. `stream()` searches without it and, on a 500, reads each source table and merges the
+/// rows without repeats; the deprecated `stream_any_table` does the same.
 #[tokio::test]
-async fn stream_any_table_reads_per_source_table_after_a_500() {
+async fn stream_reads_per_source_table_after_a_500() {
     use wiremock::matchers::body_partial_json;
 
     let (server, client, _) = setup().await;
@@ -418,7 +418,7 @@ async fn stream_any_table_reads_per_source_table_after_a_500() {
     let rows: Vec<_> = client
         .audit()
         .search(utc("2026-05-14T00:00:00Z"), utc("2026-05-14T23:59:59Z"))
-        .stream_any_table()
+        .stream()
         .try_collect()
         .await
         .unwrap();
@@ -428,4 +428,74 @@ async fn stream_any_table_reads_per_source_table_after_a_500() {
         .map(|i| i.get())
         .collect();
     assert_eq!(ids, [1, 2, 3]);
+}
+
+/// The old name still works, and a chosen source table is read alone, without the fallback.
+#[tokio::test]
+#[allow(deprecated)]
+async fn stream_any_table_is_an_alias_and_a_chosen_table_does_not_fall_back() {
+    use wiremock::matchers::body_partial_json;
+
+    let (server, client, _) = setup().await;
+    Mock::given(method("POST"))
+        .and(path(SEARCH))
+        .and(body_partial_json(json!({ "sourceTableId": 2 })))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(4)
+        .mount(&server)
+        .await;
+    let items: Vec<_> = client
+        .audit()
+        .search(utc("2026-05-14T00:00:00Z"), utc("2026-05-14T23:59:59Z"))
+        .source_table(SourceTable::DenyActionLog)
+        .stream_any_table()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].as_ref().unwrap_err().status(), Some(500));
+}
+
+#[tokio::test]
+async fn sha256_search_keeps_only_rows_of_that_file() {
+    let (server, client, _) = setup().await;
+    let wanted = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    Mock::given(method("POST"))
+        .and(path(SEARCH))
+        .respond_with(json(json!([
+            {"actionLogId": 1, "sha256Hash": wanted.to_uppercase()},
+            {"actionLogId": 2, "sha256Hash": "ab".repeat(32)},
+            {"actionLogId": 3, "sha256Hash": null, "hash": wanted},
+            {"actionLogId": 4},
+        ])))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let search = client
+        .audit()
+        .search(utc("2026-05-14T00:00:00Z"), utc("2026-05-14T23:59:59Z"))
+        .sha256(format!(" {} ", wanted.to_uppercase()));
+    let ids = |rows: &[threatlocker_api::ActionLogRow]| -> Vec<i64> {
+        rows.iter()
+            .filter_map(|r| r.action_log_id.map(|i| i.get()))
+            .collect()
+    };
+    let streamed: Vec<_> = search.clone().stream().try_collect().await.unwrap();
+    assert_eq!(ids(&streamed), [1, 3]);
+    let page = search.send().await.unwrap();
+    assert_eq!(ids(&page.items), [1, 3]);
+}
+
+#[tokio::test]
+async fn sha256_that_is_not_a_digest_is_refused_before_sending() {
+    let (server, client, _) = setup().await;
+    let search = client
+        .audit()
+        .search(utc("2026-05-14T00:00:00Z"), utc("2026-05-14T23:59:59Z"))
+        .sha256("5d41402abc4b2a76b9719d911017c592");
+    let err = search.clone().send().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    assert!(err.to_string().contains("64 hex digits"), "{err}");
+    let streamed: Vec<_> = search.stream().collect().await;
+    assert!(matches!(streamed[..], [Err(Error::InvalidRequest(_))]));
+    assert!(server.received_requests().await.unwrap().is_empty());
 }

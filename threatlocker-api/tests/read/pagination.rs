@@ -249,3 +249,116 @@ async fn approvals_dedupe_by_request_id_and_stream_is_lazy() {
         .collect();
     assert_eq!(ids, vec!["r1", "r2", "r3"]);
 }
+
+/// A `null` page in the middle while the header promises more rows: fetched again per the
+/// retry policy, then the stream fails (it must never end as if complete, or a checkpoint
+/// would move past the missing rows).
+#[tokio::test]
+async fn a_null_page_the_header_contradicts_is_retried_then_fails_the_stream() {
+    let (server, client, sleeper) = setup().await;
+    let header = r#"{"currentPage":1,"itemsPerPage":2,"totalItems":6,"totalPages":3}"#;
+    page(
+        &server,
+        1,
+        json(rows(&[1, 2])).insert_header("pagination", header),
+        1,
+    )
+    .await;
+    // No header on the broken page: the promise of page 1 stands.
+    page(
+        &server,
+        2,
+        ResponseTemplate::new(200).set_body_string("null"),
+        4,
+    )
+    .await;
+    page(&server, 3, json(rows(&[5, 6])), 0).await;
+    let got = collect(&client).await;
+    assert_eq!(ids(&got), vec![1, 2]);
+    assert_eq!(got.len(), 3, "the rows, then one error");
+    let err = got[2].as_ref().unwrap_err();
+    match err {
+        Error::PageMismatch {
+            page,
+            rows,
+            attempts,
+            ..
+        } => assert_eq!((*page, *rows, *attempts), (2, 0, 4)),
+        other => panic!("unexpected {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("page 2") && text.contains("totalItems 6"),
+        "{text}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(sleeper.delays().len(), 3, "backoff between the fetches");
+}
+
+/// The same contradiction, once: the page is fetched again and the stream completes.
+#[tokio::test]
+async fn a_short_page_that_heals_on_refetch_completes_the_stream() {
+    let (server, client, _) = setup().await;
+    let header =
+        |n: u32| format!(r#"{{"currentPage":{n},"itemsPerPage":2,"totalItems":6,"totalPages":3}}"#);
+    page(
+        &server,
+        1,
+        json(rows(&[1, 2])).insert_header("pagination", header(1).as_str()),
+        1,
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path(SEARCH))
+        .and(body_partial_json(json!({"pageNumber": 2, "pageSize": 2})))
+        .respond_with(json(rows(&[3])).insert_header("pagination", header(2).as_str()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    page(
+        &server,
+        2,
+        json(rows(&[3, 4])).insert_header("pagination", header(2).as_str()),
+        1,
+    )
+    .await;
+    page(
+        &server,
+        3,
+        json(rows(&[5, 6])).insert_header("pagination", header(3).as_str()),
+        1,
+    )
+    .await;
+    let got = collect(&client).await;
+    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    assert_eq!(ids(&got), vec![1, 2, 3, 4, 5, 6]);
+}
+
+/// An empty page where only `totalPages` is known and promises more pages.
+#[tokio::test]
+async fn an_empty_page_before_the_last_page_fails_the_stream() {
+    let (server, client, _) = setup().await;
+    let header = |n: u32| format!(r#"{{"currentPage":{n},"totalPages":3}}"#);
+    page(
+        &server,
+        1,
+        json(rows(&[1, 2])).insert_header("pagination", header(1).as_str()),
+        1,
+    )
+    .await;
+    page(
+        &server,
+        2,
+        json(json!([])).insert_header("pagination", header(2).as_str()),
+        4,
+    )
+    .await;
+    let got = collect(&client).await;
+    assert_eq!(ids(&got), vec![1, 2]);
+    assert!(
+        matches!(got.last(), Some(Err(Error::PageMismatch { page: 2, .. }))),
+        "{got:?}"
+    );
+}

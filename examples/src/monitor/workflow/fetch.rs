@@ -368,7 +368,7 @@ where
 }
 
 /// One action-log read (every page) at the client's scope, tolerant of both readings of
-/// `sourceTableId` (see `AuditSearch::stream_any_table`).
+/// `sourceTableId` (see `AuditSearch::stream`).
 async fn read_log(
     client: Client,
     child: bool,
@@ -380,7 +380,7 @@ async fn read_log(
     if !action_types.is_empty() {
         s = s.action_types(action_types.to_vec());
     }
-    s.stream_any_table().try_collect().await
+    s.stream().try_collect().await
 }
 
 /// Reads every computer in scope (for the computer modes).
