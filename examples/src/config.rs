@@ -532,6 +532,14 @@ pub struct EmailConfig {
     /// `to`: recipients; default `org_variables.threatlocker_notification_recipients`.
     #[serde(default)]
     pub to: Vec<String>,
+    /// `ca_file`: PEM CA certificate(s) to trust for the relay instead of the web PKI roots (a
+    /// relay behind a private CA); relative to the configuration file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `hello_name`: the name sent in EHLO and used as the `Message-ID` domain (default: this
+    /// machine's fully qualified name when it has one).
+    #[serde(default)]
+    pub hello_name: Option<String>,
 }
 
 /// `[notify.teams]` or `[notify.slack]`.
@@ -669,7 +677,12 @@ impl Config {
             None => PsaConfig::None,
             Some(table) => parse_psa(table)?,
         };
-        let notify = raw.notify;
+        let mut notify = raw.notify;
+        if let Some(ca) = notify.email.as_mut().and_then(|e| e.ca_file.as_mut()) {
+            if ca.is_relative() {
+                *ca = base_dir.join(&*ca);
+            }
+        }
         if let Some(email) = &notify.email {
             if let Some(v) = &email.password_env {
                 check_env_name("notify.email.password_env", v)?;
