@@ -355,11 +355,9 @@ impl Encoder {
         }
         let mut plan = Plan {
             raw: false,
-            name: record.name.chars().count(),
-            fields: record
-                .fields
-                .iter()
-                .map(|(_, v)| v.chars().count())
+            name: self.whole_name(record),
+            fields: (0..record.fields.len())
+                .map(|i| self.whole_len(record, i))
                 .collect(),
             cut: true,
         };
@@ -376,7 +374,10 @@ impl Encoder {
                     .fields
                     .iter()
                     .enumerate()
-                    .filter(|(i, (k, _))| plan.fields[*i] > 0 && self.is_identity(k) == identity)
+                    .filter(|(i, (k, _))| {
+                        self.writes_field(record, *i, Some(&plan))
+                            && self.is_identity(k) == identity
+                    })
                     .map(|(i, _)| (plan.fields[i], Some(i)))
                     .chain((!identity && plan.name > 0).then_some((plan.name, None)))
                     .max_by_key(|(len, _)| *len)
@@ -476,14 +477,34 @@ impl Encoder {
         !r.fields[..i].iter().any(|(k, _)| k == key)
     }
 
+    /// Characters of the event name a whole message carries (CEF caps it at 512).
+    fn whole_name(&self, r: &SiemRecord) -> usize {
+        let chars = r.name.chars().count();
+        match self.format {
+            Format::Cef => chars.min(512),
+            Format::Json => chars,
+        }
+    }
+
+    /// Characters of field `i` a whole message carries (CEF caps values by its dictionary).
+    fn whole_len(&self, r: &SiemRecord, i: usize) -> usize {
+        let (k, v) = &r.fields[i];
+        let chars = v.chars().count();
+        if self.format == Format::Cef && k.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            chars.min(cef_value_max(k))
+        } else {
+            chars
+        }
+    }
+
     /// The keys `plan` shortened or dropped, in field order (`name` and `raw` included).
     fn cut_keys<'a>(&self, r: &'a SiemRecord, plan: &Plan) -> Vec<&'a str> {
         let mut keys = Vec::new();
-        if plan.name < r.name.chars().count() {
+        if plan.name < self.whole_name(r) {
             keys.push("name");
         }
-        for (i, (k, v)) in r.fields.iter().enumerate() {
-            if plan.fields[i] < v.chars().count() && !keys.contains(&k.as_str()) {
+        for (i, (k, _)) in r.fields.iter().enumerate() {
+            if plan.fields[i] < self.whole_len(r, i) && !keys.contains(&k.as_str()) {
                 keys.push(k.as_str());
             }
         }

@@ -126,7 +126,7 @@ async fn full_smtp_conversation_with_auth_and_both_parts() {
     assert!(data.contains("From: Alerts <alerts@msp.example>"));
     assert!(data.contains("To: tech@msp.example"));
     assert!(
-        data.contains("Subject: AnyDesk blocked  Bcc: victim@example.com"),
+        data.contains("Subject: AnyDesk blocked Bcc: victim@example.com"),
         "{data}"
     );
     assert!(
