@@ -19,13 +19,20 @@ use psa_connectors::syslog::{Config, Format, Framing, SyslogSink, Transport};
 use psa_connectors::{SiemRecord, SiemSink};
 use serde_json::Value;
 
+use super::common::{skip_or_fail, write_certificates};
+
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 const RECORDS: u32 = 120;
 
 /// Returns the daemon's path, or `None` (after saying why) when the test should be skipped.
 fn rsyslogd_or_skip() -> Option<PathBuf> {
     let path = PathBuf::from(RSYSLOGD);
-    let modules = ["mmjsonparse.so", "mmnormalize.so", "mmpstrucdata.so", "lmnsd_gtls.so"];
+    let modules = [
+        "mmjsonparse.so",
+        "mmnormalize.so",
+        "mmpstrucdata.so",
+        "lmnsd_gtls.so",
+    ];
     let module_dir = Path::new("/usr/lib/x86_64-linux-gnu/rsyslog");
     let missing: Vec<&str> = modules
         .iter()
@@ -39,10 +46,7 @@ fn rsyslogd_or_skip() -> Option<PathBuf> {
     } else {
         return Some(path);
     };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{reason}; CI must run the real-receiver test: run scripts/setup-test-deps.sh");
-    }
-    eprintln!("skipping the rsyslogd test: {reason} (scripts/setup-test-deps.sh installs it)");
+    skip_or_fail("the rsyslogd test", &reason);
     None
 }
 
@@ -98,28 +102,6 @@ fn free_udp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A private CA and a server certificate for `localhost` signed by it (PEM files in `dir`).
-fn write_certificates(dir: &Path) -> PathBuf {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "test syslog CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    dir.join("ca.pem")
 }
 
 /// Writes the configuration, starts the daemon and waits until its stream ports accept.
@@ -189,10 +171,14 @@ input(type="{input}" address="127.0.0.1" port="{port}" ruleset="{name}")
         }
         while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                let log = std::fs::read_to_string(daemon.dir.join("rsyslogd.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(daemon.dir.join("rsyslogd.log")).unwrap_or_default();
                 panic!("rsyslogd exited ({status}): {log}");
             }
-            assert!(Instant::now() < deadline, "rsyslogd did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -208,7 +194,10 @@ fn hostile_records() -> Vec<SiemRecord> {
     (0..RECORDS)
         .map(|i| {
             let path = if i % 4 == 0 {
-                format!("C:\\Users\\Jürgen\\{}\\payload{i}.exe", "Ünïcödé-Pfad=ä]\\😀".repeat(160))
+                format!(
+                    "C:\\Users\\Jürgen\\{}\\payload{i}.exe",
+                    "Ünïcödé-Pfad=ä]\\😀".repeat(160)
+                )
             } else {
                 format!("C:\\Users\\{hostile}\\payload{i}.exe")
             };
@@ -233,7 +222,9 @@ fn hostile_records() -> Vec<SiemRecord> {
             .field("cs1", hostile)
             .field("cs3Label", "eActionLogId")
             .field("cs3", format!("9b2e6c1d-0000-4000-8000-{i:012}"))
-            .raw_json(serde_json::json!({"actionLogId": i, "fullPath": hostile, "big": "x".repeat(1500)}))
+            .raw_json(
+                serde_json::json!({"actionLogId": i, "fullPath": hostile, "big": "x".repeat(1500)}),
+            )
         })
         .collect()
 }
@@ -245,7 +236,10 @@ fn sink_config(case: Case, port: u16, ca: &Path) -> Config {
         Case::TcpNewline(f) => (Transport::Tcp, Framing::Newline, f),
         Case::Tls(f) => (Transport::Tls, Framing::OctetCounting, f),
     };
-    let mut c = Config::new(SocketAddr::from(([127, 0, 0, 1], port)).to_string(), transport);
+    let mut c = Config::new(
+        SocketAddr::from(([127, 0, 0, 1], port)).to_string(),
+        transport,
+    );
     c.framing = framing;
     c.format = format.format();
     c.sd_id = Some("threatlocker@32473".into());
@@ -315,48 +309,83 @@ async fn a_real_rsyslogd_parses_every_record_of_a_hostile_tenant() {
         for row in &rows {
             // Structured data parsed by mmpstrucdata (rsyslog lower-cases parameter names).
             let sd = &row["rfc5424-sd"]["threatlocker@32473"];
-            let sd_id = sd["externalid"].as_str().unwrap_or_else(|| panic!("{case:?}: no SD: {row}"));
+            let sd_id = sd["externalid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{case:?}: no SD: {row}"));
             let (fields, name) = match format {
                 FormatKey::Cef => {
-                    assert!(row.get("unparsed-data").is_none(), "{case:?}: liblognorm failed: {row}");
+                    assert!(
+                        row.get("unparsed-data").is_none(),
+                        "{case:?}: liblognorm failed: {row}"
+                    );
                     let cef = &row["cef"];
                     assert_eq!(cef["DeviceVendor"], "psa-connectors");
                     (cef["Extensions"].clone(), cef["Name"].clone())
                 }
                 FormatKey::Json => {
-                    assert!(row.get("signature").is_some(), "{case:?}: mmjsonparse failed: {row}");
+                    assert!(
+                        row.get("signature").is_some(),
+                        "{case:?}: mmjsonparse failed: {row}"
+                    );
                     (row["fields"].clone(), row["name"].clone())
                 }
             };
-            let id = fields["externalId"].as_str().unwrap_or_else(|| panic!("{case:?}: {row}"));
+            let id = fields["externalId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{case:?}: {row}"));
             assert_eq!(id, sd_id, "{case:?}");
             let i: usize = id.strip_prefix("8100").unwrap().parse().unwrap();
             let sent = &records[i];
             let want = |k: &str| sent.fields.iter().find(|(f, _)| f == k).unwrap().1.clone();
             for key in ["fileHash", "act", "outcome", "cs3"] {
-                assert_eq!(fields[key].as_str(), Some(want(key).as_str()), "{case:?} {key}: {row}");
+                assert_eq!(
+                    fields[key].as_str(),
+                    Some(want(key).as_str()),
+                    "{case:?} {key}: {row}"
+                );
             }
             // Hostile text arrives made visible, never raw: exactly what the policy renders.
-            assert_eq!(fields["cs1"].as_str(), Some(&*neutralize(&want("cs1"), Lines::Keep)), "{case:?}");
+            assert_eq!(
+                fields["cs1"].as_str(),
+                Some(&*neutralize(&want("cs1"), Lines::Keep)),
+                "{case:?}"
+            );
             let name = name.as_str().unwrap();
-            assert!(!name.contains(['\0', '\u{202E}', '\x1b']), "{case:?}: {name:?}");
+            assert!(
+                !name.contains(['\0', '\u{202E}', '\x1b']),
+                "{case:?}: {name:?}"
+            );
             if fields.get("truncated").is_some() || row.get("truncated").is_some() {
                 truncated += 1;
             } else if format == FormatKey::Json {
-                assert_eq!(row["raw"]["actionLogId"], i, "{case:?}: raw kept when it fits");
+                assert_eq!(
+                    row["raw"]["actionLogId"], i,
+                    "{case:?}: raw kept when it fits"
+                );
             }
             ids.push(i);
         }
         ids.sort_unstable();
         let expected: Vec<usize> = (0..records.len()).collect();
-        assert_eq!(ids, expected, "{case:?}: every record once, none lost or split");
+        assert_eq!(
+            ids, expected,
+            "{case:?}: every record once, none lost or split"
+        );
         if matches!(case, Case::Udp(_)) {
             assert!(truncated > 0, "{case:?}: the 2.8 KB records were shortened");
-            assert_eq!(sink.shortened(), truncated as u64, "{case:?}: the count matches the markers");
+            assert_eq!(
+                sink.shortened(),
+                truncated as u64,
+                "{case:?}: the count matches the markers"
+            );
         } else {
             assert_eq!(truncated, 0, "{case:?}: streams carry whole records");
         }
-        report.push(format!("{case:?}: {} of {} parsed, {truncated} shortened", rows.len(), records.len()));
+        report.push(format!(
+            "{case:?}: {} of {} parsed, {truncated} shortened",
+            rows.len(),
+            records.len()
+        ));
     }
     eprintln!("rsyslogd: {}", report.join("; "));
 }
