@@ -465,6 +465,41 @@ mod tests {
     }
 
     #[test]
+    fn receiver_settings_reach_the_sink_and_are_checked() {
+        let c = parse("transport = \"tcp\"\naddress = \"x:1\"\nframing = \"newline\"\nsd_id = \"threatlocker@32473\"\n").unwrap();
+        let s = c.sink_config();
+        assert_eq!(s.framing, Framing::Newline);
+        assert_eq!(s.sd_id.as_deref(), Some("threatlocker@32473"));
+        assert_eq!(s.max_message_bytes, None, "TCP carries any size");
+        let c = parse("transport = \"udp\"\naddress = \"x:1\"\nmax_datagram = 65000\n").unwrap();
+        assert_eq!(c.sink_config().max_message_bytes, Some(65_000));
+        let c = parse("transport = \"udp\"\naddress = \"x:1\"\n").unwrap();
+        assert_eq!(c.sink_config().max_message_bytes, Some(2048));
+        assert_eq!(c.sink_config().framing, Framing::OctetCounting);
+        let c = parse(
+            "transport = \"tls\"\naddress = \"x:1\"\n[siem.tls]\npinned_cert = \"receiver.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sink_config().tls.pinned_cert.as_deref(),
+            Some(Path::new("/etc/tl/receiver.pem"))
+        );
+        let cases: &[(&str, &str)] = &[
+            ("transport = \"udp\"\naddress = \"x:1\"\nframing = \"newline\"\n", "siem.framing"),
+            ("transport = \"tcp\"\naddress = \"x:1\"\nframing = \"lf\"\n", "siem.framing"),
+            ("transport = \"udp\"\naddress = \"x:1\"\nmax_datagram = 65001\n", "siem.max_datagram"),
+            ("transport = \"udp\"\naddress = \"x:1\"\nmax_datagram = 100\n", "siem.max_datagram"),
+            ("transport = \"tcp\"\naddress = \"x:1\"\nmax_datagram = 4096\n", "siem.max_datagram"),
+            ("transport = \"tcp\"\naddress = \"x:1\"\nsd_id = \"threatlocker\"\n", "siem.sd_id"),
+            ("transport = \"tls\"\naddress = \"x:1\"\n[siem.tls]\nca_file = \"a\"\npinned_cert = \"b\"\n", "siem.tls.pinned_cert"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.key(), Some(*key), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn no_section_is_none_and_other_sections_are_still_checked() {
         let c = Config::from_toml_str(BASE, Path::new("/")).unwrap();
         assert_eq!(SiemConfig::from_config(&c).unwrap(), None);
