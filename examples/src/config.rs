@@ -1180,6 +1180,21 @@ mod tests {
     }
 
     #[test]
+    fn notify_email_takes_a_private_ca_and_a_hello_name() {
+        let c = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.email]\nsmtp_host = \"relay.msp.example\"\nfrom = \"a@msp.example\"\nca_file = \"relay-ca.pem\"\nhello_name = \"tl.msp.example\"\n",
+            Path::new("/etc/tl"),
+        )
+        .unwrap();
+        let email = c.notify().email.as_ref().unwrap();
+        assert_eq!(
+            email.ca_file.as_deref(),
+            Some(Path::new("/etc/tl/relay-ca.pem"))
+        );
+        assert_eq!(email.hello_name.as_deref(), Some("tl.msp.example"));
+    }
+
+    #[test]
     fn the_example_file_is_accepted_by_every_section_reader() {
         let text = include_str!("../config.example.toml");
         let c = Config::from_toml_str(text, Path::new("/etc/tl")).unwrap();

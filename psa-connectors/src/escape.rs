@@ -284,10 +284,11 @@ fn slack_ellipsized_lines(s: &str, max: usize, lines: Lines) -> Cow<'_, str> {
 
 /// One CSV field (RFC 4180) after the shared policy: quoted when it holds `,`, `"`, a line
 /// break or edge spaces (inner `"` doubled), and prefixed with `'` when it starts like a
-/// spreadsheet formula (`=`, `+`, `-`, `@`), so opening the file never runs anything.
+/// spreadsheet formula (`=`, `+`, `-`, `@`, CR; a TAB is already `[U+0009]`), so opening the
+/// file never runs anything.
 pub fn csv_field(s: &str) -> String {
     let clean = neutralize(s, Lines::Keep);
-    let neutral: Cow<'_, str> = if clean.starts_with(['=', '+', '-', '@']) {
+    let neutral: Cow<'_, str> = if clean.starts_with(['=', '+', '-', '@', '\r']) {
         Cow::Owned(format!("'{clean}"))
     } else {
         clean
