@@ -732,12 +732,12 @@ impl serde_json::ser::Formatter for HazardEscaper {
         let mut from = 0;
         for (i, c) in fragment.char_indices() {
             if escape::hazard(c).is_some() {
-                writer.write_all(fragment[from..i].as_bytes())?;
+                writer.write_all(&fragment.as_bytes()[from..i])?;
                 write!(writer, "\\u{:04x}", c as u32)?;
                 from = i + c.len_utf8();
             }
         }
-        writer.write_all(fragment[from..].as_bytes())
+        writer.write_all(&fragment.as_bytes()[from..])
     }
 }
 
