@@ -265,7 +265,14 @@ fn slack_ellipsized_lines(s: &str, max: usize, lines: Lines) -> Cow<'_, str> {
     let mut out = String::with_capacity(max + 3);
     let mut used = 0;
     let mut piece = String::with_capacity(16);
+    let mut previous = None;
     for c in s.chars() {
+        // CRLF is one line break, as in the unshortened text.
+        let crlf = lines == Lines::Space && previous == Some('\r') && c == '\n';
+        previous = Some(c);
+        if crlf {
+            continue;
+        }
         piece.clear();
         neutralize_into(c.encode_utf8(&mut [0u8; 4]), lines, &mut piece, slack_put);
         let width = piece.chars().count();

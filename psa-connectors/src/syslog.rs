@@ -21,7 +21,9 @@
 //!   shortened (ending with `…`) or dropped, longest first, and the record names what was cut
 //!   (`truncated=filePath,raw` in CEF, `"truncated":["filePath","raw"]` in JSON). Values are cut
 //!   before escaping, on character boundaries, so no escape or UTF-8 sequence is split and the
-//!   payload stays valid CEF or JSON. [`SyslogSink::shortened`] counts such records.
+//!   payload stays valid CEF or JSON; identity fields are shortened only when nothing else is
+//!   left, and only a header that alone exceeds the limit is cut mid-message (at a character
+//!   boundary, never after a lone `\`). [`SyslogSink::shortened`] counts shortened records.
 //! * Delivery: [`SiemSink::send_batch`] encodes into a reused buffer, writes in 64 KiB chunks and
 //!   flushes once per chunk, so it returns only after every byte is written. A broken TCP or
 //!   TLS connection is detected before use and on write, and re-established once; the failed

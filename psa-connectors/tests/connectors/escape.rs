@@ -474,3 +474,15 @@ fn every_text_sink_neutralizes_the_same_hostile_inputs() {
         assert!(!subject_line.contains('\r'), "{name}");
     }
 }
+
+#[test]
+fn a_shortened_single_line_value_is_a_prefix_of_the_whole_one() {
+    let s = "a\r\nb<c\u{202E}d".repeat(20);
+    let whole = slack_line_ellipsized(&s, 10_000);
+    let cut = slack_line_ellipsized(&s, 40);
+    assert!(cut.chars().count() <= 40);
+    assert!(
+        whole.starts_with(cut.strip_suffix('…').unwrap()),
+        "{cut} / {whole}"
+    );
+}

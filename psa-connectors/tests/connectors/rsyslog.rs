@@ -33,11 +33,20 @@ fn rsyslogd_or_skip() -> Option<PathBuf> {
         "mmpstrucdata.so",
         "lmnsd_gtls.so",
     ];
-    let module_dir = Path::new("/usr/lib/x86_64-linux-gnu/rsyslog");
+    // Debian keeps the modules under the multiarch directory; other builds under /usr/lib.
+    let module_dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path().join("rsyslog")))
+                .chain([PathBuf::from("/usr/lib/rsyslog")])
+                .filter(|d| d.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
     let missing: Vec<&str> = modules
         .iter()
         .copied()
-        .filter(|m| !module_dir.join(m).exists())
+        .filter(|m| !module_dirs.iter().any(|d| d.join(m).exists()))
         .collect();
     let reason = if !path.exists() {
         format!("{RSYSLOGD} is not installed")
