@@ -257,7 +257,8 @@ pub struct Encoder {
     bom: bool,
 }
 
-/// How far a record is shortened: the free-text budget per field, in characters.
+/// How far a record is shortened: the budget per field, in characters. A record written with a
+/// plan names what the plan cut (`truncated`).
 #[derive(Debug, Clone)]
 struct Plan {
     /// Whether JSON `raw` is included.
@@ -266,8 +267,6 @@ struct Plan {
     name: usize,
     /// Character budget per field, by position (0: dropped).
     fields: Vec<usize>,
-    /// Whether anything was cut (the record then names what).
-    cut: bool,
 }
 
 /// A value in at most `max` characters: whole, `…`-ended when shortened, empty at 0.
@@ -361,7 +360,6 @@ impl Encoder {
             fields: (0..record.fields.len())
                 .map(|i| self.whole_len(record, i))
                 .collect(),
-            cut: true,
         };
         loop {
             out.truncate(start);
@@ -543,7 +541,7 @@ impl Encoder {
             escape::syslog_sd_param_into(&budget(v, max), out);
             out.push('"');
         }
-        if let Some(plan) = plan.filter(|p| p.cut) {
+        if let Some(plan) = plan {
             out.push_str(" truncated=\"");
             escape::syslog_sd_param_into(&self.cut_keys(r, plan).join(","), out);
             out.push('"');
@@ -582,7 +580,7 @@ impl Encoder {
             let max = plan.map_or(max, |p| p.fields[i].min(max));
             escape::cef_extension_into(&budget(v, max), out);
         }
-        if let Some(plan) = plan.filter(|p| p.cut) {
+        if let Some(plan) = plan {
             out.push_str(" truncated=");
             escape::cef_extension_into(&self.cut_keys(r, plan).join(","), out);
         }
@@ -711,9 +709,7 @@ impl Serialize for JsonRecord<'_> {
                 if let (true, Some(raw)) = (plan.raw, &r.raw_json) {
                     map.serialize_entry("raw", raw)?;
                 }
-                if plan.cut {
-                    map.serialize_entry("truncated", &self.encoder.cut_keys(r, plan))?;
-                }
+                map.serialize_entry("truncated", &self.encoder.cut_keys(r, plan))?;
             }
         }
         map.end()
