@@ -539,7 +539,7 @@ async fn a_real_smtp_server_with_starttls_to_a_private_ca_accepts_a_valid_messag
     c.username = Some("alerts@msp.example".into());
     c.password = Some("smtp-s3cret".to_owned().into());
     c.to = vec!["Team <team@msp.example>".into()];
-    let smtp = SmtpNotifier::new(c).unwrap();
+    let smtp = SmtpNotifier::new(c.clone()).unwrap();
     // No hello_name configured: this machine's FQDN when it has one.
     let hello = psa_connectors::email::default_hello_name();
     assert_eq!(smtp.hello_name(), hello);
@@ -554,8 +554,28 @@ async fn a_real_smtp_server_with_starttls_to_a_private_ca_accepts_a_valid_messag
     .link("https://portal.example/approval/1");
     smtp.check().await.unwrap();
     smtp.send(&n).await.unwrap();
-
     drop(smtp);
+
+    // A wrong password is refused by the real server (535, after STARTTLS): permanent.
+    c.password = Some("wrong".to_owned().into());
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        SmtpNotifier::new(c).unwrap().send(&n),
+    )
+    .await
+    .expect("a refused login is answered at once")
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Smtp {
+                permanent: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("smtp-s3cret"));
 
     let text = std::fs::read_to_string(&server.out).unwrap();
     let received: Vec<serde_json::Value> = text

@@ -50,7 +50,7 @@ def main() -> None:
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == user.encode() and auth_data.password == password.encode()
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
