@@ -11,7 +11,12 @@ need_apt=()
     || need_apt+=(rsyslog-gnutls)
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so ] || [ -e /usr/lib/rsyslog/lmnsd_ossl.so ] \
     || need_apt+=(rsyslog-openssl)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# aiosmtpd goes into whichever python3 the tests will run, through its own pip.
+if ! command -v python3 >/dev/null 2>&1; then
+    need_apt+=(python3 python3-pip)
+elif ! python3 -c 'import aiosmtpd' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+    need_apt+=(python3-pip)
+fi
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
     sudo=""
