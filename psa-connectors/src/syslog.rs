@@ -716,9 +716,10 @@ impl Serialize for JsonRecord<'_> {
     }
 }
 
-/// serde_json's compact formatter, also writing DEL, C1 controls and invisible formatting
-/// characters (see [`escape::Hazard`]) as `\uXXXX`: lossless (the original event under `raw`
-/// keeps its exact text) but never raw in the output.
+/// serde_json's compact formatter with the shared policy applied to every string, `raw`
+/// included: line breaks stay `\n` / `\r`, other control characters (which serde_json would
+/// write as `\u0000`-style escapes that C receivers such as json-c cut strings at) and
+/// invisible formatting characters become the visible `[U+XXXX]`.
 struct HazardEscaper;
 
 impl serde_json::ser::Formatter for HazardEscaper {
@@ -731,11 +732,31 @@ impl serde_json::ser::Formatter for HazardEscaper {
         for (i, c) in fragment.char_indices() {
             if escape::hazard(c).is_some() {
                 writer.write_all(&fragment.as_bytes()[from..i])?;
-                write!(writer, "\\u{:04x}", c as u32)?;
+                write!(writer, "[U+{:04X}]", c as u32)?;
                 from = i + c.len_utf8();
             }
         }
         writer.write_all(&fragment.as_bytes()[from..])
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: serde_json::ser::CharEscape,
+    ) -> std::io::Result<()> {
+        use serde_json::ser::CharEscape;
+        let control = match char_escape {
+            CharEscape::Quote => return writer.write_all(b"\\\""),
+            CharEscape::ReverseSolidus => return writer.write_all(b"\\\\"),
+            CharEscape::Solidus => return writer.write_all(b"/"),
+            CharEscape::LineFeed => return writer.write_all(b"\\n"),
+            CharEscape::CarriageReturn => return writer.write_all(b"\\r"),
+            CharEscape::Backspace => 0x08,
+            CharEscape::FormFeed => 0x0C,
+            CharEscape::Tab => 0x09,
+            CharEscape::AsciiControl(byte) => byte,
+        };
+        write!(writer, "[U+{control:04X}]")
     }
 }
 
