@@ -770,6 +770,14 @@ pub struct EmailConfig {
     /// `to`: recipients; default `org_variables.threatlocker_notification_recipients`.
     #[serde(default)]
     pub to: Vec<String>,
+    /// `ca_file`: PEM CA certificate(s) to trust for the relay instead of the web PKI roots (a
+    /// relay behind a private CA); relative to the configuration file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `hello_name`: the name sent in EHLO and used as the `Message-ID` domain (default: this
+    /// machine's fully qualified name when it has one).
+    #[serde(default)]
+    pub hello_name: Option<String>,
 }
 
 /// `[notify.teams]` or `[notify.slack]`.
@@ -910,7 +918,12 @@ impl Config {
             None => PsaConfig::None,
             Some(table) => parse_psa(table)?,
         };
-        let notify = raw.notify;
+        let mut notify = raw.notify;
+        if let Some(ca) = notify.email.as_mut().and_then(|e| e.ca_file.as_mut()) {
+            if ca.is_relative() {
+                *ca = base_dir.join(&*ca);
+            }
+        }
         if let Some(email) = &notify.email {
             if let Some(v) = &email.password_env {
                 check_env_name("notify.email.password_env", v)?;
@@ -1554,6 +1567,21 @@ mod tests {
         assert_eq!(c.psa().kind(), "autotask");
         let c = parse("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"none\"\n").unwrap();
         assert_eq!(c.psa().kind(), "none");
+    }
+
+    #[test]
+    fn notify_email_takes_a_private_ca_and_a_hello_name() {
+        let c = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.email]\nsmtp_host = \"relay.msp.example\"\nfrom = \"a@msp.example\"\nca_file = \"relay-ca.pem\"\nhello_name = \"tl.msp.example\"\n",
+            Path::new("/etc/tl"),
+        )
+        .unwrap();
+        let email = c.notify().email.as_ref().unwrap();
+        assert_eq!(
+            email.ca_file.as_deref(),
+            Some(Path::new("/etc/tl/relay-ca.pem"))
+        );
+        assert_eq!(email.hello_name.as_deref(), Some("tl.msp.example"));
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>
             c.password = Some(secret(env, "notify.email.password_env", var)?);
         }
         c.to = e.to.clone();
+        c.ca_file = e.ca_file.clone();
+        c.hello_name = e.hello_name.clone();
         let smtp = psa_connectors::email::SmtpNotifier::new(c)
             .map_err(|err| connector_error("notify.email", err))?;
         out.push(Arc::new(smtp));

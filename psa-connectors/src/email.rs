@@ -71,7 +71,9 @@ pub struct Config {
     /// PEM file with a CA to trust instead of the built-in web PKI roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Name sent in EHLO (default: this machine's host name).
+    /// Name sent in EHLO and used as the `Message-ID` domain (default: this machine's fully
+    /// qualified name when it has one, see [`default_hello_name`]; relays that check EHLO
+    /// against DNS want a real FQDN).
     #[serde(default)]
     pub hello_name: Option<String>,
     /// Timeout per SMTP command, in seconds (default 30).
@@ -122,6 +124,7 @@ pub struct SmtpNotifier {
     builder: AsyncSmtpTransportBuilder,
     from: Mailbox,
     to: Vec<Mailbox>,
+    hello_name: String,
     config: Config,
 }
 
@@ -206,9 +209,24 @@ impl SmtpNotifier {
             .port(config.port.unwrap_or(default_port))
             .tls(tls)
             .timeout(Some(Duration::from_secs(config.timeout_secs)));
-        if let Some(name) = &config.hello_name {
-            builder = builder.hello_name(ClientId::Domain(name.clone()));
-        }
+        let hello_name = match &config.hello_name {
+            Some(name) => {
+                let name = name.trim();
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+                {
+                    return Err(Error::config(
+                        "email.hello_name",
+                        "must be a host name (letters, digits, `.` and `-`)",
+                    ));
+                }
+                name.to_owned()
+            }
+            None => default_hello_name(),
+        };
+        builder = builder.hello_name(ClientId::Domain(hello_name.clone()));
         match (&config.username, &config.password) {
             (Some(user), Some(password)) => {
                 builder = builder.credentials(Credentials::new(
@@ -237,6 +255,7 @@ impl SmtpNotifier {
             builder,
             from,
             to,
+            hello_name,
             config,
         })
     }
@@ -252,12 +271,23 @@ impl SmtpNotifier {
             .build()
     }
 
+    /// The name sent in EHLO and used as the `Message-ID` domain.
+    pub fn hello_name(&self) -> &str {
+        &self.hello_name
+    }
+
     /// The message sent for `n` (pure apart from `Date` and `Message-ID`).
     pub fn message(&self, n: &Notification) -> Result<Message> {
+        let id = format!(
+            "<{}.{:016x}@{}>",
+            chrono::Utc::now().timestamp_millis(),
+            fastrand::u64(..),
+            self.hello_name
+        );
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(escape::ellipsize(&escape::single_line(&n.subject), 250).into_owned())
-            .message_id(None);
+            .message_id(Some(id));
         if n.recipients.is_empty() {
             if self.to.is_empty() {
                 return Err(Error::InvalidInput {
@@ -298,9 +328,46 @@ impl SmtpNotifier {
     }
 }
 
-/// The plain-text body: text, facts as `label: value` lines, and the link.
+/// This machine's name for EHLO: its fully qualified name when it has one (the host name
+/// itself when it holds a dot, else the first dotted alias of it in `/etc/hosts`, as
+/// `hostname -f` finds it), otherwise the bare host name.
+pub fn default_hello_name() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    fqdn_from(&host, &hosts)
+}
+
+/// [`default_hello_name`]'s rule on given inputs (pure): `host` if it holds a dot, else the
+/// first name `host.<domain>` on an `/etc/hosts` line that lists `host`, else `host`.
+pub fn fqdn_from(host: &str, etc_hosts: &str) -> String {
+    let host = host.trim();
+    if host.contains('.') || host.is_empty() {
+        return host.to_owned();
+    }
+    for line in etc_hosts.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let names: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
+            continue;
+        }
+        if let Some(fqdn) = names.iter().find(|n| {
+            n.len() > host.len() + 1
+                && n[..host.len()].eq_ignore_ascii_case(host)
+                && n.as_bytes()[host.len()] == b'.'
+        }) {
+            return (*fqdn).to_owned();
+        }
+    }
+    host.to_owned()
+}
+
+/// The plain-text body: text, facts as `label: value` lines, and the link; every value made
+/// safe by the shared policy (facts and the link on one line each).
 pub fn render_text(n: &Notification) -> String {
-    let mut out = n.text.clone();
+    let mut out = escape::text(&n.text).into_owned();
     if !n.facts.is_empty() {
         out.push_str("\n\n");
         for (k, v) in &n.facts {
@@ -330,9 +397,9 @@ pub fn render_html(n: &Notification) -> String {
         out.push_str("<table>");
         for (k, v) in &n.facts {
             out.push_str("<tr><th align=\"left\">");
-            out.push_str(&escape::html(k));
+            out.push_str(&escape::html(&escape::single_line(k)));
             out.push_str("</th><td>");
-            out.push_str(&escape::html(v));
+            out.push_str(&escape::html(&escape::single_line(v)));
             out.push_str("</td></tr>");
         }
         out.push_str("</table>");

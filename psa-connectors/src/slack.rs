@@ -111,8 +111,8 @@ pub fn payload(n: &Notification) -> Value {
         .iter()
         .take(10)
         .map(|(k, v)| {
-            let label = escape::slack_ellipsized(&escape::single_line(k), 100).into_owned();
-            let value = escape::slack_ellipsized(v, 1500).into_owned();
+            let label = escape::slack_line_ellipsized(k, 100).into_owned();
+            let value = escape::slack_line_ellipsized(v, 1500).into_owned();
             json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")})
         })
         .collect();

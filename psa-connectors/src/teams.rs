@@ -4,7 +4,8 @@
 //! * Payload: `{"type":"message","attachments":[{"contentType":"application/vnd.microsoft.card.adaptive","contentUrl":null,"content":{…AdaptiveCard 1.4…}}]}`.
 //!   Only `Action.OpenUrl` is used (webhooks do not support `Action.Submit`), and only for
 //!   `http`/`https` links.
-//! * Text: escaped with [`escape::markdown`] (TextBlock and FactSet values render markdown).
+//! * Text: escaped with [`escape::markdown`] (TextBlock and FactSet values render markdown);
+//!   the title and every fact on one line ([`escape::markdown_line`]).
 //! * Size: the documented limit is 28 KB but about 21 KB works in practice, so the payload is
 //!   kept under [`Config::max_payload_bytes`] (default 20 000) by shortening the text, then the
 //!   fact values, then dropping facts.
@@ -124,7 +125,7 @@ struct Limits {
 fn card(n: &Notification, l: &Limits) -> Value {
     let mut body = vec![json!({
         "type": "TextBlock",
-        "text": escape::markdown(&escape::ellipsize(&escape::single_line(&n.subject), 200)),
+        "text": escape::markdown_line(&escape::ellipsize(&n.subject, 200)),
         "weight": "Bolder",
         "size": "Medium",
         "wrap": true,
@@ -147,8 +148,8 @@ fn card(n: &Notification, l: &Limits) -> Value {
         .take(l.facts)
         .map(|(k, v)| {
             json!({
-                "title": escape::markdown(&escape::ellipsize(&escape::single_line(k), 100)),
-                "value": escape::markdown(&escape::ellipsize(v, l.fact_value)),
+                "title": escape::markdown_line(&escape::ellipsize(k, 100)),
+                "value": escape::markdown_line(&escape::ellipsize(v, l.fact_value)),
             })
         })
         .collect();

@@ -91,6 +91,13 @@ pub trait SiemSink: Send + Sync {
         Ok(())
     }
 
+    /// Records shortened so far to fit the transport's size limit (a UDP datagram); sinks
+    /// that never shorten report 0. A caller measures one batch by the difference around
+    /// [`SiemSink::send_batch`].
+    fn shortened(&self) -> u64 {
+        0
+    }
+
     /// Short backend name for logs.
     fn name(&self) -> &str {
         "siem-sink"
@@ -149,6 +156,9 @@ macro_rules! forward_siem_sink {
             }
             async fn check(&self) -> Result<()> {
                 (**self).check().await
+            }
+            fn shortened(&self) -> u64 {
+                (**self).shortened()
             }
             fn name(&self) -> &str {
                 (**self).name()

@@ -17,6 +17,8 @@ mod connectors {
     #[cfg(feature = "halo")]
     mod halo;
     #[cfg(feature = "syslog")]
+    mod rsyslog;
+    #[cfg(feature = "syslog")]
     mod syslog;
     #[cfg(any(feature = "teams", feature = "slack"))]
     mod webhooks;

@@ -128,24 +128,13 @@ pub fn to_csv(rows: &Rows) -> String {
     out
 }
 
-/// One CSV field.
+/// One CSV field: numbers as they are, text by the shared policy of
+/// [`psa_connectors::escape::csv_field`] (RFC 4180 quoting, formula prefixes neutralised,
+/// control and bidirectional characters made visible as `[U+XXXX]`).
 pub fn csv_field(cell: &Cell) -> String {
-    let text = match cell {
-        Cell::Num(n) => return n.to_string(),
-        Cell::Text(t) => t,
-    };
-    let neutral = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.clone()
-    };
-    let needs_quotes = neutral.contains([',', '"', '\r', '\n'])
-        || neutral.starts_with(' ')
-        || neutral.ends_with(' ');
-    if needs_quotes {
-        format!("\"{}\"", neutral.replace('"', "\"\""))
-    } else {
-        neutral
+    match cell {
+        Cell::Num(n) => n.to_string(),
+        Cell::Text(t) => psa_connectors::escape::csv_field(t),
     }
 }
 
@@ -250,6 +239,11 @@ mod tests {
             (Cell::from("-cmd"), "'-cmd"),
             (Cell::Num(-3), "-3"),
             (Cell::from(r"C:\Users\a b\x.exe"), r"C:\Users\a b\x.exe"),
+            (
+                Cell::from("a\0b\x1b\tc\u{202E}"),
+                "a[U+0000]b[U+001B][U+0009]c[U+202E]",
+            ),
+            (Cell::from("\tcmd"), "[U+0009]cmd"),
         ];
         for (cell, want) in cases {
             assert_eq!(csv_field(cell), *want, "{cell:?}");

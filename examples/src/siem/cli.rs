@@ -18,15 +18,17 @@ use crate::state::StateStore;
 
 const LONG_ABOUT: &str = "\
 Forwards ThreatLocker's action log (and, per [siem] sources, the portal's system audit and the \
-monitoring workflow's own decisions) to a syslog receiver over UDP, TCP (octet counting) or TLS, \
-as CEF or JSON. Each record is sent once: a checkpoint and the ids sent are kept in the state \
+monitoring workflow's own decisions) to a syslog receiver over UDP, TCP or TLS (octet-counting or \
+newline framing), as CEF or JSON. Each record is sent once: a checkpoint and the ids sent are kept in the state \
 file and move only after the receiver accepted a batch; overlapping windows are de-duplicated by \
 id; a receiver that goes away is retried with backoff.
 
 Configure it in the [siem] section of the threatlocker-monitor configuration file: transport \
 and address are required; examples/config.example.toml documents every key (format, sources, \
-batch_size, overlap, initial_lookback, max_window, severity, retain_ids, facility, hostname, \
-app_name, max_attempts, [siem.tls] ca_file and server_name) with its default.
+framing, sd_id, max_datagram, batch_size, overlap, initial_lookback, max_window, severity, \
+retain_ids, facility, hostname, app_name, max_attempts, [siem.tls] ca_file, pinned_cert and \
+server_name) with its default. The --once report counts records sent, already sent, batches, \
+retries and records truncated to fit a UDP datagram.
 
 Without --once it polls every --interval until Ctrl-C (the batch in flight is either recorded \
 or resent later, never lost). Exit codes: 0 success, 1 a pass failed, 2 bad usage or \

@@ -3,9 +3,12 @@
 //!
 //! ```toml
 //! [siem]
-//! transport = "tcp"                  # "udp", "tcp" (octet counting) or "tls"
+//! transport = "tcp"                  # "udp", "tcp" or "tls"
 //! address = "siem.msp.example:6514"  # host:port of the syslog receiver
+//! framing = "octet-counting"         # tcp/tls: or "newline" (RFC 6587)
 //! format = "cef"                     # "cef" or "json"
+//! sd_id = "threatlocker@32473"       # identity fields also as RFC 5424 structured data
+//! max_datagram = 2048                # udp: largest datagram, 480-65000
 //! sources = ["action_log"]           # also "system_audit", "decisions" (the workflow's own)
 //! batch_size = 500                   # records per send; the checkpoint moves after each
 //! overlap = "10m"                    # re-read this much before the checkpoint (late rows)
@@ -20,12 +23,13 @@
 //! [siem.tls]
 //! ca_file = "/etc/ssl/siem-ca.pem"   # trust this CA instead of the web PKI roots
 //! server_name = "siem.msp.example"   # name to verify (default: the address's host)
+//! # pinned_cert = "receiver.pem"      # or: accept exactly this (self-signed) certificate
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use psa_connectors::syslog::{Format, Transport};
+use psa_connectors::syslog::{Format, Framing, Transport};
 use serde::Deserialize;
 
 use crate::config::{Config, ConfigError};
@@ -76,6 +80,10 @@ pub struct SiemTls {
     /// `server_name`: the name to verify (default: the host part of `address`).
     #[serde(default)]
     pub server_name: Option<String>,
+    /// `pinned_cert`: PEM file with the receiver's own certificate, accepted exactly (for a
+    /// self-signed receiver certificate); excludes `ca_file`.
+    #[serde(default)]
+    pub pinned_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +93,12 @@ struct RawSiem {
     address: String,
     #[serde(default)]
     format: Format,
+    #[serde(default)]
+    framing: Option<Framing>,
+    #[serde(default)]
+    sd_id: Option<String>,
+    #[serde(default)]
+    max_datagram: Option<usize>,
     #[serde(default)]
     tls: SiemTls,
     #[serde(default = "default_sources")]
@@ -146,6 +160,12 @@ pub struct SiemConfig {
     pub address: String,
     /// `format`.
     pub format: Format,
+    /// `framing` over TCP/TLS (default octet counting).
+    pub framing: Framing,
+    /// `sd_id`: the SD-ID under which the identity fields also go as structured data.
+    pub sd_id: Option<String>,
+    /// `max_datagram` over UDP (default 2048, 480..=65000).
+    pub max_datagram: usize,
     /// `[siem.tls]`.
     pub tls: SiemTls,
     /// `sources`, de-duplicated.
@@ -179,6 +199,9 @@ impl SiemConfig {
             transport,
             address: address.into(),
             format: Format::Cef,
+            framing: Framing::OctetCounting,
+            sd_id: None,
+            max_datagram: psa_connectors::syslog::DEFAULT_DATAGRAM_BYTES,
             tls: SiemTls::default(),
             sources: default_sources(),
             batch_size: default_batch(),
@@ -261,19 +284,67 @@ impl SiemConfig {
                 "TLS settings need transport = \"tls\"".into(),
             ));
         }
+        if raw.transport == Transport::Udp && raw.framing.is_some() {
+            return Err(invalid(
+                "siem.framing",
+                "framing applies to transport = \"tcp\" or \"tls\" (UDP sends one message per datagram)".into(),
+            ));
+        }
+        let max_datagram = match (raw.transport, raw.max_datagram) {
+            (Transport::Udp, None) => psa_connectors::syslog::DEFAULT_DATAGRAM_BYTES,
+            (Transport::Udp, Some(n)) => {
+                let range = psa_connectors::syslog::MIN_MESSAGE_BYTES
+                    ..=psa_connectors::syslog::MAX_DATAGRAM_BYTES;
+                if !range.contains(&n) {
+                    return Err(invalid(
+                        "siem.max_datagram",
+                        format!("must be {}-{} bytes, got {n}", range.start(), range.end()),
+                    ));
+                }
+                n
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "siem.max_datagram",
+                    "applies to transport = \"udp\" only (TCP and TLS carry any size)".into(),
+                ))
+            }
+            (_, None) => psa_connectors::syslog::DEFAULT_DATAGRAM_BYTES,
+        };
+        if raw.tls.ca_file.is_some() && raw.tls.pinned_cert.is_some() {
+            return Err(invalid(
+                "siem.tls.pinned_cert",
+                "set either ca_file (the CA that signed the receiver's certificate) or pinned_cert (the receiver's own certificate), not both".into(),
+            ));
+        }
+        let sd_id = raw.sd_id.map(|id| id.trim().to_owned());
+        if let Some(id) = &sd_id {
+            // The sink's own validation, so the error names this file's key.
+            let mut probe = psa_connectors::syslog::Config::new("127.0.0.1:1", Transport::Tcp);
+            probe.sd_id = Some(id.clone());
+            if let Err(e) = psa_connectors::syslog::Encoder::new(&probe) {
+                return Err(invalid("siem.sd_id", e.to_string()));
+            }
+        }
         let mut sources = raw.sources;
         sources.sort();
         sources.dedup();
         let mut tls = raw.tls;
-        if let Some(ca) = &tls.ca_file {
-            if ca.is_relative() {
-                tls.ca_file = Some(base_dir.join(ca));
+        for path in [&mut tls.ca_file, &mut tls.pinned_cert]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
             }
         }
         Ok(Self {
             transport: raw.transport,
             address,
             format: raw.format,
+            framing: raw.framing.unwrap_or_default(),
+            sd_id,
+            max_datagram,
             tls,
             sources,
             batch_size: raw.batch_size,
@@ -293,6 +364,11 @@ impl SiemConfig {
     pub fn sink_config(&self) -> psa_connectors::syslog::Config {
         let mut c = psa_connectors::syslog::Config::new(self.address.clone(), self.transport);
         c.format = self.format;
+        c.framing = self.framing;
+        c.sd_id = self.sd_id.clone();
+        if self.transport == Transport::Udp {
+            c.max_message_bytes = Some(self.max_datagram);
+        }
         c.facility = self.facility;
         c.hostname = self.hostname.clone();
         c.app_name = self.app_name.clone();
@@ -300,6 +376,7 @@ impl SiemConfig {
         c.cef_product = "Application Control".into();
         c.tls.ca_file = self.tls.ca_file.clone();
         c.tls.server_name = self.tls.server_name.clone();
+        c.tls.pinned_cert = self.tls.pinned_cert.clone();
         c
     }
 }
@@ -384,6 +461,41 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert_eq!(e.key(), Some(*key), "{text}: {e}");
             assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn receiver_settings_reach_the_sink_and_are_checked() {
+        let c = parse("transport = \"tcp\"\naddress = \"x:1\"\nframing = \"newline\"\nsd_id = \"threatlocker@32473\"\n").unwrap();
+        let s = c.sink_config();
+        assert_eq!(s.framing, Framing::Newline);
+        assert_eq!(s.sd_id.as_deref(), Some("threatlocker@32473"));
+        assert_eq!(s.max_message_bytes, None, "TCP carries any size");
+        let c = parse("transport = \"udp\"\naddress = \"x:1\"\nmax_datagram = 65000\n").unwrap();
+        assert_eq!(c.sink_config().max_message_bytes, Some(65_000));
+        let c = parse("transport = \"udp\"\naddress = \"x:1\"\n").unwrap();
+        assert_eq!(c.sink_config().max_message_bytes, Some(2048));
+        assert_eq!(c.sink_config().framing, Framing::OctetCounting);
+        let c = parse(
+            "transport = \"tls\"\naddress = \"x:1\"\n[siem.tls]\npinned_cert = \"receiver.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sink_config().tls.pinned_cert.as_deref(),
+            Some(Path::new("/etc/tl/receiver.pem"))
+        );
+        let cases: &[(&str, &str)] = &[
+            ("transport = \"udp\"\naddress = \"x:1\"\nframing = \"newline\"\n", "siem.framing"),
+            ("transport = \"tcp\"\naddress = \"x:1\"\nframing = \"lf\"\n", "siem.framing"),
+            ("transport = \"udp\"\naddress = \"x:1\"\nmax_datagram = 65001\n", "siem.max_datagram"),
+            ("transport = \"udp\"\naddress = \"x:1\"\nmax_datagram = 100\n", "siem.max_datagram"),
+            ("transport = \"tcp\"\naddress = \"x:1\"\nmax_datagram = 4096\n", "siem.max_datagram"),
+            ("transport = \"tcp\"\naddress = \"x:1\"\nsd_id = \"threatlocker\"\n", "siem.sd_id"),
+            ("transport = \"tls\"\naddress = \"x:1\"\n[siem.tls]\nca_file = \"a\"\npinned_cert = \"b\"\n", "siem.tls.pinned_cert"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.key(), Some(*key), "{text}: {e}");
         }
     }
 

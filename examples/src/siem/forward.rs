@@ -77,6 +77,9 @@ pub struct PassSummary {
     /// Action-log rows not forwarded because they failed validation (no id, no `dateTime`,
     /// a date before 2000 or more than a day ahead): counted per reason, with examples.
     pub rows_rejected: RowRejections,
+    /// Records shortened to fit the receiver's size limit (`max_datagram` over UDP); each
+    /// names what was cut in its `truncated` field.
+    pub truncated: u64,
 }
 
 impl PassSummary {
@@ -271,7 +274,7 @@ impl Forwarder {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 result = self.run_once() => match result {
-                    Ok(s) => tracing::info!(sent = s.total(), already_sent = s.already_sent, batches = s.batches, "pass done"),
+                    Ok(s) => tracing::info!(sent = s.total(), already_sent = s.already_sent, batches = s.batches, truncated = s.truncated, "pass done"),
                     Err(SiemError::State(e)) => return Err(SiemError::State(e)),
                     Err(e) => tracing::warn!("pass failed, retrying at the next interval: {e}"),
                 }
@@ -503,8 +506,12 @@ impl Forwarder {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let shortened_before = self.sink.shortened();
             match self.sink.send_batch(batch).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    summary.truncated += self.sink.shortened().saturating_sub(shortened_before);
+                    return Ok(());
+                }
                 Err(error) => {
                     if self.max_attempts.is_some_and(|m| attempt >= m) {
                         return Err(SiemError::Sink {

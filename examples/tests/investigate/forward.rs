@@ -488,3 +488,54 @@ async fn siem_forward_bad_config_exits_2_naming_the_key() {
     assert!(err[1].contains("`siem`"), "{}", err[1]);
     assert!(err[2].contains("siem.colour"), "{}", err[2]);
 }
+
+#[tokio::test]
+async fn udp_records_too_long_for_a_datagram_are_shortened_and_counted_in_the_report() {
+    // Every other row carries a 2.8 KB non-ASCII path; the rest fit.
+    let mut rows = feed(6);
+    for (i, row) in rows.iter_mut().enumerate().filter(|(i, _)| i % 2 == 0) {
+        row["fullPath"] = json!(format!(
+            "c:\\users\\jürgen\\{}\\app{i}.exe",
+            "Ünïcödé-文件夹=ä]\\".repeat(170)
+        ));
+    }
+    let server = portal(rows).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let db = examples::state::scratch_path("siem-udp-truncated");
+    let config = siem_config(&socket.local_addr().unwrap().to_string(), Transport::Udp);
+    assert_eq!(config.max_datagram, 2048);
+    let sink = Arc::new(SyslogSink::new(config.sink_config()).unwrap());
+    let fwd = Forwarder::new(config, sink, SentStore::open(&db).unwrap())
+        .with_client(client(&server), true)
+        .with_clock(t0);
+    let summary = fwd.run_once().await.unwrap();
+    assert_eq!(summary.sent.get("action_log"), Some(&6));
+    assert_eq!(summary.truncated, 3, "{summary:?}");
+    let report = serde_json::to_value(&summary).unwrap();
+    assert_eq!(
+        report["truncated"], 3,
+        "siem-forward --once prints it: {report}"
+    );
+    let mut buf = vec![0u8; 65536];
+    let mut marked = 0;
+    for _ in 0..6 {
+        let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n <= 2048, "{n} bytes");
+        let msg = String::from_utf8(buf[..n].to_vec()).expect("never a split character");
+        assert!(msg.contains(" externalId=500000"), "identity kept: {msg}");
+        assert!(msg.contains(" cs3=e-"), "{msg}");
+        assert_eq!(
+            msg.matches("|rt=").count() + msg.matches(" rt=").count(),
+            1,
+            "{msg}"
+        );
+        if msg.contains(" truncated=filePath") {
+            marked += 1;
+        }
+    }
+    assert_eq!(marked, 3);
+    let _ = std::fs::remove_file(&db);
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
 use psa_connectors::RetryPolicy;
 
 /// A retry policy with millisecond delays, so tests stay fast.
@@ -48,4 +50,36 @@ pub fn test_ca() -> TestCa {
         acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
         ca_path,
     }
+}
+
+/// Ends a test that needs an outside program which is missing: prints why and lets the test
+/// pass, except under `CI=true`, where the program must be there.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason}; CI must run {test}: run scripts/setup-test-deps.sh");
+    }
+    eprintln!("skipping {test}: {reason} (scripts/setup-test-deps.sh installs it)");
+}
+
+/// A private CA and a server certificate for `localhost` signed by it: writes `ca.pem`,
+/// `server.pem` and `server.key` into `dir` and returns the CA's path.
+pub fn write_certificates(dir: &Path) -> PathBuf {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test syslog CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    dir.join("ca.pem")
 }

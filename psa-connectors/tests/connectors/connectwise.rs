@@ -168,7 +168,7 @@ async fn defaults_apply_when_ticket_names_no_board_or_company() {
     assert_eq!(body["board"], json!({"name": "Help Desk"}));
     assert_eq!(body["company"], json!({"id": 250}));
     assert_eq!(body["priority"], json!({"id": 4}));
-    assert_eq!(body["summary"], json!("s  Injected: header"));
+    assert_eq!(body["summary"], json!("s Injected: header"));
 }
 
 #[tokio::test]

@@ -1,4 +1,6 @@
-//! A real SMTP conversation against a tiny SMTP server run inside the test.
+//! SMTP: scripted dialogues against a small server run inside the test (to see every command,
+//! including failures), and a real SMTP implementation (aiosmtpd, STARTTLS to a private CA)
+//! whose received messages Python's `email` parser checks.
 
 use base64::Engine as _;
 use psa_connectors::email::{render_html, Config, Security, SmtpNotifier};
@@ -7,7 +9,7 @@ use psa_connectors::{Error, Notification, Notifier, Severity};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::common::{test_ca, TestCa, HOSTILE};
+use super::common::{skip_or_fail, test_ca, write_certificates, TestCa, HOSTILE};
 
 #[derive(Debug, Default)]
 struct Transcript {
@@ -126,7 +128,7 @@ async fn full_smtp_conversation_with_auth_and_both_parts() {
     assert!(data.contains("From: Alerts <alerts@msp.example>"));
     assert!(data.contains("To: tech@msp.example"));
     assert!(
-        data.contains("Subject: AnyDesk blocked  Bcc: victim@example.com"),
+        data.contains("Subject: AnyDesk blocked Bcc: victim@example.com"),
         "{data}"
     );
     assert!(
@@ -458,4 +460,189 @@ async fn implicit_tls_refuses_an_untrusted_certificate() {
         ),
         "{err:?}"
     );
+}
+
+/// aiosmtpd, run by `tests/support/smtp_server.py`; killed when dropped.
+struct Aiosmtpd {
+    child: std::process::Child,
+    port: u16,
+    out: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Aiosmtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts aiosmtpd, or says why it cannot (python3 or aiosmtpd missing).
+fn start_aiosmtpd() -> Result<Aiosmtpd, String> {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let probe = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .map_err(|e| format!("python3 cannot be run: {e}"))?;
+    if !probe.status.success() {
+        return Err("the Python package aiosmtpd is not installed".into());
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "psa-connectors-smtp-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_certificates(&dir);
+    let out = dir.join("received.jsonl");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_server.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(dir.join("server.pem"))
+        .arg(dir.join("server.key"))
+        .arg(&out)
+        .args(["alerts@msp.example", "smtp-s3cret"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("python3 cannot be run: {e}"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("smtp_server.py did not start: {line:?}"));
+    Ok(Aiosmtpd {
+        child,
+        port,
+        out,
+        dir,
+    })
+}
+
+#[tokio::test]
+async fn a_real_smtp_server_with_starttls_to_a_private_ca_accepts_a_valid_message() {
+    let server = match start_aiosmtpd() {
+        Ok(s) => s,
+        Err(reason) => return skip_or_fail("the aiosmtpd test", &reason),
+    };
+    let mut c = Config::new("localhost", "Alerts <alerts@msp.example>");
+    c.port = Some(server.port);
+    c.security = Security::StartTls;
+    c.ca_file = Some(server.dir.join("ca.pem"));
+    c.username = Some("alerts@msp.example".into());
+    c.password = Some("smtp-s3cret".to_owned().into());
+    c.to = vec!["Team <team@msp.example>".into()];
+    let smtp = SmtpNotifier::new(c.clone()).unwrap();
+    // No hello_name configured: this machine's FQDN when it has one.
+    let hello = psa_connectors::email::default_hello_name();
+    assert_eq!(smtp.hello_name(), hello);
+    let org = "Contoso\nBcc: victim@example.com\u{202E}gnp.exe\0";
+    let n = Notification::new(
+        format!("AnyDesk blocked for {org}"),
+        format!("Blocked at {org}.\nSecond line."),
+    )
+    .severity(Severity::High)
+    .fact("Organization", org)
+    .fact("File", "<img src=x onerror=alert(1)>.exe")
+    .link("https://portal.example/approval/1");
+    smtp.check().await.unwrap();
+    smtp.send(&n).await.unwrap();
+    drop(smtp);
+
+    // A wrong password is refused by the real server (535, after STARTTLS): permanent.
+    c.password = Some("wrong".to_owned().into());
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        SmtpNotifier::new(c).unwrap().send(&n),
+    )
+    .await
+    .expect("a refused login is answered at once")
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Smtp {
+                permanent: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("smtp-s3cret"));
+
+    let text = std::fs::read_to_string(&server.out).unwrap();
+    let received: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(received.len(), 1, "{text}");
+    let m = &received[0];
+    assert_eq!(m["tls"], true, "sent only after STARTTLS");
+    assert_eq!(m["auth"], true);
+    assert_eq!(m["ehlo"], hello.as_str());
+    assert_eq!(
+        m["defects"],
+        serde_json::json!([]),
+        "Python's parser finds no defect"
+    );
+    let message_id = m["message_id"].as_str().unwrap();
+    assert!(message_id.ends_with(&format!("@{hello}>")), "{message_id}");
+    assert_eq!(
+        m["subject"],
+        "AnyDesk blocked for Contoso Bcc: victim@example.com[U+202E]gnp.exe[U+0000]"
+    );
+    let names: Vec<&str> = m["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|h| h.eq_ignore_ascii_case("bcc")),
+        "{names:?}"
+    );
+    let parts = m["parts"].as_array().unwrap();
+    let plain = parts.iter().find(|p| p["type"] == "text/plain").unwrap()["content"]
+        .as_str()
+        .unwrap();
+    let html = parts.iter().find(|p| p["type"] == "text/html").unwrap()["content"]
+        .as_str()
+        .unwrap();
+    assert!(
+        plain.lines().any(|l| l.trim_end()
+            == "Organization: Contoso Bcc: victim@example.com[U+202E]gnp.exe[U+0000]"),
+        "the organization fact on one line, made visible: {plain:?}"
+    );
+    assert!(plain.contains("Second line."));
+    for body in [plain, html] {
+        assert!(!body.contains(['\u{202E}', '\0']), "{body}");
+    }
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;.exe"));
+    assert!(!html.contains("<img"));
+}
+
+#[test]
+fn the_default_hello_name_is_the_fqdn_when_there_is_one() {
+    use psa_connectors::email::fqdn_from;
+    let hosts = "127.0.0.1 localhost\n10.0.0.5 vm.msp.example vm # the forwarder\n";
+    assert_eq!(fqdn_from("vm", hosts), "vm.msp.example");
+    assert_eq!(fqdn_from("VM", hosts), "vm.msp.example");
+    assert_eq!(fqdn_from("fwd.msp.example", ""), "fwd.msp.example");
+    assert_eq!(
+        fqdn_from("vm", "127.0.0.1 localhost\n"),
+        "vm",
+        "no FQDN: the bare name"
+    );
+    assert_eq!(fqdn_from("vm", "10.0.0.5 vmx.msp.example vm\n"), "vm");
+    let mut c = config(25);
+    c.hello_name = Some("bad name\r\n".into());
+    let err = SmtpNotifier::new(c).unwrap_err();
+    assert!(err.to_string().contains("email.hello_name"), "{err}");
 }
