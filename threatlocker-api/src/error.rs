@@ -41,7 +41,7 @@ pub enum Error {
     },
 
     /// The API answered with an error status.
-    #[error("{endpoint} returned HTTP {status}{}{}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), hint.map(|h| format!(" ({h})")).unwrap_or_default(), logger_id.as_deref().map(|l| format!(" [LoggerId {l}]")).unwrap_or_default())]
+    #[error("{endpoint} returned HTTP {status}{}{}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), hint.map(|h| format!(" ({h})")).unwrap_or_default(), logger_id.as_deref().filter(|l| !message.as_deref().is_some_and(|m| m.contains(*l))).map(|l| format!(" [LoggerId {l}]")).unwrap_or_default())]
     Api {
         /// HTTP status code.
         status: u16,
