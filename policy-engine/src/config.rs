@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use threatlocker_api::OrganizationId;
 
+use crate::custom::CustomRuleConfig;
 use crate::rules::RiskLevel;
 use crate::text;
 
@@ -278,6 +279,8 @@ pub struct Rules {
     pub notify_immediately_min_risk: RiskLevel,
     /// Most action-log ids kept per detection (all rows are still counted). Default 100.
     pub max_evidence_ids: usize,
+    /// `[[rules.custom]]`: declarative detection rules (see [`CustomRuleConfig`]).
+    pub custom: Vec<CustomRuleConfig>,
 }
 
 impl Default for Rules {
@@ -299,6 +302,7 @@ impl Default for Rules {
             ticket_min_risk: RiskLevel::Low,
             notify_immediately_min_risk: RiskLevel::High,
             max_evidence_ids: 100,
+            custom: Vec::new(),
         }
     }
 }
@@ -318,7 +322,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, value: impl fmt::Display, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        problem: impl Into<String>,
+    ) -> Self {
         Self {
             key: key.into(),
             value: value.to_string(),
@@ -356,6 +364,7 @@ pub(crate) struct Compiled {
     pub ticket_min_risk: RiskLevel,
     pub notify_min_risk: RiskLevel,
     pub max_evidence: usize,
+    pub custom: crate::custom::CustomRules,
 }
 
 impl Compiled {
@@ -600,6 +609,7 @@ impl EngineConfig {
             ticket_min_risk: r.ticket_min_risk,
             notify_min_risk: r.notify_immediately_min_risk,
             max_evidence: r.max_evidence_ids,
+            custom: crate::custom::compile(&r.custom)?,
         })
     }
 }

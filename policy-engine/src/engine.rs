@@ -23,7 +23,7 @@ use crate::text::{self, clean, lower, truncate_chars};
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
-    compiled: Compiled,
+    pub(crate) compiled: Compiled,
 }
 
 impl Engine {
@@ -136,7 +136,7 @@ fn join_sorted<'x>(it: impl Iterator<Item = &'x str>) -> Option<String> {
     }
 }
 
-fn incident_key(parts: &[&str]) -> String {
+pub(crate) fn incident_key(parts: &[&str]) -> String {
     format!("tl:inc:{:032x}", text::fnv128(parts))
 }
 
@@ -563,6 +563,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .into_iter()
             .map(|g| self.detection(&evs, g))
             .collect();
+        // Custom rules (`[[rules.custom]]`, `Engine::with_rule`), grouped like the per-row ones.
+        detections.extend(crate::custom::detections(
+            &c.custom,
+            evs.iter()
+                .map(|ev| (ev.row, ev.outcome, ev.org, ev.computer.as_ref())),
+            c.max_evidence,
+            |org, row| self.org_name(org, Some(row)),
+        ));
         sort_by_borrowed_key!(detections, |x| (
             Reverse(x.0.risk_level),
             x.0.event_type,

@@ -9,6 +9,8 @@ mod approvals;
 mod blocks;
 #[path = "engine/config.rs"]
 mod config;
+#[path = "engine/custom.rs"]
+mod custom;
 #[path = "engine/detections.rs"]
 mod detections;
 #[path = "engine/investigate.rs"]
