@@ -1,7 +1,7 @@
 //! `threatlocker-monitor`: argument parsing and the commands. The binary only calls
 //! [`main`]; everything it does is here so tests can drive it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +49,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(feature = "demo")]
     /// Run the real workflow twice against a simulated ThreatLocker Portal API and a simulated
     /// ConnectWise PSA on loopback. Needs no account and no configuration.
     ///
@@ -142,6 +143,7 @@ pub fn main() -> ExitCode {
         Err(code) => return code,
     };
     let default_level = match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo { .. } => "warn",
         _ => "info",
     };
@@ -160,21 +162,22 @@ pub fn main() -> ExitCode {
 /// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
 /// printed by clap).
 pub(crate) fn parse_args<C: Parser>() -> Result<C, ExitCode> {
-    C::try_parse().map_err(|e| {
-        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-        let _ = e.print();
-        ExitCode::from(code)
-    })
+    // The shared conventions: --color, completions, man, configuration discovery.
+    match crate::cli_common::parse::<C>(&ProcessEnv) {
+        crate::cli_common::Parsed::Args(c) => Ok(c),
+        crate::cli_common::Parsed::Exit(code) => Err(code),
+    }
 }
 
-/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
+/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours as `--color` and
+/// `NO_COLOR` decide (by default only on a terminal).
 pub(crate) fn init_logging(default_level: &str, with_time: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(crate::cli_common::stderr_color())
         .with_target(false);
     let _ = if with_time {
         fmt.try_init()
@@ -202,6 +205,7 @@ pub(crate) fn runtime(
 /// Runs one command; returns the exit code.
 pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
     match command {
+        #[cfg(feature = "demo")]
         Command::Demo { json, report_dir } => crate::demo::run(json, &report_dir).await,
         Command::Run {
             config,

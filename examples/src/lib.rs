@@ -18,19 +18,27 @@
 //!   processed windows, and generic checkpoints for feeds;
 //! - [`workflow`] runs the nine steps; [`mapping`] turns the engine's plans into connector
 //!   tickets and notifications; [`connect`] builds the PSA and notifiers from the configuration;
-//! - [`cli`], [`demo`] and [`doctor`] are `threatlocker-monitor`'s commands;
-//! - [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA.
+//! - [`cli`], `demo` and [`doctor`] are `threatlocker-monitor`'s commands;
+//! - `sim` holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA,
+//!   and `demo` runs the workflow against them; both (and `wiremock`) only with the `demo`
+//!   feature, on by default for the shipped binary and off for embedders
+//!   (`default-features = false`);
+//! - [`cli_common`] holds what every binary's command line shares (`--color`, `completions`,
+//!   `man`, configuration discovery).
 //!
 //! The binaries in `src/bin/` only parse arguments and call into this library.
 
 pub mod cli;
+pub mod cli_common;
 pub mod config;
 pub mod connect;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod investigate;
 pub mod mapping;
 pub mod siem;
+#[cfg(feature = "demo")]
 pub mod sim;
 pub mod state;
 pub mod workflow;
