@@ -281,6 +281,11 @@ pub struct Rules {
     pub max_evidence_ids: usize,
     /// `[[rules.custom]]`: declarative detection rules (see [`CustomRuleConfig`]).
     pub custom: Vec<CustomRuleConfig>,
+    /// Plan notifications for organizations without `threatlocker_notification_recipients`
+    /// too, with no recipients: for chat channels (Teams, Slack), which need no addresses.
+    /// Unset means no; the monitor turns it on when `[notify.teams]` or `[notify.slack]` is
+    /// configured.
+    pub notify_without_recipients: Option<bool>,
 }
 
 impl Default for Rules {
@@ -303,6 +308,7 @@ impl Default for Rules {
             notify_immediately_min_risk: RiskLevel::High,
             max_evidence_ids: 100,
             custom: Vec::new(),
+            notify_without_recipients: None,
         }
     }
 }
@@ -365,6 +371,7 @@ pub(crate) struct Compiled {
     pub notify_min_risk: RiskLevel,
     pub max_evidence: usize,
     pub custom: crate::custom::CustomRules,
+    pub notify_without_recipients: bool,
 }
 
 impl Compiled {
@@ -610,6 +617,7 @@ impl EngineConfig {
             notify_min_risk: r.notify_immediately_min_risk,
             max_evidence: r.max_evidence_ids,
             custom: crate::custom::compile(&r.custom)?,
+            notify_without_recipients: r.notify_without_recipients.unwrap_or(false),
         })
     }
 }

@@ -1306,7 +1306,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let mut out = Vec::new();
         for (org_id, (dets, manual)) in per_org {
             let org = c.org(org_id);
-            if org.recipients.is_empty() {
+            if org.recipients.is_empty() && !c.notify_without_recipients {
                 continue;
             }
             let org_name = dets

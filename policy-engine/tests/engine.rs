@@ -15,6 +15,8 @@ mod custom;
 mod detections;
 #[path = "engine/investigate.rs"]
 mod investigate;
+#[path = "engine/notify.rs"]
+mod notify;
 #[path = "engine/properties.rs"]
 mod properties;
 #[path = "engine/report.rs"]

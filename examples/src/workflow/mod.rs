@@ -484,7 +484,8 @@ impl Workflow {
 
 /// Builds the engine from `[org_variables]`, `[org_overrides]` and `[rules]`.
 pub fn engine_from_config(config: &Config) -> Result<Engine, WorkflowError> {
-    let engine_config: EngineConfig = config.engine_section()?;
+    let mut engine_config: EngineConfig = config.engine_section()?;
+    crate::connect::chat_needs_no_recipients(config, &mut engine_config);
     Engine::new(engine_config).map_err(|e| {
         WorkflowError::Config(ConfigError::Invalid {
             key: e.key.clone(),
