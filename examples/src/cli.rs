@@ -88,7 +88,7 @@ pub enum Command {
     /// runs the approval steps at once), optionally the action log for new High/Critical
     /// detections, and the daily report can be produced at a local time. Scheduled and
     /// triggered runs share the state file, so nothing is done twice. Each flag overrides the
-    /// matching key of the [watch] or [report] section. A failed run is logged and retried at
+    /// matching key of the `[watch]` or `[report]` section. A failed run is logged and retried at
     /// the next tick. Ctrl-C finishes the step in progress (no side effect is left
     /// half-recorded) and exits; a second Ctrl-C exits at once. Exit 0 when stopped, 2 for bad
     /// usage or configuration.
@@ -96,7 +96,7 @@ pub enum Command {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Time between run starts, e.g. 30m, 1h (default: [watch] interval, else 30m).
+        /// Time between run starts, e.g. 30m, 1h (default: `[watch]` interval, else 30m).
         #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
         interval: Option<Duration>,
         /// Make every run a dry run: no write anywhere (ThreatLocker, PSA, notifications,
