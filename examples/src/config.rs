@@ -1143,8 +1143,18 @@ impl Config {
     }
 
     /// The policy engine built from `[org_variables]`, `[org_overrides]` and `[rules]`.
+    ///
+    /// With `[notify.teams]` or `[notify.slack]` configured, organizations without
+    /// `threatlocker_notification_recipients` are notified too (chat channels need no
+    /// addresses), unless `rules.notify_without_recipients` says otherwise.
     pub fn engine(&self) -> Result<policy_engine::Engine, ConfigError> {
-        let engine_config: policy_engine::EngineConfig = self.engine_section()?;
+        let mut engine_config: policy_engine::EngineConfig = self.engine_section()?;
+        let notify = self.notify();
+        if engine_config.rules.notify_without_recipients.is_none()
+            && (notify.teams.is_some() || notify.slack.is_some())
+        {
+            engine_config.rules.notify_without_recipients = Some(true);
+        }
         policy_engine::Engine::new(engine_config).map_err(|e| ConfigError::Invalid {
             key: e.key.clone(),
             message: e.to_string(),

@@ -109,6 +109,30 @@ pub fn ticket_sink(
     }
 }
 
+/// E-mail without a fixed `to` list: a notification with no recipients (planned for the chat
+/// channels of an organization without `threatlocker_notification_recipients`) has no one to
+/// go to by e-mail, so it is skipped rather than failed.
+struct EmailToRecipients(psa_connectors::email::SmtpNotifier);
+
+#[async_trait::async_trait]
+impl Notifier for EmailToRecipients {
+    async fn send(&self, n: &psa_connectors::Notification) -> psa_connectors::Result<()> {
+        if n.recipients.is_empty() {
+            tracing::debug!(subject = %n.subject, "no e-mail recipients; sent by chat only");
+            return Ok(());
+        }
+        self.0.send(n).await
+    }
+
+    async fn check(&self) -> psa_connectors::Result<()> {
+        self.0.check().await
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
 /// The notifiers `[notify]` configures (possibly none).
 pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>>, ConnectError> {
     let n = config.notify();
@@ -130,7 +154,11 @@ pub fn notifiers(config: &Config, env: &dyn Env) -> Result<Vec<Arc<dyn Notifier>
         c.hello_name = e.hello_name.clone();
         let smtp = psa_connectors::email::SmtpNotifier::new(c)
             .map_err(|err| connector_error("notify.email", err))?;
-        out.push(Arc::new(smtp));
+        if e.to.is_empty() {
+            out.push(Arc::new(EmailToRecipients(smtp)));
+        } else {
+            out.push(Arc::new(smtp));
+        }
     }
     if let Some(t) = &n.teams {
         let url = secret(env, "notify.teams.webhook_url_env", &t.webhook_url_env)?;
@@ -230,5 +258,39 @@ mod tests {
             e.to_string().contains("notify.teams.webhook_url_env"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn chat_only_notifications_need_no_recipients() {
+        let chat = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.teams]\nwebhook_url_env = \"TEAMS\"\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let chat_rule = |c: &Config| c.engine().unwrap().config().rules.notify_without_recipients;
+        assert_eq!(chat_rule(&chat), Some(true));
+        // An explicit setting wins.
+        let off = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.teams]\nwebhook_url_env = \"TEAMS\"\n[rules]\nnotify_without_recipients = false\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(chat_rule(&off), Some(false));
+        // E-mail alone keeps needing recipients.
+        let email = Config::from_toml_str(
+            "[threatlocker]\ninstance = \"g\"\n[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = 9\ntls = \"none\"\nfrom = \"alerts@msp.example\"\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(chat_rule(&email), None);
+
+        // Without a fixed `to`, e-mail skips a notification that has no recipients (planned for
+        // chat) instead of failing it; one with recipients is really sent (and fails here: no
+        // SMTP server listens on port 9).
+        let list = notifiers(&email, &env(&[])).unwrap();
+        let n = psa_connectors::Notification::new("subject", "body");
+        list[0].send(&n).await.unwrap();
+        let addressed = n.recipient("soc@msp.example");
+        assert!(list[0].send(&addressed).await.is_err());
     }
 }

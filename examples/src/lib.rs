@@ -18,17 +18,21 @@
 //!   recorded before and after every side effect, runs, processed windows, checkpoints for
 //!   feeds); [`connect`] builds the PSA and notifiers; [`mapping`] turns the engine's plans into
 //!   connector tickets and notifications; [`process`] holds the exit codes, logging and runtime
-//!   start-up; [`time`] parses times of day; [`errors`] renders every error with its whole
-//!   cause chain; [`shutdown`] turns SIGTERM and SIGINT into one cancellation the runs check
-//!   between steps.
+//!   start-up; [`cli_common`] what every binary's command line shares (`--color`,
+//!   `completions`, `man`, configuration discovery); [`time`] parses times of day; [`errors`]
+//!   renders every error with its whole cause chain; [`shutdown`] turns SIGTERM and SIGINT into
+//!   one cancellation the runs check between steps.
 //! - The rooms: [`monitor`] is `threatlocker-monitor` (the workflow, `run`, `watch`, the daily
 //!   report, `doctor`, `demo`); [`investigate`] is `tl-investigate`; [`siem`] is
 //!   `siem-forward`.
-//! - [`sim`] holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA
-//!   that `demo`, the tests and the benchmarks run against.
+//! - `sim` holds the loopback simulators of the ThreatLocker Portal API and ConnectWise PSA
+//!   that `demo`, the tests and the benchmarks run against; it and `demo` (and `wiremock`)
+//!   come only with the `demo` feature, on by default for the shipped binaries and off for
+//!   embedders (`default-features = false`).
 //!
 //! The binaries in `src/bin/` only parse arguments and call into this library.
 
+pub mod cli_common;
 pub mod config;
 pub mod connect;
 pub mod errors;
@@ -39,6 +43,7 @@ pub mod output;
 pub mod process;
 pub mod shutdown;
 pub mod siem;
+#[cfg(feature = "demo")]
 pub mod sim;
 pub mod state;
 pub mod time;

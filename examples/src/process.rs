@@ -2,7 +2,6 @@
 //! `siem-forward`): the exit codes, argument parsing with the same codes for usage errors, logs
 //! on stderr, and one async runtime.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
@@ -30,14 +29,15 @@ pub enum LogFormat {
 /// Parses the command line; `--help`/`--version` exit 0, usage errors exit 2 (the message
 /// printed by clap).
 pub fn parse_args<C: Parser>() -> Result<C, ExitCode> {
-    C::try_parse().map_err(|e| {
-        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-        let _ = e.print();
-        ExitCode::from(code)
-    })
+    // The shared conventions: --color, completions, man, configuration discovery.
+    match crate::cli_common::parse::<C>(&crate::config::ProcessEnv) {
+        crate::cli_common::Parsed::Args(c) => Ok(c),
+        crate::cli_common::Parsed::Exit(code) => Err(code),
+    }
 }
 
-/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours only on a terminal.
+/// Logs on stderr, filtered by `RUST_LOG` (else `default_level`); colours as `--color` and
+/// `NO_COLOR` decide (by default only on a terminal).
 pub fn init_logging(default_level: &str, with_time: bool) {
     init_logging_as(
         default_level,
@@ -73,7 +73,7 @@ where
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
-                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_ansi(crate::cli_common::stderr_color())
                     .with_target(false)
                     .with_filter(filter()),
             )
@@ -83,7 +83,7 @@ where
                 tracing_subscriber::fmt::layer()
                     .without_time()
                     .with_writer(std::io::stderr)
-                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_ansi(crate::cli_common::stderr_color())
                     .with_target(false)
                     .with_filter(filter()),
             )

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use threatlocker_api::OrganizationId;
 
+use crate::custom::CustomRuleConfig;
 use crate::rules::RiskLevel;
 use crate::text;
 
@@ -279,6 +280,13 @@ pub struct Rules {
     pub notify_immediately_min_risk: RiskLevel,
     /// Most action-log ids kept per detection (all rows are still counted). Default 100.
     pub max_evidence_ids: usize,
+    /// `[[rules.custom]]`: declarative detection rules (see [`CustomRuleConfig`]).
+    pub custom: Vec<CustomRuleConfig>,
+    /// Plan notifications for organizations without `threatlocker_notification_recipients`
+    /// too, with no recipients: for chat channels (Teams, Slack), which need no addresses.
+    /// Unset means no; the monitor turns it on when `[notify.teams]` or `[notify.slack]` is
+    /// configured.
+    pub notify_without_recipients: Option<bool>,
 }
 
 impl Default for Rules {
@@ -300,6 +308,8 @@ impl Default for Rules {
             ticket_min_risk: RiskLevel::Medium,
             notify_immediately_min_risk: RiskLevel::High,
             max_evidence_ids: 100,
+            custom: Vec::new(),
+            notify_without_recipients: None,
         }
     }
 }
@@ -319,7 +329,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, value: impl fmt::Display, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        problem: impl Into<String>,
+    ) -> Self {
         Self {
             key: key.into(),
             value: value.to_string(),
@@ -357,6 +371,8 @@ pub(crate) struct Compiled {
     pub ticket_min_risk: RiskLevel,
     pub notify_min_risk: RiskLevel,
     pub max_evidence: usize,
+    pub custom: crate::custom::CustomRules,
+    pub notify_without_recipients: bool,
 }
 
 impl Compiled {
@@ -601,6 +617,8 @@ impl EngineConfig {
             ticket_min_risk: r.ticket_min_risk,
             notify_min_risk: r.notify_immediately_min_risk,
             max_evidence: r.max_evidence_ids,
+            custom: crate::custom::compile(&r.custom)?,
+            notify_without_recipients: r.notify_without_recipients.unwrap_or(false),
         })
     }
 }

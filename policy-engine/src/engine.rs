@@ -23,7 +23,7 @@ use crate::text::{self, clean, lower, truncate_chars};
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
-    compiled: Compiled,
+    pub(crate) compiled: Compiled,
 }
 
 impl Engine {
@@ -179,8 +179,12 @@ const IMPLICATING_TYPES: &[&str] = &[
 ];
 
 /// The rule that makes a detection implicate its file: its own, else the first also-matched
-/// rule of an implicating type.
+/// rule of an implicating type. A custom rule's finding implicates the file it names: the MSP
+/// wrote the rule to say such executions are suspicious.
 fn implicating_rule(d: &SecurityEvent) -> Option<&'static str> {
+    if rule(d.rule).is_none() {
+        return Some(d.rule);
+    }
     let implicates = |id: &str| rule(id).is_some_and(|r| IMPLICATING_TYPES.contains(&r.event_type));
     if implicates(d.rule) {
         return Some(d.rule);
@@ -189,7 +193,7 @@ fn implicating_rule(d: &SecurityEvent) -> Option<&'static str> {
 }
 
 /// A computer incident's key: organization + computer.
-fn computer_incident(org: &str, computer: &str) -> String {
+pub(crate) fn computer_incident(org: &str, computer: &str) -> String {
     format!("tl:inc:{:032x}", text::fnv128(&["computer", org, computer]))
 }
 
@@ -261,7 +265,7 @@ fn join_sorted<'x>(it: impl Iterator<Item = &'x str>) -> Option<String> {
 }
 
 /// A detection's key.
-fn detection_key(parts: &[&str]) -> String {
+pub(crate) fn detection_key(parts: &[&str]) -> String {
     format!("tl:det:{:032x}", text::fnv128(parts))
 }
 
@@ -741,6 +745,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .into_iter()
             .map(|g| self.detection(&evs, g))
             .collect();
+        // Custom rules (`[[rules.custom]]`, `Engine::with_rule`), grouped like the per-row ones.
+        detections.extend(crate::custom::detections(
+            &c.custom,
+            evs.iter()
+                .map(|ev| (ev.row, ev.outcome, ev.org, ev.computer.as_ref())),
+            c.max_evidence,
+            |org, row| self.org_name(org, Some(row)),
+        ));
         sort_by_borrowed_key!(detections, |x| (
             Reverse(x.0.risk_level),
             x.0.event_type,
@@ -1715,7 +1727,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let mut out = Vec::new();
         for (org_id, (dets, manual)) in per_org {
             let org = c.org(org_id);
-            if org.recipients.is_empty() {
+            if org.recipients.is_empty() && !c.notify_without_recipients {
                 continue;
             }
             let org_name = dets

@@ -18,7 +18,7 @@ use threatlocker_api::{
 
 use crate::config::{BinaryLists, ConfigError, Rules};
 use crate::detect::{self, Outcome};
-use crate::engine::{row_hashes, row_id, row_order};
+use crate::engine::{row_hashes, row_order};
 use crate::fx::FxSet;
 use crate::text::{file_name, glob_ci};
 
@@ -217,6 +217,75 @@ fn timeline_in(
     }
 }
 
+/// The evidence id the engine uses for a row: `actionLogId`, else `eActionLogId`.
+pub fn row_id(row: &ActionLogRow) -> String {
+    crate::engine::row_id(row)
+}
+
+/// The outcome label of a row (`Blocked`, `Audit only`, `Permitted`, `Ringfenced`, `Other`),
+/// following the design's definitions (block = deny not in monitor mode).
+pub fn outcome_label(row: &ActionLogRow) -> &'static str {
+    detect::outcome(row).label()
+}
+
+/// The parent-process chain of an action, nearest parent first, from its detail
+/// (`ActionLogGetByIdV2?getAllParents=true`). The chain's shape is undocumented (reference
+/// §3.1.2), so any array under a key containing "parent" is read (strings, or objects with
+/// `processPath`/`fullPath`/`path`/`processName`/`name`), then the row's own `processPath`,
+/// `parentProcessName`, `createdByProcess` and `actionLogCreatedByProcesses`.
+pub fn parent_chain(detail: &ActionLogRow) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::new();
+    let mut push = |s: &str| {
+        let s = s.trim();
+        if !s.is_empty()
+            && !s.eq_ignore_ascii_case("unknown")
+            && !chain.iter().any(|c| c.eq_ignore_ascii_case(s))
+        {
+            chain.push(s.to_owned());
+        }
+    };
+    let mut keys: Vec<&String> = detail
+        .extra
+        .keys()
+        .filter(|k| k.to_ascii_lowercase().contains("parent"))
+        .collect();
+    keys.sort();
+    for k in keys {
+        if let Some(serde_json::Value::Array(items)) = detail.extra.get(k) {
+            for item in items {
+                match item {
+                    serde_json::Value::String(s) => push(s),
+                    serde_json::Value::Object(o) => {
+                        if let Some(s) = ["processPath", "fullPath", "path", "processName", "name"]
+                            .iter()
+                            .find_map(|f| o.get(*f).and_then(|v| v.as_str()))
+                        {
+                            push(s);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for s in [
+        detail.process_path.as_deref(),
+        detail.parent_process_name.as_deref(),
+        detail.created_by_process.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        push(s);
+    }
+    for c in detail.action_log_created_by_processes.iter().flatten() {
+        if let Some(p) = c.created_by_process.as_deref() {
+            push(p);
+        }
+    }
+    chain
+}
+
 /// What to look for across the fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
@@ -225,6 +294,27 @@ pub enum FileQuery {
     Hash(String),
     /// A path (case-insensitive; `*` wildcards allowed).
     Path(String),
+}
+
+impl FileQuery {
+    /// Whether a row is about the file: a hash equal to `sha256Hash` or `hash`
+    /// (case-insensitive), or a path glob matching `fullPath`.
+    pub fn matches(&self, row: &ActionLogRow) -> bool {
+        match self {
+            FileQuery::Hash(h) => {
+                let h = h.trim();
+                !h.is_empty() && row_hashes(row).any(|x| x.trim().eq_ignore_ascii_case(h))
+            }
+            FileQuery::Path(p) => {
+                let p = p.trim().to_lowercase();
+                !p.is_empty()
+                    && row
+                        .full_path
+                        .as_deref()
+                        .is_some_and(|f| glob_ci(&p, f.trim()))
+            }
+        }
+    }
 }
 
 /// One computer that saw the file.
@@ -281,20 +371,7 @@ impl FileSpread {
 /// Where a hash or path appeared across the fleet: computers, earliest sighting per computer
 /// (patient zero first), permits (possibly impacted) versus blocks (stopped).
 pub fn file_spread(rows: &[ActionLogRow], query: FileQuery) -> FileSpread {
-    let matches = |r: &ActionLogRow| match &query {
-        FileQuery::Hash(h) => {
-            let h = h.trim();
-            !h.is_empty() && row_hashes(r).any(|x| x.trim().eq_ignore_ascii_case(h))
-        }
-        FileQuery::Path(p) => {
-            let p = p.trim().to_lowercase();
-            !p.is_empty()
-                && r.full_path
-                    .as_deref()
-                    .is_some_and(|f| glob_ci(&p, f.trim()))
-        }
-    };
-    let rows = dedupe(rows.iter().filter(|r| matches(r)));
+    let rows = dedupe(rows.iter().filter(|r| query.matches(r)));
     let mut per: BTreeMap<String, ComputerSighting> = BTreeMap::new();
     let (mut permits, mut blocks, mut audit_only) = (0, 0, 0);
     for r in rows {

@@ -47,6 +47,9 @@
 //! # Ok::<(), policy_engine::ConfigError>(())
 //! ```
 //!
+//! Custom detections, in Rust ([`Rule`], [`Engine::with_rule`]) or in the configuration
+//! (`[[rules.custom]]`, [`CustomRuleConfig`]), are described in [`custom`].
+//!
 //! The investigations (timeline, file spread, repeated denials, audit-only hits on Secure
 //! computers) are pure functions in [`investigate`].
 
@@ -69,6 +72,7 @@ macro_rules! sort_by_borrowed_key {
 }
 
 mod config;
+pub mod custom;
 mod decisions;
 mod detect;
 mod engine;
@@ -83,6 +87,7 @@ pub use config::{
     ApprovalScope, ConfigError, EngineConfig, OrgOverride, OrgVariables, RiskPriorities, Rules,
     DEFAULT_LOLBINS, DEFAULT_OFFICE_AND_BROWSERS, DEFAULT_USER_WRITABLE_PATHS,
 };
+pub use custom::{CustomAction, CustomRuleConfig, Finding, Rule, SecurityEventBuilder};
 pub use decisions::{
     ApprovalDecision, BlockAnalysis, Decisions, DenialCount, Ignored, PlannedNotification,
     PlannedPolicyChange, PlannedTicket, RepeatBlock, SecurityEvent, Sighting, Urgency,

@@ -9,12 +9,16 @@ mod approvals;
 mod blocks;
 #[path = "engine/config.rs"]
 mod config;
+#[path = "engine/custom.rs"]
+mod custom;
 #[path = "engine/definitions.rs"]
 mod definitions;
 #[path = "engine/detections.rs"]
 mod detections;
 #[path = "engine/investigate.rs"]
 mod investigate;
+#[path = "engine/notify.rs"]
+mod notify;
 #[path = "engine/properties.rs"]
 mod properties;
 #[path = "engine/report.rs"]

@@ -179,7 +179,7 @@ pub async fn run(cli: Cli, env: &dyn Env, now: DateTime<Utc>) -> (u8, String) {
         }
     }
     let Some(path) = cli.config else {
-        return usage("--config FILE is required (the threatlocker-monitor configuration file)");
+        return usage(crate::cli_common::NO_CONFIG);
     };
     let config = match crate::config::Config::load(&path) {
         Ok(c) => c,

@@ -13,8 +13,7 @@ use policy_engine::investigate::{
 use policy_engine::Rules;
 use serde::Serialize;
 use threatlocker_api::{
-    ActionLogRow, ActionOutcome, ApprovalRequest, ApprovalStatus, Client, Computer, ComputerMode,
-    Enforcement,
+    ActionLogRow, ApprovalRequest, ApprovalStatus, Client, Computer, ComputerMode, Enforcement,
 };
 
 use super::output::{join_ids, Cell, Render, Rows};
@@ -47,88 +46,7 @@ fn api(context: impl Into<String>) -> impl FnOnce(threatlocker_api::Error) -> In
     }
 }
 
-/// The evidence id the engine uses for a row: `actionLogId`, else `eActionLogId`.
-pub fn row_id(row: &ActionLogRow) -> String {
-    match (&row.action_log_id, &row.e_action_log_id) {
-        (Some(id), _) => id.to_string(),
-        (None, Some(e)) => e.to_string(),
-        (None, None) => "(no id)".to_owned(),
-    }
-}
-
-/// The outcome label of a row (`Blocked`, `Audit only`, `Permitted`, `Ringfenced`, `Other`),
-/// following the design's definitions (block = deny not in monitor mode).
-pub fn outcome_label(row: &ActionLogRow) -> &'static str {
-    if row.is_audit_only() {
-        "Audit only"
-    } else if row.is_block() {
-        "Blocked"
-    } else {
-        match row.action_id {
-            Some(ActionOutcome::Permit | ActionOutcome::InstallMode) => "Permitted",
-            Some(ActionOutcome::Ringfenced) => "Ringfenced",
-            _ => "Other",
-        }
-    }
-}
-
-/// The parent-process chain of an action, nearest parent first, from its detail
-/// (`ActionLogGetByIdV2?getAllParents=true`). The chain's shape is undocumented (reference
-/// §3.1.2), so any array under a key containing "parent" is read (strings, or objects with
-/// `processPath`/`fullPath`/`path`/`processName`/`name`), then the row's own `processPath`,
-/// `parentProcessName`, `createdByProcess` and `actionLogCreatedByProcesses`.
-pub fn parent_chain(detail: &ActionLogRow) -> Vec<String> {
-    let mut chain: Vec<String> = Vec::new();
-    let mut push = |s: &str| {
-        let s = s.trim();
-        if !s.is_empty()
-            && !s.eq_ignore_ascii_case("unknown")
-            && !chain.iter().any(|c| c.eq_ignore_ascii_case(s))
-        {
-            chain.push(s.to_owned());
-        }
-    };
-    let mut keys: Vec<&String> = detail
-        .extra
-        .keys()
-        .filter(|k| k.to_ascii_lowercase().contains("parent"))
-        .collect();
-    keys.sort();
-    for k in keys {
-        if let Some(serde_json::Value::Array(items)) = detail.extra.get(k) {
-            for item in items {
-                match item {
-                    serde_json::Value::String(s) => push(s),
-                    serde_json::Value::Object(o) => {
-                        if let Some(s) = ["processPath", "fullPath", "path", "processName", "name"]
-                            .iter()
-                            .find_map(|f| o.get(*f).and_then(|v| v.as_str()))
-                        {
-                            push(s);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    for s in [
-        detail.process_path.as_deref(),
-        detail.parent_process_name.as_deref(),
-        detail.created_by_process.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        push(s);
-    }
-    for c in detail.action_log_created_by_processes.iter().flatten() {
-        if let Some(p) = c.created_by_process.as_deref() {
-            push(p);
-        }
-    }
-    chain
-}
+pub use policy_engine::investigate::{outcome_label, parent_chain, row_id};
 
 /// Splits a period into query windows: a day each, or a sixteenth of the period when that is
 /// longer. Long pulls stay under the client's page cap per query, and a 7-day hunt is 7 queries.
@@ -369,13 +287,8 @@ impl Investigator {
             search,
             &self.progress,
             "action log rows scanned",
-            |r| match &hash {
-                Some(h) => [r.sha256_hash.as_deref(), r.hash.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .any(|x| x.trim().eq_ignore_ascii_case(h)),
-                None => true,
-            },
+            // A path query is filtered by the server; a hash query here, as the engine matches.
+            |r| hash.is_none() || query.matches(r),
         )
         .await?;
         let spread = investigate::file_spread(&rows, query.clone());

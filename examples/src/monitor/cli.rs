@@ -50,6 +50,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(feature = "demo")]
     /// Run the real workflow twice against a simulated ThreatLocker Portal API and a simulated
     /// ConnectWise PSA on loopback. Needs no account and no configuration.
     ///
@@ -82,12 +83,12 @@ pub enum Command {
         /// Write the report to this file instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// The whole run's time budget, e.g. 15m, 90s (default: [workflow] deadline, else
+        /// The whole run's time budget, e.g. 15m, 90s (default: `[workflow]` deadline, else
         /// 15m). Past it the run stops at a safe point, reports what it did with
         /// "success": false and "error_kind": "deadline", and leaves the rest to the next run.
         #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_deadline)]
         deadline: Option<Duration>,
-        /// How long to wait for another run holding the state (e.g. 5m; default: [state]
+        /// How long to wait for another run holding the state (e.g. 5m; default: `[state]`
         /// lock_timeout, else 5m); then exit 75 (try again later).
         #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
         lock_timeout: Option<Duration>,
@@ -98,8 +99,8 @@ pub enum Command {
     /// runs the approval steps at once), optionally the action log for new High/Critical
     /// detections, and the daily report can be produced at a local time. Scheduled and
     /// triggered runs share the state file, so nothing is done twice. Each flag overrides the
-    /// matching key of the [watch] or [report] section. A failed run is logged and retried at
-    /// the next tick; each run logs one summary line with its figures, and with [watch]
+    /// matching key of the `[watch]` or `[report]` section. A failed run is logged and retried at
+    /// the next tick; each run logs one summary line with its figures, and with `[watch]`
     /// report_dir its JSON report is written there. SIGTERM or Ctrl-C finishes the step in
     /// progress (no side effect is left half-recorded), records the run as stopped and exits
     /// 0; a second signal exits at once. Exit 0 when stopped, 2 for bad usage or
@@ -108,7 +109,7 @@ pub enum Command {
         /// The configuration file (TOML).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Time between run starts, 10s to 7d, e.g. 30m, 1h (default: [watch] interval, else
+        /// Time between run starts, 10s to 7d, e.g. 30m, 1h (default: `[watch]` interval, else
         /// 30m).
         #[arg(long, value_name = "DURATION", value_parser = crate::monitor::triggers::parse_interval)]
         interval: Option<Duration>,
@@ -120,11 +121,11 @@ pub enum Command {
         #[command(flatten)]
         triggers: crate::monitor::triggers::WatchTriggerArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz
-        /// (503 after [watch] unhealthy_after failed runs in a row), e.g. 127.0.0.1:9184.
+        /// (503 after `[watch]` unhealthy_after failed runs in a row), e.g. 127.0.0.1:9184.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
         /// How long a run waits for another run holding the state before that tick is
-        /// skipped (logged) (default: [state] lock_timeout, else 5m).
+        /// skipped (logged) (default: `[state]` lock_timeout, else 5m).
         #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
         lock_timeout: Option<Duration>,
     },
@@ -173,6 +174,7 @@ pub fn main() -> ExitCode {
         Err(code) => return code,
     };
     let default_level = match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo { .. } => "warn",
         _ => "info",
     };
@@ -195,6 +197,7 @@ pub fn main() -> ExitCode {
 /// Runs one command; returns the exit code.
 pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
     match command {
+        #[cfg(feature = "demo")]
         Command::Demo { json, report_dir } => crate::monitor::demo::run(json, &report_dir).await,
         Command::Run {
             config,

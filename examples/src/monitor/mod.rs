@@ -7,9 +7,11 @@
 //! - [`metrics`] records figures through the `metrics` facade (exported by `watch
 //!   --metrics-addr`);
 //! - [`doctor`] checks a configuration against the live tenant, PSA and notifiers;
-//! - [`demo`] runs the real workflow against the simulators: no account needed.
+//! - `demo` runs the real workflow against the simulators: no account needed (with the `demo`
+//!   feature).
 
 pub mod cli;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod metrics;

@@ -1039,14 +1039,14 @@ pub struct WatchTriggerArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_poll)]
     pub detection_poll: Option<StdDuration>,
     /// Produce the daily report at this local time (HH:MM in --timezone; default:
-    /// [report] daily_report_at, else no daily report).
+    /// `[report]` daily_report_at, else no daily report).
     #[arg(long, value_name = "HH:MM", value_parser = parse_at)]
     pub daily_report_at: Option<NaiveTime>,
     /// The IANA time zone of --daily-report-at and of the report's times (default:
-    /// [report] timezone, else UTC).
+    /// `[report]` timezone, else UTC).
     #[arg(long, value_name = "ZONE", env = "THREATLOCKER_REPORT_TIMEZONE")]
     pub timezone: Option<String>,
-    /// Where daily reports are written (default: [report] directory, else `reports/` beside
+    /// Where daily reports are written (default: `[report]` directory, else `reports/` beside
     /// the configuration file).
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<std::path::PathBuf>,

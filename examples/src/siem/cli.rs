@@ -38,7 +38,7 @@ configuration.";
 #[derive(Debug, Parser)]
 #[command(name = "siem-forward", version, about = "Forward ThreatLocker events to a SIEM over syslog, each once", long_about = LONG_ABOUT)]
 pub struct Cli {
-    /// The configuration file (TOML, shared with threatlocker-monitor; needs a [siem] section).
+    /// The configuration file (TOML, shared with threatlocker-monitor; needs a `[siem]` section).
     #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
     /// One pass, then exit.
