@@ -3,7 +3,7 @@
 //! `println!` panics when stdout is a pipe whose reader went away (`run | head`: Rust ignores
 //! SIGPIPE, so the write fails with `EPIPE`) and says nothing when the write fails for another
 //! reason (`run > /dev/full`), losing the report with exit 0. Every binary writes its result
-//! through [`print`] instead: a reader that left early is not an error (the command ends
+//! through [`print()`] instead: a reader that left early is not an error (the command ends
 //! quietly, as coreutils do), any other failure is, and is named.
 
 use std::io::{self, Write};

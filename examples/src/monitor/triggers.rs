@@ -567,7 +567,7 @@ pub type DailyReportFn = Arc<
 /// switched off, all sharing one state store (build them with [`WorkflowRunner::from_config`]).
 ///
 /// Every run it performs is logged with one summary line of its figures, counted in the
-/// metrics ([`crate::metrics`]), and, with [`WorkflowRunner::with_report_dir`], its JSON report
+/// metrics ([`crate::monitor::metrics`]), and, with [`WorkflowRunner::with_report_dir`], its JSON report
 /// is written to a file.
 pub struct WorkflowRunner {
     full: Workflow,

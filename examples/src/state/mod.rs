@@ -1494,7 +1494,7 @@ pub fn doctor_checks(config: &Config, env: &dyn Env) -> Vec<StateCheck> {
 /// dropped again when the handle is dropped.
 ///
 /// The server is `TLM_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
-/// When it cannot be reached, [`TestDatabase::create`] panics under CI (`CI=true`) and
+/// When it cannot be reached, [`testing::TestDatabase::create`] panics under CI (`CI=true`) and
 /// otherwise returns `None` after printing, once per process, that the PostgreSQL tests were
 /// skipped and how to start a server.
 pub mod testing {
