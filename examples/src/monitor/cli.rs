@@ -260,6 +260,18 @@ fn load(path: &Path) -> Result<Config, u8> {
     })
 }
 
+/// The configuration `run` and `watch` use: the file, with the flags they share applied.
+fn load_for_runs(path: &Path, dry_run: bool, lock_timeout: Option<Duration>) -> Result<Config, u8> {
+    let mut config = load(path)?;
+    if let Some(t) = lock_timeout {
+        config.state_mut().lock_timeout = t;
+    }
+    if dry_run {
+        config.workflow_mut().dry_run = true;
+    }
+    Ok(config)
+}
+
 fn setup_error(e: &WorkflowError) -> u8 {
     eprintln!("error: {}", crate::errors::ErrorChain(e));
     match e {
@@ -276,16 +288,10 @@ async fn run_once(
     lock_timeout: Option<Duration>,
     env: &dyn Env,
 ) -> u8 {
-    let mut config = match load(path) {
+    let mut config = match load_for_runs(path, dry_run, lock_timeout) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(t) = lock_timeout {
-        config.state_mut().lock_timeout = t;
-    }
-    if dry_run {
-        config.workflow_mut().dry_run = true;
-    }
     if let Some(d) = deadline {
         config.workflow_mut().deadline = d;
     }
@@ -414,16 +420,10 @@ async fn watch(
     lock_timeout: Option<Duration>,
     env: &dyn Env,
 ) -> u8 {
-    let mut config = match load(path) {
+    let config = match load_for_runs(path, dry_run, lock_timeout) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(t) = lock_timeout {
-        config.state_mut().lock_timeout = t;
-    }
-    if dry_run {
-        config.workflow_mut().dry_run = true;
-    }
     let shutdown = match crate::shutdown::Shutdown::on_signals() {
         Ok(s) => s,
         Err(e) => {
