@@ -263,15 +263,16 @@ pub struct Rules {
     pub user_writable_paths: Vec<String>,
     /// Where auto-approvals apply. Default `computer`.
     pub approval_scope: ApprovalScope,
-    /// Distinct computers an unknown hash must be blocked on to count as fleet spread. Default
-    /// 3; at least 2.
+    /// Distinct computers a file that is not known-good must be blocked on to count as fleet
+    /// spread (a known-good one is a policy gap). Default 3; at least 2.
     pub fleet_spread_threshold: u32,
     /// When set, repeat blocks and repeated denials need their threshold of blocks within this
     /// many minutes (a sliding span) rather than anywhere in the run's window.
     pub repeat_window_minutes: Option<u32>,
     /// PSA priority per risk level.
     pub ticket_priority: RiskPriorities,
-    /// Lowest risk that gets a ticket. Default `Low` (every detection).
+    /// Lowest worst-risk of an incident that opens a ticket. Default `Medium`. Incidents holding
+    /// a repeat block open one whatever their risk; policy gaps never do.
     pub ticket_min_risk: RiskLevel,
     /// Lowest risk notified immediately; lower ones go into a per-organization summary.
     /// Default `High`.
@@ -296,7 +297,7 @@ impl Default for Rules {
             fleet_spread_threshold: 3,
             repeat_window_minutes: None,
             ticket_priority: RiskPriorities::default(),
-            ticket_min_risk: RiskLevel::Low,
+            ticket_min_risk: RiskLevel::Medium,
             notify_immediately_min_risk: RiskLevel::High,
             max_evidence_ids: 100,
         }

@@ -28,7 +28,9 @@ pub struct Decisions {
     pub blocks: BlockAnalysis,
     /// Detections, most severe first.
     pub detections: Vec<SecurityEvent>,
-    /// One planned ticket per detection at or above `rules.ticket_min_risk`, in detection order.
+    /// One planned ticket per incident (organization + computer, or organization + file for
+    /// fleet spread) whose worst risk reaches `rules.ticket_min_risk` or that holds a repeat
+    /// block, in the order of its worst detection.
     pub tickets: Vec<PlannedTicket>,
     /// One planned policy change per auto-approved request, sorted by request id.
     pub policy_changes: Vec<PlannedPolicyChange>,
@@ -86,6 +88,9 @@ pub struct ApprovalDecision {
     pub categories: Vec<String>,
     /// Signers considered (from the request's `json` and matching action-log rows).
     pub signers: Vec<String>,
+    /// Whether the file is known-good: trusted, or signed and a built-in (or researched)
+    /// application.
+    pub known_good: bool,
     /// Action-log rows with the same hash in the window (evidence).
     pub action_log_ids: Vec<String>,
     /// Keys of detections on the same hash.
@@ -112,10 +117,9 @@ pub struct BlockAnalysis {
     pub unique_applications_blocked: u64,
     /// (application key, computer) pairs with at least the organization's threshold of blocks.
     pub repeat_blocks: Vec<RepeatBlock>,
-    /// Users with at least the threshold of blocks across applications.
-    pub denials_by_user: Vec<DenialCount>,
-    /// Computers with at least the threshold of blocks across applications.
-    pub denials_by_computer: Vec<DenialCount>,
+    /// (user, computer) pairs with at least the threshold of blocks across applications; rows
+    /// without a user count under the computer alone.
+    pub denials: Vec<DenialCount>,
 }
 
 /// A repeat block.
@@ -142,15 +146,17 @@ pub struct RepeatBlock {
     pub action_log_ids: Vec<String>,
 }
 
-/// A user or computer with repeated denials.
+/// A (user, computer) pair with repeated denials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DenialCount {
     /// Organization.
     pub organization_id: Option<OrganizationId>,
-    /// The user name, or the computer name.
-    pub subject: String,
-    /// Computer id (computer subjects).
+    /// The user (absent for rows without one, counted under the computer alone).
+    pub user: Option<String>,
+    /// Computer name.
+    pub device: Option<String>,
+    /// Computer id.
     pub computer_id: Option<ComputerId>,
     /// Blocks in the window.
     pub count: u64,
@@ -164,13 +170,18 @@ pub struct DenialCount {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct SecurityEvent {
-    /// Stable incident key (also the ticket's dedupe key): the same incident in the next
-    /// overlapping window gives the same key.
+    /// Stable detection key (organization, rule, application key, computer and user): the same
+    /// finding in the next overlapping window gives the same key.
     pub key: String,
+    /// Stable key of the incident the detection belongs to (also its ticket's dedupe key):
+    /// organization + computer, or organization + file for fleet spread and policy gaps.
+    pub incident: String,
     /// Event type (`suspicious_execution`, `lolbin_execution`, ...).
     pub event_type: &'static str,
-    /// The rule that fired.
+    /// The rule that fired (the strongest of those matching these rows).
     pub rule: &'static str,
+    /// Weaker rules that matched the same rows; they yield no detection of their own.
+    pub also_matched: Vec<&'static str>,
     /// Risk.
     pub risk_level: RiskLevel,
     /// Why, in plain language.
@@ -221,16 +232,18 @@ pub struct Sighting {
     pub action_log_id: Option<String>,
 }
 
-/// A ticket to open (or to add a note to, if the PSA already holds the key).
+/// The ticket of one incident: opened, or (if the PSA holds an open ticket with the dedupe key)
+/// added to as a note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PlannedTicket {
-    /// Dedupe key (≤ 40 characters, fits ConnectWise `externalXRef` and Autotask `externalID`).
+    /// Dedupe key: the incident key (≤ 40 characters, fits ConnectWise `externalXRef` and
+    /// Autotask `externalID`).
     pub dedupe_key: String,
-    /// Key of the detection the ticket holds.
-    pub detection_key: String,
-    /// Index of that detection in [`Decisions::detections`].
-    pub detection_index: usize,
+    /// Keys of the incident's detections, worst first.
+    pub detection_keys: Vec<String>,
+    /// The newest row among the incident's detections (a later sighting adds a note).
+    pub last_seen: Option<DateTime<Utc>>,
     /// Organization.
     pub organization_id: Option<OrganizationId>,
     /// Organization name.
@@ -241,7 +254,7 @@ pub struct PlannedTicket {
     pub priority: String,
     /// Risk.
     pub risk_level: RiskLevel,
-    /// One-line summary, at most 100 characters.
+    /// One-line summary naming the computer (or the file), at most 100 characters.
     pub summary: String,
     /// Plain-text description with the evidence; untrusted values have control characters made
     /// visible so they cannot forge lines.

@@ -25,13 +25,14 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 }
 
 /// The design's application key: `sha256Hash`, else `hash`, else the lower-cased `fullPath`.
-/// The flag says whether the key is a hash.
+/// Hashes are lower-cased too (hex in either case is the same file). The flag says whether the
+/// key is a hash.
 pub(crate) fn application_key(row: &ActionLogRow) -> (Cow<'_, str>, bool) {
     if let Some(h) = non_empty(row.sha256_hash.as_deref()) {
-        return (Cow::Borrowed(h), true);
+        return (lower(h), true);
     }
     if let Some(h) = non_empty(row.hash.as_deref()) {
-        return (Cow::Borrowed(h), true);
+        return (lower(h), true);
     }
     match non_empty(row.full_path.as_deref()) {
         Some(p) => (lower(p), false),

@@ -68,13 +68,137 @@ pub(crate) fn row_hashes(row: &ActionLogRow) -> impl Iterator<Item = &str> {
         .flatten()
 }
 
-/// A request's hashes (`sha256`, then `hash`), folded, non-empty.
-fn request_hashes(r: &ApprovalRequest) -> impl Iterator<Item = String> + '_ {
-    [r.sha256.as_deref(), r.hash.as_deref()]
-        .into_iter()
-        .flatten()
-        .map(text::fold)
-        .filter(|h| !h.is_empty())
+/// What a request says about its file: its hashes (`sha256`, `hash`, and the SHA-256 and hash
+/// inside its `json`) and the certificates inside its `json`.
+#[derive(Default)]
+struct RequestFile {
+    /// Folded (trimmed, lower-case), non-empty, distinct.
+    hashes: Vec<String>,
+    /// The hash to show: a SHA-256 first, as given.
+    display_hash: Option<String>,
+    /// Certificate subjects from `json` (trimmed, non-empty) and whether each is valid
+    /// (`validCert` not false).
+    certs: Vec<(String, bool)>,
+}
+
+/// The value of `key` in a JSON object, the key matched case-insensitively (the `json` field
+/// mixes `fullPath`/`fullpath` spellings).
+fn json_get<'v>(
+    obj: &'v serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'v serde_json::Value> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn json_str<'v>(obj: &'v serde_json::Map<String, serde_json::Value>, key: &str) -> Option<&'v str> {
+    json_get(obj, key)
+        .and_then(|v| v.as_str())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Reads a request's file facts. A `json` that is not a JSON object is ignored (the request
+/// then has only its own fields).
+fn request_file(r: &ApprovalRequest) -> RequestFile {
+    let parsed: Option<serde_json::Map<String, serde_json::Value>> = r
+        .json
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .and_then(|v| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        });
+    let json = parsed.as_ref();
+    let own = |s: Option<&'_ str>| {
+        s.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let json_sha = json.and_then(|j| json_str(j, "sha256").or_else(|| json_str(j, "sha256Hash")));
+    let json_hash = json.and_then(|j| json_str(j, "hash"));
+    let ordered = [
+        own(r.sha256.as_deref()),
+        json_sha.map(str::to_owned),
+        own(r.hash.as_deref()),
+        json_hash.map(str::to_owned),
+    ];
+    let mut out = RequestFile {
+        display_hash: ordered.iter().flatten().next().cloned(),
+        ..RequestFile::default()
+    };
+    for h in ordered.iter().flatten() {
+        let f = text::fold(h);
+        if !out.hashes.contains(&f) {
+            out.hashes.push(f);
+        }
+    }
+    if let Some(j) = json {
+        let mut add = |subject: &str, valid: bool| {
+            let s = subject.trim();
+            if !s.is_empty() && !out.certs.iter().any(|(x, _)| x == s) {
+                out.certs.push((s.to_owned(), valid));
+            }
+        };
+        for list in ["certs", "certificates"] {
+            for cert in json_get(j, list)
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                match cert {
+                    serde_json::Value::String(s) => add(s, true),
+                    serde_json::Value::Object(o) => {
+                        if let Some(s) = json_str(o, "subject") {
+                            let valid = json_get(o, "validCert")
+                                .and_then(|v| v.as_bool())
+                                .unwrap_or(true);
+                            add(s, valid);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(s) = json_str(j, "cert") {
+            add(s, true);
+        }
+    }
+    out
+}
+
+/// Detection types that implicate the file itself, and so hold an approval request for it.
+const IMPLICATING_TYPES: &[&str] = &[
+    "suspicious_execution",
+    "lolbin_execution",
+    "policy_bypass",
+    "fleet_spread",
+];
+
+/// The rule that makes a detection implicate its file: its own, else the first also-matched
+/// rule of an implicating type.
+fn implicating_rule(d: &SecurityEvent) -> Option<&'static str> {
+    let implicates = |id: &str| rule(id).is_some_and(|r| IMPLICATING_TYPES.contains(&r.event_type));
+    if implicates(d.rule) {
+        return Some(d.rule);
+    }
+    d.also_matched.iter().copied().find(|id| implicates(id))
+}
+
+/// A computer incident's key: organization + computer.
+fn computer_incident(org: &str, computer: &str) -> String {
+    format!("tl:inc:{:032x}", text::fnv128(&["computer", org, computer]))
+}
+
+/// A file incident's key (fleet spread, policy gap): organization + application key.
+fn file_incident(org: &str, app: &str) -> String {
+    format!(
+        "tl:inc:{:032x}",
+        text::fnv128(&["file", org, &app.to_lowercase()])
+    )
 }
 
 /// Evidence id of a row: `actionLogId`, else `eActionLogId`.
@@ -136,8 +260,9 @@ fn join_sorted<'x>(it: impl Iterator<Item = &'x str>) -> Option<String> {
     }
 }
 
-fn incident_key(parts: &[&str]) -> String {
-    format!("tl:inc:{:032x}", text::fnv128(parts))
+/// A detection's key.
+fn detection_key(parts: &[&str]) -> String {
+    format!("tl:det:{:032x}", text::fnv128(parts))
 }
 
 /// What the approval rules need from the rows of one requested hash, gathered once per
@@ -150,8 +275,6 @@ struct HashFacts<'e> {
     signers: BTreeSet<&'e str>,
     /// Whether any row carries signature evidence.
     signed: bool,
-    /// Distinct computers on which the hash was blocked.
-    blocked_on: BTreeSet<&'e str>,
 }
 
 /// Certificate subjects on a row (`cert`, `certs`, `certificates[].subject`), trimmed, non-empty.
@@ -169,15 +292,96 @@ fn row_signers(row: &ActionLogRow) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Rows a set of rules found, before the rows are shared out among detections.
 struct Group {
     rule: &'static str,
     org: String,
     app: Option<String>,
-    subject: String,
+    /// The computer, for detections on one computer; `None` for file-wide ones (fleet spread,
+    /// policy gap), whose incident is the file.
+    computer: Option<String>,
+    /// The user, for repeated denials of a (user, computer) pair.
+    user: Option<String>,
     rows: Vec<u32>,
+    /// Weaker rules that matched the same rows.
+    also: BTreeSet<&'static str>,
+    /// Rows left to a stronger detection.
+    shared_rows: usize,
     extra_reason: String,
     computers_affected: u64,
     patient_zero: Option<Sighting>,
+}
+
+impl Group {
+    fn new(
+        rule: &'static str,
+        org: &str,
+        app: Option<&str>,
+        computer: Option<&str>,
+        rows: Vec<u32>,
+    ) -> Self {
+        Self {
+            rule,
+            org: org.to_owned(),
+            app: app.map(str::to_owned),
+            computer: computer.map(str::to_owned),
+            user: None,
+            rows,
+            also: BTreeSet::new(),
+            shared_rows: 0,
+            extra_reason: String::new(),
+            computers_affected: 0,
+            patient_zero: None,
+        }
+    }
+
+    /// The incident the group's detection belongs to.
+    fn incident(&self) -> String {
+        match &self.computer {
+            Some(computer) => computer_incident(&self.org, computer),
+            None => file_incident(&self.org, self.app.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// The rows one per-row rule owns on one (organization, application, computer), and the weaker
+/// per-row rules that matched them too.
+#[derive(Default)]
+struct RowGroup {
+    rows: Vec<u32>,
+    also: BTreeSet<&'static str>,
+}
+
+/// The per-row rules one row matched, strongest first (at most five: no allocation per row).
+#[derive(Default)]
+struct RowHits {
+    ids: [&'static str; 5],
+    len: usize,
+}
+
+impl RowHits {
+    fn push(&mut self, id: &'static str) {
+        if self.len < self.ids.len() {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+
+    /// The owning rule and the others.
+    fn split(&self) -> Option<(&'static str, &[&'static str])> {
+        self.ids[..self.len]
+            .split_first()
+            .map(|(o, rest)| (*o, rest))
+    }
+}
+
+/// What the approval rules look up, built once per evaluation.
+struct ApprovalFacts<'x, 'e> {
+    hash_facts: &'x FxMap<String, HashFacts<'e>>,
+    /// Detection keys per (lower-case) hash.
+    hash_detections: &'x FxMap<String, Vec<String>>,
+    /// Detections implicating a file, per (lower-case) application key: (key, rule).
+    implicated: &'x FxMap<String, Vec<(&'x str, &'static str)>>,
 }
 
 struct Evaluation<'c, 'a> {
@@ -291,31 +495,44 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         }
         drop(seen);
 
-        // Hashes of the pending approval requests, whose rows are indexed below.
-        let approval_hashes: FxSet<String> = input
+        // Hashes of the pending approval requests, whose rows are indexed below, and those of
+        // requests whose file is known-good by the request alone (a signed built-in installer):
+        // such a file blocked widely is a policy gap, not a fleet spread.
+        let mut approval_hashes: FxSet<String> = FxSet::default();
+        let mut known_good_hashes: FxSet<String> = FxSet::default();
+        for a in input
             .approvals
             .iter()
             .filter(|a| !a.request.status_id.is_some_and(|s| s.is_actioned()))
-            .flat_map(|a| request_hashes(&a.request))
-            .collect();
+        {
+            let file = request_file(&a.request);
+            if self
+                .request_known_good(a, &file, &BTreeSet::new())
+                .is_some()
+            {
+                known_good_hashes.extend(file.hashes.iter().cloned());
+            }
+            approval_hashes.extend(file.hashes);
+        }
 
-        // Pass 2: aggregation.
+        // Pass 2: aggregation, keyed; each row is looked at once.
         let mut blocks = BlockAnalysis {
             total_events: evs.len() as u64,
             ..Default::default()
         };
         let mut blocked_apps: FxSet<&str> = FxSet::default();
         let mut repeat: FxMap<(&str, &str, &str), Vec<u32>> = FxMap::default();
-        let mut by_user: FxMap<(&str, Cow<'a, str>), Vec<u32>> = FxMap::default();
-        let mut by_computer: FxMap<(&str, &str), Vec<u32>> = FxMap::default();
+        // (organization, computer, user): rows without a user count under the computer alone.
+        let mut denials: FxMap<(&str, &str, Cow<'a, str>), Vec<u32>> = FxMap::default();
         let mut fleet: FxMap<(&str, &str), Vec<u32>> = FxMap::default();
-        let mut row_groups: FxMap<(&'static str, &str, &str, &str), Vec<u32>> = FxMap::default();
+        // Per-row rules: (owning rule, organization, application, computer).
+        let mut row_groups: FxMap<(&'static str, &str, &str, &str), RowGroup> = FxMap::default();
         let mut by_hash: FxMap<String, Vec<u32>> = FxMap::default();
 
         for (i, ev) in evs.iter().enumerate() {
             let i = i as u32;
             let row = ev.row;
-            let key = |rule: &'static str| (rule, ev.org, ev.app.as_ref(), ev.computer.as_ref());
+            let mut hits = RowHits::default();
             match ev.outcome {
                 Outcome::Block => {
                     blocks.blocks += 1;
@@ -324,40 +541,23 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                         .entry((ev.org, &ev.app, &ev.computer))
                         .or_default()
                         .push(i);
-                    if let Some(u) = user_key(row) {
-                        by_user.entry((ev.org, u)).or_default().push(i);
-                    }
-                    by_computer
-                        .entry((ev.org, &ev.computer))
+                    let user = user_key(row).unwrap_or(Cow::Borrowed(""));
+                    denials
+                        .entry((ev.org, &ev.computer, user))
                         .or_default()
                         .push(i);
                     if ev.app_is_hash {
                         fleet.entry((ev.org, &ev.app)).or_default().push(i);
                     }
                 }
-                Outcome::AuditOnly => {
-                    blocks.audit_only += 1;
-                    if self.is_secure(row) {
-                        row_groups
-                            .entry(key(ids::POLICY_BYPASS))
-                            .or_default()
-                            .push(i);
-                    }
-                }
-                Outcome::Permit => {
-                    blocks.permits += 1;
-                }
-                Outcome::Ringfenced => {
-                    blocks.ringfenced += 1;
-                    row_groups.entry(key(ids::RINGFENCE)).or_default().push(i);
-                }
+                Outcome::AuditOnly => blocks.audit_only += 1,
+                Outcome::Permit => blocks.permits += 1,
+                Outcome::Ringfenced => blocks.ringfenced += 1,
                 Outcome::Other => {}
             }
+            // In strength order (the rule table's): the first hit owns the row.
             if !detect::powershell_markers(row).is_empty() {
-                row_groups
-                    .entry(key(ids::ENCODED_POWERSHELL))
-                    .or_default()
-                    .push(i);
+                hits.push(ids::ENCODED_POWERSHELL);
             }
             if detect::is_lolbin(&c.binaries, row.full_path.as_deref()) {
                 if row
@@ -366,17 +566,24 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     .and_then(|p| detect::user_writable(&c.binaries, p))
                     .is_some()
                 {
-                    row_groups
-                        .entry(key(ids::LOLBIN_USER_PATH))
-                        .or_default()
-                        .push(i);
+                    hits.push(ids::LOLBIN_USER_PATH);
                 }
                 if detect::office_or_browser_parent(c, row).is_some() {
-                    row_groups
-                        .entry(key(ids::LOLBIN_OFFICE_BROWSER))
-                        .or_default()
-                        .push(i);
+                    hits.push(ids::LOLBIN_OFFICE_BROWSER);
                 }
+            }
+            if ev.outcome == Outcome::AuditOnly && self.is_secure(row) {
+                hits.push(ids::POLICY_BYPASS);
+            }
+            if ev.outcome == Outcome::Ringfenced {
+                hits.push(ids::RINGFENCE);
+            }
+            if let Some((owner, also)) = hits.split() {
+                let g = row_groups
+                    .entry((owner, ev.org, ev.app.as_ref(), ev.computer.as_ref()))
+                    .or_default();
+                g.rows.push(i);
+                g.also.extend(also.iter().copied());
             }
             if !approval_hashes.is_empty() {
                 for h in row_hashes(row) {
@@ -424,89 +631,52 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 last_seen: ordered.last().map(|&i| evs[i as usize].time),
                 action_log_ids: self.evidence(&evs, &ordered),
             });
-            groups.push(Group {
-                rule: ids::REPEAT_BLOCK,
-                org: (*org).to_owned(),
-                app: Some((*app).to_owned()),
-                subject: (*computer).to_owned(),
-                rows: ordered,
-                extra_reason: String::new(),
-                computers_affected: 0,
-                patient_zero: None,
-            });
+            groups.push(Group::new(
+                ids::REPEAT_BLOCK,
+                org,
+                Some(app),
+                Some(computer),
+                ordered,
+            ));
         }
 
-        // Repeated denials per user and per computer.
-        let mut denial =
-            |org: &str, subject: &str, rows: &[u32], is_user: bool| -> Option<DenialCount> {
-                if !reaches_threshold(org, rows) {
-                    return None;
-                }
-                let ordered = self.ordered(&evs, rows);
-                let apps: BTreeSet<&str> =
-                    rows.iter().map(|&i| evs[i as usize].app.as_ref()).collect();
-                let first = evs[ordered[0] as usize].row;
-                let display = if is_user {
-                    first.username.clone().unwrap_or_else(|| subject.to_owned())
-                } else {
-                    first.hostname.clone().unwrap_or_else(|| subject.to_owned())
-                };
-                let out = DenialCount {
-                    organization_id: org_id(org),
-                    subject: display,
-                    computer_id: if is_user {
-                        None
-                    } else {
-                        first.computer_id.clone()
-                    },
-                    count: rows.len() as u64,
-                    applications: apps.len() as u64,
-                    action_log_ids: self.evidence(&evs, &ordered),
-                };
-                if apps.len() >= 2 {
-                    groups.push(Group {
-                        rule: if is_user {
-                            ids::REPEATED_DENIALS_USER
-                        } else {
-                            ids::REPEATED_DENIALS_COMPUTER
-                        },
-                        org: org.to_owned(),
-                        app: None,
-                        subject: subject.to_owned(),
-                        rows: ordered,
-                        extra_reason: format!(
-                            "{} blocks across {} applications",
-                            rows.len(),
-                            apps.len()
-                        ),
-                        computers_affected: 0,
-                        patient_zero: None,
-                    });
-                }
-                Some(out)
-            };
-        for ((org, user), rows) in &by_user {
-            if let Some(d) = denial(org, user, rows, true) {
-                blocks.denials_by_user.push(d);
+        // Repeated denials: one finding per (user, computer) pair.
+        for ((org, computer, user), rows) in &denials {
+            if !reaches_threshold(org, rows) {
+                continue;
             }
-        }
-        for ((org, computer), rows) in &by_computer {
-            if let Some(d) = denial(org, computer, rows, false) {
-                blocks.denials_by_computer.push(d);
+            let ordered = self.ordered(&evs, rows);
+            let apps: BTreeSet<&str> = rows.iter().map(|&i| evs[i as usize].app.as_ref()).collect();
+            let first = evs[ordered[0] as usize].row;
+            blocks.denials.push(DenialCount {
+                organization_id: org_id(org),
+                user: (!user.is_empty()).then(|| first.username.clone()).flatten(),
+                device: first.hostname.clone(),
+                computer_id: first.computer_id.clone(),
+                count: rows.len() as u64,
+                applications: apps.len() as u64,
+                action_log_ids: self.evidence(&evs, &ordered),
+            });
+            // One application is a repeat block, reported as such.
+            if apps.len() >= 2 {
+                let mut g = Group::new(ids::REPEATED_DENIALS, org, None, Some(computer), ordered);
+                g.user = (!user.is_empty()).then(|| user.clone().into_owned());
+                g.extra_reason =
+                    format!("{} blocks across {} applications", rows.len(), apps.len());
+                groups.push(g);
             }
         }
 
         // Fleet spread: hashes blocked on enough computers, then (only for those few) whether
-        // they were permitted anywhere, so the common permit rows cost nothing here.
+        // they were permitted anywhere, so the common permit rows cost nothing here. A
+        // known-good file blocked widely is a policy gap instead.
         let mut candidates: Vec<(&str, &str, &Vec<u32>, BTreeSet<&str>)> = Vec::new();
         for ((org, app), rows) in &fleet {
             let computers: BTreeSet<&str> = rows
                 .iter()
                 .map(|&i| evs[i as usize].computer.as_ref())
                 .collect();
-            if (computers.len() as u64) >= u64::from(c.fleet_threshold)
-                && !c.trusted_hashes.contains(lower(app).as_ref())
-            {
+            if (computers.len() as u64) >= u64::from(c.fleet_threshold) {
                 candidates.push((org, app, rows, computers));
             }
         }
@@ -525,38 +695,46 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             if permitted.contains(app) {
                 continue;
             }
+            let folded = lower(app);
+            let known_good = c.trusted_hashes.contains(folded.as_ref())
+                || known_good_hashes.contains(folded.as_ref())
+                || rows
+                    .iter()
+                    .any(|&i| self.row_known_good(evs[i as usize].row));
             let ordered = self.ordered(&evs, rows);
             let pz = evs[ordered[0] as usize].row;
-            groups.push(Group {
-                rule: ids::FLEET_SPREAD,
-                org: (*org).to_owned(),
-                app: Some((*app).to_owned()),
-                subject: String::new(),
-                rows: ordered,
-                extra_reason: format!("blocked on {} computers", computers.len()),
-                computers_affected: computers.len() as u64,
-                patient_zero: Some(Sighting {
-                    computer_id: pz.computer_id.clone(),
-                    device: pz.hostname.clone(),
-                    at: pz.date_time,
-                    action_log_id: Some(row_id(pz)),
-                }),
+            let rule = if known_good {
+                ids::POLICY_GAP
+            } else {
+                ids::FLEET_SPREAD
+            };
+            let mut g = Group::new(rule, org, Some(app), None, ordered);
+            g.extra_reason = format!("blocked on {} computers", computers.len());
+            g.computers_affected = computers.len() as u64;
+            g.patient_zero = Some(Sighting {
+                computer_id: pz.computer_id.clone(),
+                device: pz.hostname.clone(),
+                at: pz.date_time,
+                action_log_id: Some(row_id(pz)),
             });
+            groups.push(g);
         }
 
         // Per-row detections.
-        for ((rule_id, org, app, computer), rows) in &row_groups {
-            groups.push(Group {
-                rule: rule_id,
-                org: (*org).to_owned(),
-                app: Some((*app).to_owned()),
-                subject: (*computer).to_owned(),
-                rows: self.ordered(&evs, rows),
-                extra_reason: String::new(),
-                computers_affected: 0,
-                patient_zero: None,
-            });
+        for ((rule_id, org, app, computer), rg) in row_groups {
+            let mut g = Group::new(
+                rule_id,
+                org,
+                Some(app),
+                Some(computer),
+                self.ordered(&evs, &rg.rows),
+            );
+            g.also = rg.also;
+            groups.push(g);
         }
+
+        // The same rows never yield two detections: the strongest claims them (see `claim`).
+        let groups = self.claim(&evs, groups);
 
         // Build and sort detections (with their rows, for tickets).
         let mut detections: Vec<(SecurityEvent, Vec<u32>)> = groups
@@ -578,15 +756,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             &x.computer_id,
             &x.device,
         ));
-        for list in [&mut blocks.denials_by_user, &mut blocks.denials_by_computer] {
-            sort_by_borrowed_key!(list, |x| (
-                &x.organization_id,
-                Reverse(x.count),
-                &x.subject,
-                &x.computer_id,
-                &x.action_log_ids,
-            ));
-        }
+        sort_by_borrowed_key!(blocks.denials, |x| (
+            &x.organization_id,
+            Reverse(x.count),
+            &x.device,
+            &x.user,
+            &x.computer_id,
+            &x.action_log_ids,
+        ));
 
         let tickets = self.tickets(&evs, &detections);
         let detections: Vec<SecurityEvent> = detections.into_iter().map(|(d, _)| d).collect();
@@ -598,6 +775,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .map(|(h, rows)| (h, self.hash_facts(&evs, rows)))
             .collect();
         let mut hash_detections: FxMap<String, Vec<String>> = FxMap::default();
+        let mut implicated: FxMap<String, Vec<(&str, &'static str)>> = FxMap::default();
         for d in &detections {
             for h in &d.hashes {
                 hash_detections
@@ -605,7 +783,18 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     .or_default()
                     .push(d.key.clone());
             }
+            if let (Some(app), Some(rule_id)) = (&d.application_key, implicating_rule(d)) {
+                implicated
+                    .entry(app.to_lowercase())
+                    .or_default()
+                    .push((d.key.as_str(), rule_id));
+            }
         }
+        let facts = ApprovalFacts {
+            hash_facts: &hash_facts,
+            hash_detections: &hash_detections,
+            implicated: &implicated,
+        };
         let mut approvals: Vec<ApprovalDecision> = Vec::new();
         // The first request with each id is the one decided (and the one a permit applies to).
         let mut first_request: BTreeMap<&ApprovalRequestId, &PendingApproval> = BTreeMap::new();
@@ -625,7 +814,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 ignored.approvals_not_pending += 1;
                 continue;
             }
-            approvals.push(self.approval(pa, &evs, &hash_facts, &hash_detections));
+            approvals.push(self.approval(pa, &evs, &facts));
         }
         sort_by_borrowed_key!(approvals, |x| (
             &x.request_id,
@@ -711,9 +900,6 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 facts.signers.insert(s);
                 facts.signed = true;
             }
-            if ev.outcome == Outcome::Block {
-                facts.blocked_on.insert(&ev.computer);
-            }
         }
         facts.evidence = self.oldest(evs, rows);
         facts
@@ -727,13 +913,11 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .collect()
     }
 
-    fn detection(&self, evs: &[Ev<'a>], g: Group) -> (SecurityEvent, Vec<u32>) {
-        let c = self.c;
-        let r = rule(g.rule).unwrap_or(&crate::rules::RULES[0]);
-        let rows: Vec<&ActionLogRow> = g.rows.iter().map(|&i| evs[i as usize].row).collect();
-        let first = rows[0];
-        let outcomes: BTreeSet<Outcome> = g.rows.iter().map(|&i| evs[i as usize].outcome).collect();
-        // The least stopped outcome among the rows.
+    /// A file's risk level and the least stopped outcome among `rows`: the rule's default,
+    /// one level up for rules that escalate when the action was not stopped.
+    fn assess(&self, evs: &[Ev<'a>], rule_id: &str, rows: &[u32]) -> (RiskLevel, &'static str) {
+        let r = rule(rule_id).unwrap_or(&crate::rules::RULES[0]);
+        let outcomes: BTreeSet<Outcome> = rows.iter().map(|&i| evs[i as usize].outcome).collect();
         let action_taken = [
             Outcome::Permit,
             Outcome::AuditOnly,
@@ -744,10 +928,155 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         .find(|o| outcomes.contains(o))
         .map_or("Observed", Outcome::label);
         let mut risk = r.default_risk.unwrap_or(RiskLevel::Medium);
-        let not_stopped = matches!(action_taken, "Permitted" | "Audit only");
-        if r.escalates_when_not_stopped && not_stopped {
+        if r.escalates_when_not_stopped && matches!(action_taken, "Permitted" | "Audit only") {
             risk = risk.escalated();
         }
+        (risk, action_taken)
+    }
+
+    /// Shares the rows out so that no row is in two detections: groups are taken strongest
+    /// first (risk, then the rule table's order); each keeps the rows no stronger group took.
+    /// A group left with no rows yields no detection: its rule is listed as also matched by
+    /// the groups that took its rows (as a weaker group that kept some rows also is).
+    fn claim(&self, evs: &[Ev<'a>], mut groups: Vec<Group>) -> Vec<Group> {
+        let risks: Vec<RiskLevel> = groups
+            .iter()
+            .map(|g| self.assess(evs, g.rule, &g.rows).0)
+            .collect();
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        sort_by_borrowed_key!(order, |i| (
+            Reverse(risks[*i]),
+            crate::rules::strength(groups[*i].rule),
+            &groups[*i].org,
+            &groups[*i].app,
+            &groups[*i].computer,
+            &groups[*i].user,
+        ));
+        const FREE: u32 = u32::MAX;
+        let mut owner: Vec<u32> = vec![FREE; evs.len()];
+        let mut keep = vec![true; groups.len()];
+        let mut also: Vec<(usize, &'static str)> = Vec::new();
+        for gi in order {
+            let g = &mut groups[gi];
+            let mut owners: BTreeSet<u32> = BTreeSet::new();
+            let mine: Vec<u32> = g
+                .rows
+                .iter()
+                .copied()
+                .filter(|&r| match owner[r as usize] {
+                    FREE => true,
+                    o => {
+                        owners.insert(o);
+                        false
+                    }
+                })
+                .collect();
+            for &o in &owners {
+                also.push((o as usize, g.rule));
+                also.extend(g.also.iter().map(|a| (o as usize, *a)));
+            }
+            if mine.is_empty() {
+                keep[gi] = false;
+                continue;
+            }
+            for &r in &mine {
+                owner[r as usize] = gi as u32;
+            }
+            g.shared_rows = g.rows.len() - mine.len();
+            g.rows = mine;
+        }
+        for (o, rule_id) in also {
+            if groups[o].rule != rule_id {
+                groups[o].also.insert(rule_id);
+            }
+        }
+        groups
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(g, k)| k.then_some(g))
+            .collect()
+    }
+
+    /// Whether a row's file is known-good: a trusted hash or signer, or signed and a
+    /// built-in application.
+    fn row_known_good(&self, row: &ActionLogRow) -> bool {
+        let c = self.c;
+        if row_hashes(row).any(|h| c.trusted_hashes.contains(lower(h.trim_ascii()).as_ref())) {
+            return true;
+        }
+        let mut signed = row.cert_exists == Some(true);
+        for s in row_signers(row) {
+            signed = true;
+            if c.trusted_signers.iter().any(|t| signer_is(s, t)) {
+                return true;
+            }
+        }
+        signed && row.application_is_built_in == Some(true)
+    }
+
+    /// Why a request's file is known-good, if it is: a trusted hash (its own or the SHA-256 in
+    /// its `json`), a trusted valid signer, or a valid signature on a file whose matching
+    /// application is a built-in or researched by ThreatLocker. `row_signers` adds the signers
+    /// seen on the file's action-log rows.
+    fn request_known_good(
+        &self,
+        pa: &PendingApproval,
+        file: &RequestFile,
+        row_signers: &BTreeSet<String>,
+    ) -> Option<(Option<&'static str>, String)> {
+        let c = self.c;
+        if let Some(h) = file.hashes.iter().find(|h| c.trusted_hashes.contains(*h)) {
+            return Some((
+                Some(ids::AUTO_TRUSTED_HASH),
+                format!("its hash {h} is on trusted_hashes"),
+            ));
+        }
+        let valid: Vec<&str> = file
+            .certs
+            .iter()
+            .filter(|(_, v)| *v)
+            .map(|(s, _)| s.as_str())
+            .chain(row_signers.iter().map(String::as_str))
+            .collect();
+        if let Some(s) = valid
+            .iter()
+            .find(|s| c.trusted_signers.iter().any(|t| signer_is(s, t)))
+        {
+            return Some((
+                Some(ids::AUTO_TRUSTED_SIGNER),
+                format!("signed by trusted signer \"{}\"", clean(s)),
+            ));
+        }
+        let signer = valid.first()?;
+        let app = pa.application.as_ref();
+        if let Some(a) = app.filter(|a| a.is_master_owned()) {
+            return Some((
+                None,
+                format!(
+                    "signed by \"{}\" and matches the built-in application {}",
+                    clean(signer),
+                    clean(a.display_name().unwrap_or("(unnamed)"))
+                ),
+            ));
+        }
+        if app.is_some() && pa.research.is_some() {
+            return Some((
+                None,
+                format!(
+                    "signed by \"{}\" and its application is researched by ThreatLocker",
+                    clean(signer)
+                ),
+            ));
+        }
+        None
+    }
+
+    fn detection(&self, evs: &[Ev<'a>], g: Group) -> (SecurityEvent, Vec<u32>) {
+        let c = self.c;
+        let r = rule(g.rule).unwrap_or(&crate::rules::RULES[0]);
+        let rows: Vec<&ActionLogRow> = g.rows.iter().map(|&i| evs[i as usize].row).collect();
+        let first = rows[0];
+        let (risk, action_taken) = self.assess(evs, g.rule, &g.rows);
         let device = join_sorted(rows.iter().filter_map(|r| r.hostname.as_deref()));
         let user = join_sorted(rows.iter().filter_map(|r| r.username.as_deref()));
         let computers: BTreeSet<&ComputerId> =
@@ -775,7 +1104,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 .map(|s| clean(s).into_owned())
                 .unwrap_or_else(|| "an unknown computer".into())
         };
-        let reason = match g.rule {
+        let mut reason = match g.rule {
             ids::ENCODED_POWERSHELL => {
                 let markers: BTreeSet<&str> = rows.iter().flat_map(|r| detect::powershell_markers(r)).collect();
                 format!(
@@ -801,11 +1130,17 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 action_taken
             ),
             ids::FLEET_SPREAD => format!(
-                "The unknown file {} ({}) was {}; it is not trusted and was not permitted anywhere in the window. Patient zero: {}.",
+                "The unknown file {} ({}) was {}; it is not known-good and was not permitted anywhere in the window. Patient zero: {}.",
                 clean(&application),
                 g.app.as_deref().unwrap_or(""),
                 g.extra_reason,
                 g.patient_zero.as_ref().and_then(|p| p.device.as_deref()).map(clean).unwrap_or(Cow::Borrowed("unknown"))
+            ),
+            ids::POLICY_GAP => format!(
+                "The known-good file {} ({}) was {}: a policy gap (consider permitting it), not an outbreak.",
+                clean(&application),
+                g.app.as_deref().unwrap_or(""),
+                g.extra_reason,
             ),
             ids::POLICY_BYPASS => format!(
                 "{} was only audited (monitor mode) on {}, a Secure-mode computer: the rule matched without enforcing ({} row(s)). Review the policy{} and consider making it a block.",
@@ -820,35 +1155,59 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 n,
                 who(&device)
             ),
-            ids::REPEATED_DENIALS_USER => format!(
-                "User {} had {} in the window: a user fighting their tooling (consider an approval) or malware retrying.",
-                user.as_deref().map(clean).unwrap_or(Cow::Borrowed("?")),
-                g.extra_reason
-            ),
-            ids::REPEATED_DENIALS_COMPUTER => format!(
-                "Computer {} had {} in the window: a user fighting their tooling (consider an approval) or malware retrying.",
-                who(&device),
-                g.extra_reason
-            ),
+            ids::REPEATED_DENIALS => match &g.user {
+                Some(_) => format!(
+                    "User {} had {} on {} in the window: a user fighting their tooling (consider an approval) or malware retrying.",
+                    user.as_deref().map(clean).unwrap_or(Cow::Borrowed("?")),
+                    g.extra_reason,
+                    who(&device),
+                ),
+                None => format!(
+                    "Computer {} had {} (no user on the rows) in the window: a user fighting their tooling (consider an approval) or malware retrying.",
+                    who(&device),
+                    g.extra_reason
+                ),
+            },
             _ => format!(
                 "{} was blocked {} times on {} (threshold {}).",
                 clean(&application),
-                n,
+                n + g.shared_rows,
                 who(&device),
                 c.org(org_id(&g.org).as_ref()).threshold
             ),
         };
+        if g.shared_rows > 0 {
+            reason.push_str(&format!(
+                " {} more row(s) belong to a stronger detection.",
+                g.shared_rows
+            ));
+        }
+        if !g.also.is_empty() {
+            reason.push_str(&format!(
+                " Also matched: {}.",
+                g.also.iter().copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
         // As the original workflow reports it: "powershell.exe (obfuscated script)".
         let application = if g.rule == ids::ENCODED_POWERSHELL {
             format!("{application} (obfuscated script)")
         } else {
             application
         };
-        let key = incident_key(&[&g.org, g.rule, g.app.as_deref().unwrap_or(""), &g.subject]);
+        let key = detection_key(&[
+            &g.org,
+            g.rule,
+            g.app.as_deref().unwrap_or(""),
+            g.computer.as_deref().unwrap_or(""),
+            g.user.as_deref().unwrap_or(""),
+        ]);
+        let incident = g.incident();
         let ev = SecurityEvent {
             key,
+            incident,
             event_type: r.event_type,
             rule: r.id,
+            also_matched: g.also.iter().copied().collect(),
             risk_level: risk,
             reason,
             organization_id: org_id(&g.org),
@@ -874,48 +1233,77 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         (ev, g.rows)
     }
 
+    /// One ticket per incident whose worst risk reaches `ticket_min_risk` or that holds a
+    /// repeat block; an incident of policy gaps only opens none.
     fn tickets(
         &self,
         evs: &[Ev<'a>],
         detections: &[(SecurityEvent, Vec<u32>)],
     ) -> Vec<PlannedTicket> {
         let c = self.c;
+        // Incidents in the order of their worst detection (detections are sorted worst first).
+        let mut order: Vec<&str> = Vec::new();
+        let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (d, _)) in detections.iter().enumerate() {
+            let m = members.entry(d.incident.as_str()).or_default();
+            if m.is_empty() {
+                order.push(d.incident.as_str());
+            }
+            m.push(i);
+        }
+        let title = |d: &SecurityEvent| match d.event_type {
+            "suspicious_execution" => "Suspicious execution",
+            "lolbin_execution" => "LOLBin execution",
+            "fleet_spread" => "Fleet spread",
+            "policy_bypass" => "Policy bypass",
+            "repeated_denials" => "Repeated denials",
+            "ringfence_violation" => "Ringfence violation",
+            "repeat_block" => "Repeat block",
+            "policy_gap" => "Policy gap",
+            other => other,
+        };
         let mut out = Vec::new();
-        for (index, (d, rows)) in detections.iter().enumerate() {
-            if d.risk_level < c.ticket_min_risk {
+        for incident in order {
+            let idx = &members[incident];
+            let ds: Vec<&SecurityEvent> = idx.iter().map(|&i| &detections[i].0).collect();
+            let worst = ds[0];
+            let holds_repeat = ds.iter().any(|d| {
+                d.rule == ids::REPEAT_BLOCK || d.also_matched.contains(&ids::REPEAT_BLOCK)
+            });
+            if ds.iter().all(|d| d.rule == ids::POLICY_GAP)
+                || (worst.risk_level < c.ticket_min_risk && !holds_repeat)
+            {
                 continue;
             }
-            let org = c.org(d.organization_id.as_ref());
-            let title = match d.event_type {
-                "suspicious_execution" => "Suspicious execution",
-                "lolbin_execution" => "LOLBin execution",
-                "fleet_spread" => "Fleet spread",
-                "policy_bypass" => "Policy bypass",
-                "repeated_denials" => "Repeated denials",
-                "ringfence_violation" => "Ringfence violation",
-                "repeat_block" => "Repeat block",
-                other => other,
+            let org = c.org(worst.organization_id.as_ref());
+            let file_incident = worst.event_type == "fleet_spread";
+            let more = match ds.len() {
+                1 => String::new(),
+                n => format!(" + {} more", n - 1),
             };
-            let place = match (&d.device, &d.user) {
-                (Some(dev), _)
-                    if d.event_type != "repeated_denials"
-                        || d.rule == ids::REPEATED_DENIALS_COMPUTER =>
-                {
-                    dev.clone()
-                }
-                (_, Some(u)) => u.clone(),
-                (Some(dev), None) => dev.clone(),
-                (None, None) => "unknown".to_owned(),
+            let place = if file_incident {
+                format!(
+                    "{} on {} computers",
+                    worst.application, worst.computers_affected
+                )
+            } else {
+                format!(
+                    "on {}",
+                    worst
+                        .device
+                        .as_deref()
+                        .or(worst.user.as_deref())
+                        .unwrap_or("an unknown computer")
+                )
             };
-            let summary_raw = match &d.organization_name {
-                Some(org) => format!(
-                    "[{}] {}: {} on {} ({})",
-                    d.risk_level, title, d.application, place, org
-                ),
-                None => format!(
-                    "[{}] {}: {} on {}",
-                    d.risk_level, title, d.application, place
-                ),
+            let head = if file_incident {
+                format!("[{}] {}{}: {}", worst.risk_level, title(worst), more, place)
+            } else {
+                format!("[{}] {}{} {}", worst.risk_level, title(worst), more, place)
+            };
+            let summary_raw = match &worst.organization_name {
+                Some(o) => format!("{head} ({o})"),
+                None => head,
             };
             let summary = truncate_chars(&clean(&summary_raw), 100);
             let mut desc = String::new();
@@ -925,52 +1313,69 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 desc.push_str(&clean(v));
                 desc.push('\n');
             };
-            line(
-                "ThreatLocker detection",
-                &format!("{} ({})", d.event_type, d.rule),
-            );
-            line("Risk", d.risk_level.as_str());
+            line("ThreatLocker incident", incident);
+            line("Risk", worst.risk_level.as_str());
             line(
                 "Organization",
                 &format!(
                     "{} ({})",
-                    d.organization_name.as_deref().unwrap_or("unknown"),
-                    d.organization_id
+                    worst.organization_name.as_deref().unwrap_or("unknown"),
+                    worst
+                        .organization_id
                         .as_ref()
                         .map(|o| o.as_str())
                         .unwrap_or("no id")
                 ),
             );
-            line("Device", d.device.as_deref().unwrap_or("unknown"));
-            line("User", d.user.as_deref().unwrap_or("unknown"));
-            line("Application", &d.application);
-            if let Some(k) = &d.application_key {
-                line("Application key", k);
+            if file_incident {
+                line("File", &worst.application);
+                if let Some(k) = &worst.application_key {
+                    line("Application key", k);
+                }
+                if let Some(pz) = &worst.patient_zero {
+                    line(
+                        "Patient zero",
+                        &format!(
+                            "{} at {} (action log {})",
+                            pz.device.as_deref().unwrap_or("unknown"),
+                            fmt_time(pz.at),
+                            pz.action_log_id.as_deref().unwrap_or("?")
+                        ),
+                    );
+                }
+            } else {
+                line("Device", worst.device.as_deref().unwrap_or("unknown"));
             }
-            line("Action taken", d.action_taken);
-            line("Reason", &d.reason);
-            line("First seen", &fmt_time(d.first_seen));
-            line("Last seen", &fmt_time(d.last_seen));
-            line("Rows", &d.row_count.to_string());
-            if !d.hashes.is_empty() {
-                line("Hashes", &d.hashes.join(", "));
+            let first_seen = ds.iter().filter_map(|d| d.first_seen).min();
+            let last_seen = ds.iter().filter_map(|d| d.last_seen).max();
+            line("First seen", &fmt_time(first_seen));
+            line("Last seen", &fmt_time(last_seen));
+            desc.push_str(&format!("\nDetections ({}):\n", ds.len()));
+            for d in ds.iter().take(NOTIFY_MAX_LINES) {
+                let also = if d.also_matched.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also matched {}", d.also_matched.join(", "))
+                };
+                desc.push_str(&clean(&format!(
+                    "- [{}] {} ({}{}) {}: {} [{}]",
+                    d.risk_level, d.event_type, d.rule, also, d.application, d.reason, d.key
+                )));
+                desc.push('\n');
             }
-            if let Some(pz) = &d.patient_zero {
-                line(
-                    "Patient zero",
-                    &format!(
-                        "{} at {} (action log {})",
-                        pz.device.as_deref().unwrap_or("unknown"),
-                        fmt_time(pz.at),
-                        pz.action_log_id.as_deref().unwrap_or("?")
-                    ),
-                );
+            if ds.len() > NOTIFY_MAX_LINES {
+                desc.push_str(&format!("... and {} more\n", ds.len() - NOTIFY_MAX_LINES));
             }
-            line("Incident key", &d.key);
             desc.push_str(
                 "\nEvidence (oldest first; time | action log id | host | user | outcome | path):\n",
             );
             const MAX_LINES: usize = 20;
+            let mut rows: Vec<u32> = idx
+                .iter()
+                .flat_map(|&i| detections[i].1.iter().copied())
+                .collect();
+            let total = rows.len();
+            rows = self.oldest(evs, rows);
             for &i in rows.iter().take(MAX_LINES) {
                 let r = evs[i as usize].row;
                 let outcome = evs[i as usize].outcome.label();
@@ -989,18 +1394,18 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 desc.push_str(&clean(&l));
                 desc.push('\n');
             }
-            if rows.len() > MAX_LINES {
-                desc.push_str(&format!("... and {} more row(s)\n", rows.len() - MAX_LINES));
+            if total > MAX_LINES {
+                desc.push_str(&format!("... and {} more row(s)\n", total - MAX_LINES));
             }
             out.push(PlannedTicket {
-                dedupe_key: d.key.clone(),
-                detection_key: d.key.clone(),
-                detection_index: index,
-                organization_id: d.organization_id.clone(),
-                organization_name: d.organization_name.clone(),
+                dedupe_key: incident.to_owned(),
+                detection_keys: ds.iter().map(|d| d.key.clone()).collect(),
+                last_seen,
+                organization_id: worst.organization_id.clone(),
+                organization_name: worst.organization_name.clone(),
                 board: org.board.clone(),
-                priority: c.priorities.for_risk(d.risk_level).to_owned(),
-                risk_level: d.risk_level,
+                priority: c.priorities.for_risk(worst.risk_level).to_owned(),
+                risk_level: worst.risk_level,
                 summary,
                 description: truncate_chars(&desc, 8000),
             });
@@ -1008,25 +1413,26 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         out
     }
 
+    /// Decides one pending request. Order: a missing id, the never-approve lists (they always
+    /// win), detections implicating the file; then the trusted lists (which override what
+    /// follows); then the LOLBin and unsigned-in-a-user-folder flags, the categories, and
+    /// whether the file is known-good.
     fn approval(
         &self,
         pa: &PendingApproval,
         evs: &[Ev<'a>],
-        hash_facts: &FxMap<String, HashFacts<'_>>,
-        hash_detections: &FxMap<String, Vec<String>>,
+        facts: &ApprovalFacts<'_, '_>,
     ) -> ApprovalDecision {
         let c = self.c;
         let r: &ApprovalRequest = &pa.request;
         let org = c.org(r.organization_id.as_ref());
-        let hash = r
-            .sha256
-            .as_deref()
-            .or(r.hash.as_deref())
-            .map(str::trim)
-            .filter(|h| !h.is_empty());
-        let hashes: BTreeSet<String> = request_hashes(r).collect();
-        let facts: Vec<&HashFacts<'_>> = hashes.iter().filter_map(|h| hash_facts.get(h)).collect();
-        let rows: Vec<u32> = match facts.as_slice() {
+        let file = request_file(r);
+        let hashes = &file.hashes;
+        let found: Vec<&HashFacts<'_>> = hashes
+            .iter()
+            .filter_map(|h| facts.hash_facts.get(h))
+            .collect();
+        let rows: Vec<u32> = match found.as_slice() {
             [one] => one.evidence.clone(),
             many => {
                 // The oldest rows of the union are among the oldest of each part.
@@ -1037,37 +1443,14 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         };
 
-        // Signers: the request's json `certs[].subject`, plus the matching rows' signers.
-        let mut signers: BTreeSet<String> = BTreeSet::new();
-        let mut signed = false;
-        if let Some(json) = r.json.as_deref() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
-                if let Some(certs) = v.get("certs").and_then(|c| c.as_array()) {
-                    for cert in certs {
-                        if let Some(s) = cert
-                            .get("subject")
-                            .and_then(|s| s.as_str())
-                            .filter(|s| !s.trim().is_empty())
-                        {
-                            signers.insert(s.trim().to_owned());
-                            signed = true;
-                        }
-                    }
-                }
-            }
-        }
-        for f in &facts {
-            signed |= f.signed;
-            signers.extend(f.signers.iter().map(|s| (*s).to_owned()));
-        }
-        let blocked_on = match facts.as_slice() {
-            [one] => one.blocked_on.len(),
-            many => many
-                .iter()
-                .flat_map(|f| &f.blocked_on)
-                .collect::<BTreeSet<_>>()
-                .len(),
-        };
+        // Signers: the request's json certificates, plus the matching rows' signers.
+        let row_signers: BTreeSet<String> = found
+            .iter()
+            .flat_map(|f| f.signers.iter().map(|s| (*s).to_owned()))
+            .collect();
+        let mut signers: BTreeSet<String> = row_signers.clone();
+        signers.extend(file.certs.iter().map(|(s, _)| s.clone()));
+        let signed = file.certs.iter().any(|(_, valid)| *valid) || found.iter().any(|f| f.signed);
         let signer_matches = |list: &[String]| -> Option<String> {
             signers
                 .iter()
@@ -1077,12 +1460,18 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let detection_keys: Vec<String> = {
             let set: BTreeSet<&String> = hashes
                 .iter()
-                .filter_map(|h| hash_detections.get(h))
+                .filter_map(|h| facts.hash_detections.get(h))
                 .flatten()
                 .collect();
             set.into_iter().cloned().collect()
         };
-        let trusted_hash = hashes.iter().any(|h| c.trusted_hashes.contains(h));
+        let implicating: BTreeSet<(&str, &'static str)> = hashes
+            .iter()
+            .filter_map(|h| facts.implicated.get(h))
+            .flatten()
+            .copied()
+            .collect();
+        let known_good = self.request_known_good(pa, &file, &row_signers);
         let path = r.path.as_deref().map(str::trim).filter(|p| !p.is_empty());
         let application = pa
             .application
@@ -1097,22 +1486,23 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .map(|x| x.categories.clone())
             .unwrap_or_default();
 
-        let mut flags: Vec<(&'static str, String)> = Vec::new();
+        // Flags nothing overrides.
+        let mut hard: Vec<(&'static str, String)> = Vec::new();
         if r.approval_request_id.is_none() {
-            flags.push((
+            hard.push((
                 ids::MANUAL_MISSING_ID,
                 "the request has no approval request id".into(),
             ));
         }
         if let Some(h) = hashes.iter().find(|h| c.never_hashes.contains(*h)) {
-            flags.push((
+            hard.push((
                 ids::MANUAL_NEVER_HASH,
                 format!("its hash {h} is on the never-approve list"),
             ));
         }
         if let Some(p) = path {
             if let Some(pat) = c.never_paths.iter().find(|pat| text::glob_ci(pat, p)) {
-                flags.push((
+                hard.push((
                     ids::MANUAL_NEVER_PATH,
                     format!(
                         "its path matches the never-approve pattern \"{}\"",
@@ -1122,13 +1512,30 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
         if let Some(s) = signer_matches(&c.never_signers) {
-            flags.push((
+            hard.push((
                 ids::MANUAL_NEVER_SIGNER,
                 format!("its signer \"{}\" is on the never-approve list", clean(&s)),
             ));
         }
+        if let Some((key, rule_id)) = implicating.iter().next() {
+            let event_type = rule(rule_id).map_or("", |r| r.event_type);
+            let others = implicating.len() - 1;
+            hard.push((
+                ids::MANUAL_IMPLICATED,
+                format!(
+                    "the file is implicated by {rule_id} ({event_type}) in detection {key}{}",
+                    if others > 0 {
+                        format!(" and {others} other detection(s)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+        // Flags the trusted lists override.
+        let mut soft: Vec<(&'static str, String)> = Vec::new();
         if detect::is_lolbin(&c.binaries, path) {
-            flags.push((
+            soft.push((
                 ids::MANUAL_LOLBIN,
                 format!(
                     "{} is a living-off-the-land binary",
@@ -1136,90 +1543,99 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 ),
             ));
         }
-        if blocked_on as u64 >= u64::from(c.fleet_threshold) {
-            flags.push((
-                ids::MANUAL_FLEET,
-                format!("its hash was blocked on {blocked_on} computers in the window"),
-            ));
-        }
-        if !detection_keys.is_empty() {
-            flags.push((
-                ids::MANUAL_DETECTION,
-                format!(
-                    "{} detection(s) in this run involve the same hash",
-                    detection_keys.len()
-                ),
-            ));
-        }
-        if !trusted_hash && !signed {
+        if !signed {
             if let Some(m) = path.and_then(|p| detect::user_writable(&c.binaries, p)) {
-                flags.push((
+                soft.push((
                     ids::MANUAL_UNSIGNED_USER_PATH,
                     format!("it is unsigned (no signature evidence) and lives in a user-writable folder ({m})"),
                 ));
             }
         }
 
-        let (auto, rule_id, reason): (bool, &'static str, String) = if let Some((id, why)) =
-            flags.first()
-        {
-            (false, id, format!("Manual review: {why}."))
-        } else if trusted_hash {
-            (
-                true,
-                ids::AUTO_TRUSTED_HASH,
-                "Auto-approved: the file's hash is on the trusted list.".into(),
-            )
-        } else if let Some(s) = signer_matches(&c.trusted_signers) {
-            (
-                true,
-                ids::AUTO_TRUSTED_SIGNER,
-                format!("Auto-approved: signed by trusted signer \"{}\".", clean(&s)),
-            )
-        } else if org.categories.is_empty() {
-            (false, ids::MANUAL_DISABLED, "Manual review: auto-approval is off for this organization (no auto-approve categories).".into())
-        } else if pa.research.is_none() {
-            (
-                false,
-                ids::MANUAL_UNKNOWN_CATEGORIES,
-                "Manual review: the application's categories are unknown (no research details)."
-                    .into(),
-            )
-        } else if categories.iter().all(|c| c.trim().is_empty()) {
-            (
-                false,
-                ids::MANUAL_UNKNOWN_CATEGORIES,
-                "Manual review: the application's research lists no categories.".into(),
-            )
-        } else if let Some(bad) = categories
-            .iter()
-            .find(|cat| !org.categories.contains(&text::fold(cat)))
-        {
-            (
-                false,
-                ids::MANUAL_CATEGORY,
-                format!(
-                    "Manual review: category \"{}\" is not in the auto-approve list.",
-                    clean(bad)
-                ),
-            )
-        } else {
-            let mut cats: Vec<&str> = categories
+        let trusted = known_good
+            .as_ref()
+            .and_then(|(rule_id, why)| rule_id.map(|id| (id, why)));
+        let (auto, rule_id, reason, also): (bool, &'static str, String, Vec<&'static str>) =
+            if let Some((id, why)) = hard.first() {
+                let also = hard
+                    .iter()
+                    .skip(1)
+                    .chain(&soft)
+                    .map(|(id, _)| *id)
+                    .collect();
+                (false, id, format!("Manual review: {why}."), also)
+            } else if let Some((id, why)) = trusted {
+                let overridden: Vec<&'static str> = soft.iter().map(|(id, _)| *id).collect();
+                let note = if overridden.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (overrides {})", overridden.join(", "))
+                };
+                (true, id, format!("Auto-approved: {why}{note}."), overridden)
+            } else if let Some((id, why)) = soft.first() {
+                let also = soft.iter().skip(1).map(|(id, _)| *id).collect();
+                (false, id, format!("Manual review: {why}."), also)
+            } else if org.categories.is_empty() {
+                (false, ids::MANUAL_DISABLED, "Manual review: auto-approval is off for this organization (no auto-approve categories).".into(), Vec::new())
+            } else if pa.research.is_none() {
+                (
+                    false,
+                    ids::MANUAL_UNKNOWN_CATEGORIES,
+                    "Manual review: the application's categories are unknown (no research details)."
+                        .into(),
+                    Vec::new(),
+                )
+            } else if categories.iter().all(|c| c.trim().is_empty()) {
+                (
+                    false,
+                    ids::MANUAL_UNKNOWN_CATEGORIES,
+                    "Manual review: the application's research lists no categories.".into(),
+                    Vec::new(),
+                )
+            } else if let Some(bad) = categories
                 .iter()
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .collect();
-            cats.sort_unstable();
-            cats.dedup();
-            (
-                true,
-                ids::AUTO_CATEGORY,
-                format!(
-                    "Application in approved category ({}).",
-                    clean(&cats.join(", "))
-                ),
-            )
-        };
+                .find(|cat| !org.categories.contains(&text::fold(cat)))
+            {
+                (
+                    false,
+                    ids::MANUAL_CATEGORY,
+                    format!(
+                        "Manual review: category \"{}\" is not in the auto-approve list.",
+                        clean(bad)
+                    ),
+                    Vec::new(),
+                )
+            } else {
+                let mut cats: Vec<&str> = categories
+                    .iter()
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                cats.sort_unstable();
+                cats.dedup();
+                let cats = clean(&cats.join(", ")).into_owned();
+                match &known_good {
+                    Some((_, why)) => (
+                        true,
+                        ids::AUTO_CATEGORY,
+                        format!("Application in approved category ({cats}); the file is known-good: {why}."),
+                        Vec::new(),
+                    ),
+                    None => (
+                        false,
+                        ids::MANUAL_NOT_KNOWN_GOOD,
+                        format!(
+                            "Manual review: the category ({cats}) is approved but the file is not known-good: {}.",
+                            if signed {
+                                "its matching application is neither a built-in nor researched by ThreatLocker"
+                            } else {
+                                "it has no valid signature"
+                            }
+                        ),
+                        Vec::new(),
+                    ),
+                }
+            };
         let (auto, rule_id, reason, scope) = if auto {
             let scope = org.scope;
             let target_known = match scope {
@@ -1255,16 +1671,17 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 .and_then(|o| self.org_names.get(o.as_str()).map(|s| (*s).to_owned()))
                 .or_else(|| r.organization_name.clone()),
             application,
-            hash: hash.map(str::to_owned),
+            hash: file.display_hash.clone(),
             path: path.map(str::to_owned),
             requested_by: r.username.clone().or_else(|| r.requestor.clone()),
             device: r.hostname.clone(),
             auto_approve: auto,
             rule: rule_id,
             reason,
-            also_flagged_by: flags.iter().skip(1).map(|(id, _)| *id).collect(),
+            also_flagged_by: also,
             categories: cats,
             signers: signers.into_iter().collect(),
+            known_good: known_good.is_some(),
             action_log_ids: self.evidence(evs, &rows),
             detection_keys,
             scope,

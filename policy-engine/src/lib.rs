@@ -24,8 +24,15 @@
 //!   true;
 //! - **application key**: `sha256Hash`, else `hash`, else the lower-cased `fullPath`;
 //! - **repeat block**: an (application key, computer) pair with at least
-//!   `threatlocker_block_alert_threshold` blocks in the window; **repeated denials**: a user or
-//!   computer with at least that many blocks across applications.
+//!   `threatlocker_block_alert_threshold` blocks in the window; **repeated denials**: a (user,
+//!   computer) pair with at least that many blocks across applications;
+//! - **known-good file**: trusted, or signed and a built-in (or researched) application; a
+//!   request's SHA-256 and certificates are read from its `json` field too;
+//! - **detection**: the same rows never yield two detections (the strongest rule owns them, the
+//!   others are `also_matched`); **incident**: the detections on one (organization, computer),
+//!   or (organization, file) for fleet spread, and the unit of a ticket;
+//! - **auto-approval**: only detections implicating the file hold a known-good request whose
+//!   categories fit; never-approve lists always win.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};

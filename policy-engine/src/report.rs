@@ -165,14 +165,25 @@ pub struct ReportSecurityEvent {
     pub action_taken: String,
     /// Risk.
     pub risk_level: RiskLevel,
-    /// A ticket was opened for it this run.
+    /// Its incident's ticket was opened this run.
     pub ticket_created: bool,
-    /// The ticket holding it (new or existing).
+    /// The ticket of its incident (new or existing), whenever one holds it.
     pub ticket_id: Option<String>,
-    /// The rule that fired.
+    /// The rule that fired (the strongest matching these rows).
     pub rule: String,
-    /// Incident key.
+    /// Detection key.
     pub key: String,
+    /// Incident key (organization + computer, or organization + file): also the ticket's
+    /// dedupe key.
+    #[serde(default)]
+    pub incident: String,
+    /// Action-log ids behind the detection (oldest first, capped at `rules.max_evidence_ids`,
+    /// never empty).
+    #[serde(default)]
+    pub action_log_ids: Vec<String>,
+    /// Weaker rules that matched the same rows.
+    #[serde(default)]
+    pub also_matched: Vec<String>,
 }
 
 /// `blocked_summary`.
@@ -205,8 +216,8 @@ pub struct ReportWindow {
 /// - `auto_approvals_processed` counts requests actually permitted this run (0 in a dry run);
 ///   `manual_review_required` counts the pending requests not permitted.
 /// - `policy_changes` counts applied changes, or planned ones in a dry run.
-/// - `ticket_created` is true when the detection's ticket was opened this run; `ticket_id` is
-///   set whenever a ticket holds it.
+/// - `ticket_created` is true when the ticket of the detection's incident was opened this run;
+///   `ticket_id` is set whenever a ticket holds the incident.
 /// - `success` is false when there is any run error or approval error.
 pub fn build_report(decisions: &Decisions, outcomes: &Outcomes) -> MonitoringReport {
     let mut errors = outcomes.errors.clone();
@@ -257,17 +268,23 @@ pub fn build_report(decisions: &Decisions, outcomes: &Outcomes) -> MonitoringRep
         });
     }
 
-    let ticket_keys: BTreeMap<&str, &str> = decisions
+    // Every detection of an incident shares the incident's ticket.
+    let ticketed: BTreeSet<&str> = decisions
         .tickets
         .iter()
-        .map(|t| (t.detection_key.as_str(), t.dedupe_key.as_str()))
+        .map(|t| t.dedupe_key.as_str())
         .collect();
-    let ticket_for = |key: &str| ticket_keys.get(key).and_then(|k| outcomes.tickets.get(*k));
+    let ticket_for = |incident: &str| {
+        ticketed
+            .contains(incident)
+            .then(|| outcomes.tickets.get(incident))
+            .flatten()
+    };
     let security_events: Vec<ReportSecurityEvent> = decisions
         .detections
         .iter()
         .map(|d| {
-            let t = ticket_for(&d.key);
+            let t = ticket_for(&d.incident);
             ReportSecurityEvent {
                 event_type: d.event_type.to_owned(),
                 application: d.application.clone(),
@@ -280,6 +297,9 @@ pub fn build_report(decisions: &Decisions, outcomes: &Outcomes) -> MonitoringRep
                 ticket_id: t.map(|t| t.ticket_id.clone()),
                 rule: d.rule.to_owned(),
                 key: d.key.clone(),
+                incident: d.incident.clone(),
+                action_log_ids: d.action_log_ids.clone(),
+                also_matched: d.also_matched.iter().map(|s| (*s).to_owned()).collect(),
             }
         })
         .collect();

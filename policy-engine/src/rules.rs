@@ -100,14 +100,14 @@ rule_ids! {
     FLEET_SPREAD = "detect.fleet_spread",
     /// Audit-only deny on a Secure computer.
     POLICY_BYPASS = "detect.policy_bypass",
-    /// User with repeated denials.
-    REPEATED_DENIALS_USER = "detect.repeated_denials_user",
-    /// Computer with repeated denials.
-    REPEATED_DENIALS_COMPUTER = "detect.repeated_denials_computer",
+    /// A (user, computer) pair with repeated denials.
+    REPEATED_DENIALS = "detect.repeated_denials",
     /// Ringfence violation.
     RINGFENCE = "detect.ringfence_violation",
     /// Same application blocked repeatedly on one computer.
     REPEAT_BLOCK = "detect.repeat_block",
+    /// A known-good file blocked on many computers: a policy gap, not an outbreak.
+    POLICY_GAP = "detect.policy_gap",
     /// Auto-approved: categories in the auto-approve list.
     AUTO_CATEGORY = "auto_approve.category",
     /// Auto-approved: trusted hash.
@@ -124,10 +124,8 @@ rule_ids! {
     MANUAL_NEVER_SIGNER = "manual.never_approve_signer",
     /// Manual: LOLBin.
     MANUAL_LOLBIN = "manual.lolbin",
-    /// Manual: hash blocked fleet-wide.
-    MANUAL_FLEET = "manual.fleet_spread",
-    /// Manual: a detection involves the same hash.
-    MANUAL_DETECTION = "manual.detection_on_hash",
+    /// Manual: a detection implicates the file itself.
+    MANUAL_IMPLICATED = "manual.file_implicated",
     /// Manual: unsigned in a user-writable path.
     MANUAL_UNSIGNED_USER_PATH = "manual.unsigned_user_writable_path",
     /// Manual: auto-approval off for the organization.
@@ -136,6 +134,8 @@ rule_ids! {
     MANUAL_UNKNOWN_CATEGORIES = "manual.categories_unknown",
     /// Manual: a category outside the list.
     MANUAL_CATEGORY = "manual.category_not_allowed",
+    /// Manual: the categories fit but the file is not known-good.
+    MANUAL_NOT_KNOWN_GOOD = "manual.not_known_good",
     /// Manual: the scope target is unknown.
     MANUAL_SCOPE = "manual.scope_target_missing",
 }
@@ -171,7 +171,9 @@ const fn appr(id: &'static str, kind: RuleKind, description: &'static str) -> Ru
     }
 }
 
-/// Every rule, detections first, then approval rules in the order they are checked.
+/// Every rule, detections first in order of strength (when several match the same rows, the
+/// first one listed owns the detection and the others are listed as also matched), then the
+/// approval rules in the order they are checked.
 pub static RULES: &[Rule] = &[
     det(ids::ENCODED_POWERSHELL, "suspicious_execution", High, true,
         "PowerShell with an encoded or obfuscated command (-EncodedCommand/-enc with base64, FromBase64String, IEX/Invoke-Expression, hidden window, [char] joins) in fullPath, processPath, data or a command-line field."),
@@ -180,33 +182,38 @@ pub static RULES: &[Rule] = &[
     det(ids::LOLBIN_OFFICE_BROWSER, "lolbin_execution", High, true,
         "A living-off-the-land binary started by an Office application or a web browser (processPath, parentProcessName or createdByProcess)."),
     det(ids::FLEET_SPREAD, "fleet_spread", High, false,
-        "An unknown hash (not trusted, not permitted anywhere in the window) blocked on at least fleet_spread_threshold computers of one organization; patient zero is the earliest sighting."),
+        "A file that is not known-good (not trusted, not a signed built-in) and not permitted anywhere in the window, blocked on at least fleet_spread_threshold computers of one organization; patient zero is the earliest sighting. One incident per (organization, file)."),
     det(ids::POLICY_BYPASS, "policy_bypass", High, false,
         "An audit-only (monitor-mode) deny on a computer whose mode is Secure: a rule matched but did not enforce."),
     det(ids::RINGFENCE, "ringfence_violation", Medium, false,
         "A ringfenced application tried an access its ringfence does not allow (actionId 6)."),
-    det(ids::REPEATED_DENIALS_USER, "repeated_denials", Medium, false,
-        "A user with at least threatlocker_block_alert_threshold blocks across two or more applications (a single application is reported as a repeat block instead)."),
-    det(ids::REPEATED_DENIALS_COMPUTER, "repeated_denials", Medium, false,
-        "A computer with at least threatlocker_block_alert_threshold blocks across two or more applications (a single application is reported as a repeat block instead)."),
+    det(ids::REPEATED_DENIALS, "repeated_denials", Medium, false,
+        "A (user, computer) pair with at least threatlocker_block_alert_threshold blocks across two or more applications; rows without a user count under the computer alone (a single application is reported as a repeat block instead)."),
     det(ids::REPEAT_BLOCK, "repeat_block", Low, false,
-        "One application blocked at least threatlocker_block_alert_threshold times on one computer: a user fighting their tooling, or malware retrying."),
+        "One application blocked at least threatlocker_block_alert_threshold times on one computer: a user fighting their tooling, or malware retrying. An incident holding one opens a ticket whatever ticket_min_risk says."),
+    det(ids::POLICY_GAP, "policy_gap", Low, false,
+        "A known-good file (trusted, or signed and a built-in application) blocked on at least fleet_spread_threshold computers of one organization: a policy gap, not an outbreak. Reported only; it never opens a ticket."),
     appr(ids::MANUAL_MISSING_ID, ManualReview, "The request has no approvalRequestId, so nothing can be applied to it."),
-    appr(ids::MANUAL_NEVER_HASH, ManualReview, "The file's hash is on the never-approve list."),
+    appr(ids::MANUAL_NEVER_HASH, ManualReview, "The file's hash (the request's, or the SHA-256 in its json) is on the never-approve list. Never-approve lists always win."),
     appr(ids::MANUAL_NEVER_PATH, ManualReview, "The file's path matches a never-approve path pattern."),
-    appr(ids::MANUAL_NEVER_SIGNER, ManualReview, "The file's signer is on the never-approve list."),
+    appr(ids::MANUAL_NEVER_SIGNER, ManualReview, "The file's signer (certificates in the request's json, or on its rows) is on the never-approve list."),
+    appr(ids::MANUAL_IMPLICATED, ManualReview, "A suspicious_execution, lolbin_execution, policy_bypass or fleet_spread detection (as owner or also matched) is on the file's application key. Repeat blocks of the file, a noisy user or other findings on the computer do not hold a request."),
+    appr(ids::AUTO_TRUSTED_HASH, AutoApprove, "A hash of the request (sha256, hash, or the SHA-256 in its json) is on trusted_hashes (no categories needed)."),
+    appr(ids::AUTO_TRUSTED_SIGNER, AutoApprove, "A valid certificate of the request is on trusted_signers (no categories needed)."),
     appr(ids::MANUAL_LOLBIN, ManualReview, "The file is a living-off-the-land binary; approving it widens the attack surface."),
-    appr(ids::MANUAL_FLEET, ManualReview, "The hash was blocked on at least fleet_spread_threshold computers (all organizations) in the window."),
-    appr(ids::MANUAL_DETECTION, ManualReview, "A detection in this run involves the same hash."),
-    appr(ids::MANUAL_UNSIGNED_USER_PATH, ManualReview, "The file is unsigned (or has no signature evidence) and lives in a user-writable folder. Skipped for trusted hashes."),
-    appr(ids::AUTO_TRUSTED_HASH, AutoApprove, "The hash is on the trusted list (no categories needed)."),
-    appr(ids::AUTO_TRUSTED_SIGNER, AutoApprove, "The signer is on the trusted list (no categories needed)."),
+    appr(ids::MANUAL_UNSIGNED_USER_PATH, ManualReview, "The file is unsigned (or has no signature evidence) and lives in a user-writable folder."),
     appr(ids::MANUAL_DISABLED, ManualReview, "threatlocker_auto_approve_categories is empty for the organization."),
     appr(ids::MANUAL_UNKNOWN_CATEGORIES, ManualReview, "The application's research categories are unknown (no research details, or none listed)."),
     appr(ids::MANUAL_CATEGORY, ManualReview, "At least one of the application's categories is not in threatlocker_auto_approve_categories."),
+    appr(ids::MANUAL_NOT_KNOWN_GOOD, ManualReview, "The categories fit but the file is not known-good: it has no valid signature, or its matching application is neither a built-in nor researched by ThreatLocker."),
+    appr(ids::AUTO_CATEGORY, AutoApprove, "Every research category of the application is in threatlocker_auto_approve_categories (case-insensitive) and the file is known-good: signed, and its matching application is a built-in or researched by ThreatLocker."),
     appr(ids::MANUAL_SCOPE, ManualReview, "The approval scope needs a computer, group or organization id the request does not carry."),
-    appr(ids::AUTO_CATEGORY, AutoApprove, "Every research category of the application is in threatlocker_auto_approve_categories (case-insensitive)."),
 ];
+
+/// A detection rule's strength rank: its position in [`RULES`] (lower is stronger).
+pub(crate) fn strength(id: &str) -> usize {
+    RULES.iter().position(|r| r.id == id).unwrap_or(usize::MAX)
+}
 
 /// Looks a rule up by id.
 pub fn rule(id: &str) -> Option<&'static Rule> {

@@ -9,6 +9,8 @@ mod approvals;
 mod blocks;
 #[path = "engine/config.rs"]
 mod config;
+#[path = "engine/definitions.rs"]
+mod definitions;
 #[path = "engine/detections.rs"]
 mod detections;
 #[path = "engine/investigate.rs"]

@@ -17,6 +17,12 @@ struct Case {
 
 fn no_change(_: &mut EngineConfig) {}
 
+/// The request without its certificates.
+fn unsigned(mut r: threatlocker_api::ApprovalRequest) -> threatlocker_api::ApprovalRequest {
+    r.json = None;
+    r
+}
+
 fn cases() -> Vec<Case> {
     let comm = Some(&["Communication"][..]);
     vec![
@@ -126,26 +132,132 @@ fn cases() -> Vec<Case> {
             reason_contains: "mshta.exe is a living-off-the-land binary",
         },
         Case {
-            name: "hash_blocked_on_three_computers_needs_review",
+            name: "unknown_file_spreading_holds_the_request_naming_the_detection",
             config: no_change,
-            approval: pending(request("r1"), comm),
+            approval: pending(unsigned(request("r1")), comm),
             rows: vec![
                 R::on(1).sha("aa11").block().build(),
-                R::on(2).sha("AA11").block().org(ORG2).build(),
+                R::on(2).sha("AA11").block().build(),
                 R::on(3).sha("aa11").block().build(),
             ],
             auto: false,
-            rule: "manual.fleet_spread",
-            reason_contains: "blocked on 3 computers",
+            rule: "manual.file_implicated",
+            reason_contains: "detect.fleet_spread (fleet_spread) in detection tl:det:",
         },
         Case {
-            name: "detection_on_the_same_hash_needs_review",
+            name: "suspicious_execution_of_the_file_holds_the_request",
+            config: no_change,
+            approval: pending(request("r1"), comm),
+            rows: vec![R::new(1)
+                .sha("aa11")
+                .data("powershell -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA")
+                .block()
+                .build()],
+            auto: false,
+            rule: "manual.file_implicated",
+            reason_contains: "detect.encoded_powershell (suspicious_execution)",
+        },
+        Case {
+            name: "ringfence_violation_of_the_file_does_not_hold_it",
             config: no_change,
             approval: pending(request("r1"), comm),
             rows: vec![R::new(1).sha("aa11").ringfenced().build()],
+            auto: true,
+            rule: "auto_approve.category",
+            reason_contains: "approved category",
+        },
+        Case {
+            name: "noisy_user_and_repeat_blocks_do_not_hold_a_signed_built_in_browser",
+            config: |c| {
+                c.org_variables.threatlocker_auto_approve_categories = vec!["Web Browsers".into()]
+            },
+            approval: browser(browser_request("r1", "c0ffee")),
+            rows: vec![
+                // The installer itself, blocked three times (why the user asked)...
+                R::new(1).sha("C0FFEE").block().build(),
+                R::new(2).sha("c0ffee").block().build(),
+                R::new(3).sha("c0ffee").block().build(),
+                // ...and the same user fighting other tools on the same computer.
+                R::new(4).sha("x1").block().build(),
+                R::new(5).sha("x2").block().build(),
+                R::new(6).sha("x3").ringfenced().build(),
+            ],
+            auto: true,
+            rule: "auto_approve.category",
+            reason_contains: "Application in approved category (Web Browsers); the file is known-good: signed by \"CN=Google LLC, O=Google LLC\" and matches the built-in application Google Chrome",
+        },
+        Case {
+            name: "signed_built_in_browser_blocked_on_three_computers_is_approved",
+            config: |c| {
+                c.org_variables.threatlocker_auto_approve_categories = vec!["Web Browsers".into()]
+            },
+            approval: browser(browser_request("r1", "c0ffee")),
+            rows: (1..=3).map(|i| R::on(i).sha("c0ffee").block().build()).collect(),
+            auto: true,
+            rule: "auto_approve.category",
+            reason_contains: "known-good",
+        },
+        Case {
+            name: "invalid_certificate_is_not_known_good",
+            config: |c| {
+                c.org_variables.threatlocker_auto_approve_categories = vec!["Web Browsers".into()]
+            },
+            approval: browser({
+                let mut r = browser_request("r1", "c0ffee");
+                r.path = Some("c:\\program files\\setup.exe".into());
+                r.json = r.json.map(|j| j.replace("\"validCert\":true", "\"validCert\":false"));
+                r
+            }),
+            rows: vec![],
             auto: false,
-            rule: "manual.detection_on_hash",
-            reason_contains: "detection(s)",
+            rule: "manual.not_known_good",
+            reason_contains: "no valid signature",
+        },
+        Case {
+            name: "unsigned_file_with_approved_category_is_not_known_good",
+            config: no_change,
+            approval: pending(unsigned(request("r1")), comm),
+            rows: vec![],
+            auto: false,
+            rule: "manual.not_known_good",
+            reason_contains: "category (Communication) is approved but the file is not known-good",
+        },
+        Case {
+            name: "trusted_sha256_inside_json_matches_the_request",
+            config: |c| c.rules.trusted_hashes = vec!["C0FFEE".into()],
+            approval: browser(browser_request("r1", "c0ffee")),
+            rows: vec![],
+            auto: true,
+            rule: "auto_approve.trusted_hash",
+            reason_contains: "c0ffee is on trusted_hashes",
+        },
+        Case {
+            name: "trusted_hash_overrides_the_lolbin_flag",
+            config: |c| c.rules.trusted_hashes = vec!["aa11".into()],
+            approval: pending(
+                {
+                    let mut r = request("r1");
+                    r.path = Some("c:\\windows\\system32\\mshta.exe".into());
+                    r
+                },
+                None,
+            ),
+            rows: vec![],
+            auto: true,
+            rule: "auto_approve.trusted_hash",
+            reason_contains: "overrides manual.lolbin",
+        },
+        Case {
+            name: "never_approve_signer_wins_over_trusted_hash",
+            config: |c| {
+                c.rules.trusted_hashes = vec!["aa11".into()];
+                c.rules.never_approve_signers = vec!["zoom video communications, inc.".into()];
+            },
+            approval: pending(request("r1"), comm),
+            rows: vec![],
+            auto: false,
+            rule: "manual.never_approve_signer",
+            reason_contains: "never-approve list",
         },
         Case {
             name: "unsigned_binary_in_downloads_needs_review",
@@ -187,7 +299,7 @@ fn cases() -> Vec<Case> {
             rows: vec![],
             auto: true,
             rule: "auto_approve.trusted_hash",
-            reason_contains: "trusted list",
+            reason_contains: "aa11 is on trusted_hashes",
         },
         Case {
             name: "trusted_signer_approves_without_categories",

@@ -141,18 +141,39 @@ fn per_organization_threshold_override_applies() {
 }
 
 #[test]
-fn repeated_denials_count_per_user_and_per_computer_across_applications() {
+fn repeated_denials_count_per_user_and_computer_pair_across_applications() {
     let rows = vec![
         R::new(1).sha("a").block().build(),
         R::new(2).sha("b").block().build(),
+        R::new(4).sha("d").block().build(),
+        // The same user on another computer is another pair (below the threshold).
         R::new(3).sha("c").block().host("c2", "WS-2").build(),
     ];
     let d = engine().evaluate(&input(rows));
-    assert_eq!(d.blocks.denials_by_user.len(), 1);
-    assert_eq!(d.blocks.denials_by_user[0].subject, "CONTOSO\\jsmith");
-    assert_eq!(d.blocks.denials_by_user[0].count, 3);
-    assert_eq!(d.blocks.denials_by_user[0].applications, 3);
-    assert!(d.blocks.denials_by_computer.is_empty());
+    assert_eq!(d.blocks.denials.len(), 1, "{:#?}", d.blocks.denials);
+    let p = &d.blocks.denials[0];
+    assert_eq!(p.user.as_deref(), Some("CONTOSO\\jsmith"));
+    assert_eq!(p.device.as_deref(), Some("WS-1"));
+    assert_eq!((p.count, p.applications), (3, 3));
+}
+
+#[test]
+fn rows_without_a_user_count_under_the_computer_alone() {
+    let no_user = |id: i64, sha: &str| {
+        let mut r = R::new(id).sha(sha).block().build();
+        r.username = None;
+        r
+    };
+    let rows = vec![
+        no_user(1, "a"),
+        no_user(2, "b"),
+        no_user(3, "c"),
+        R::new(4).sha("d").block().build(),
+    ];
+    let d = engine().evaluate(&input(rows));
+    assert_eq!(d.blocks.denials.len(), 1);
+    assert_eq!(d.blocks.denials[0].user, None);
+    assert_eq!(d.blocks.denials[0].count, 3);
 }
 
 #[test]
@@ -163,8 +184,8 @@ fn user_names_differing_only_in_case_are_one_user() {
         R::new(3).sha("c").block().build(),
     ];
     let d = engine().evaluate(&input(rows));
-    assert_eq!(d.blocks.denials_by_user.len(), 1);
-    assert_eq!(d.blocks.denials_by_user[0].count, 3);
+    assert_eq!(d.blocks.denials.len(), 1);
+    assert_eq!(d.blocks.denials[0].count, 3);
 }
 
 #[test]

@@ -232,29 +232,86 @@ fn cases() -> Vec<Case> {
             absent_rule: "",
         },
         Case {
-            name: "three_blocks_across_apps_for_a_user_is_repeated_denials",
+            name: "three_blocks_across_apps_for_a_user_on_one_computer_is_repeated_denials",
+            rows: vec![
+                R::new(1).sha("a").block().build(),
+                R::new(2).sha("b").block().build(),
+                R::new(3).sha("c").block().build(),
+            ],
+            computers: vec![],
+            expect: Some(("detect.repeated_denials", RiskLevel::Medium, "Blocked")),
+            absent_rule: "",
+        },
+        Case {
+            name: "a_user_spread_over_three_computers_is_not_repeated_denials",
             rows: vec![
                 R::on(1).sha("a").block().build(),
                 R::on(2).sha("b").block().build(),
                 R::on(3).sha("c").block().build(),
             ],
             computers: vec![],
-            expect: Some(("detect.repeated_denials_user", RiskLevel::Medium, "Blocked")),
-            absent_rule: "",
+            expect: None,
+            absent_rule: "detect.repeated_denials",
         },
         Case {
-            name: "three_blocks_across_apps_on_a_computer_is_repeated_denials",
+            name: "three_users_once_each_on_one_computer_are_not_repeated_denials",
             rows: vec![
                 R::new(1).user("a").sha("a").block().build(),
                 R::new(2).user("b").sha("b").block().build(),
                 R::new(3).user("c").sha("c").block().build(),
             ],
             computers: vec![],
-            expect: Some((
-                "detect.repeated_denials_computer",
-                RiskLevel::Medium,
-                "Blocked",
-            )),
+            expect: None,
+            absent_rule: "detect.repeated_denials",
+        },
+        Case {
+            name: "rows_without_user_count_under_the_computer_alone",
+            rows: (1..=3)
+                .map(|i| R::new(i).no_user().sha(&format!("h{i}")).block().build())
+                .collect(),
+            computers: vec![],
+            expect: Some(("detect.repeated_denials", RiskLevel::Medium, "Blocked")),
+            absent_rule: "",
+        },
+        Case {
+            name: "signed_built_in_file_blocked_widely_is_a_low_policy_gap",
+            rows: (1..=3)
+                .map(|i| {
+                    R::on(i)
+                        .sha("good")
+                        .cert("CN=Google LLC")
+                        .built_in()
+                        .block()
+                        .build()
+                })
+                .collect(),
+            computers: vec![],
+            expect: Some(("detect.policy_gap", RiskLevel::Low, "Blocked")),
+            absent_rule: "",
+        },
+        Case {
+            name: "signed_built_in_file_blocked_widely_is_not_fleet_spread",
+            rows: (1..=3)
+                .map(|i| {
+                    R::on(i)
+                        .sha("good")
+                        .cert("CN=Google LLC")
+                        .built_in()
+                        .block()
+                        .build()
+                })
+                .collect(),
+            computers: vec![],
+            expect: None,
+            absent_rule: "detect.fleet_spread",
+        },
+        Case {
+            name: "signed_but_not_built_in_file_blocked_widely_is_fleet_spread",
+            rows: (1..=3)
+                .map(|i| R::on(i).sha("bad").cert("CN=Someone").block().build())
+                .collect(),
+            computers: vec![],
+            expect: Some(("detect.fleet_spread", RiskLevel::High, "Blocked")),
             absent_rule: "",
         },
         Case {
@@ -291,10 +348,16 @@ fn every_detection_rule_fires_on_its_case_and_stays_quiet_on_near_misses() {
                 assert!(!e.action_log_ids.is_empty(), "{}: no evidence", case.name);
                 assert!(!e.reason.is_empty(), "{}", case.name);
                 assert!(
-                    e.key.starts_with("tl:inc:") && e.key.len() <= 40,
+                    e.key.starts_with("tl:det:") && e.key.len() <= 40,
                     "{}: {}",
                     case.name,
                     e.key
+                );
+                assert!(
+                    e.incident.starts_with("tl:inc:") && e.incident.len() <= 40,
+                    "{}: {}",
+                    case.name,
+                    e.incident
                 );
             }
             None => assert!(

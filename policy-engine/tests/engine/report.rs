@@ -91,7 +91,10 @@ fn report_serializes_to_the_design_shape() {
             assert!(obj.get(k).is_some(), "missing {at}/{k}");
         }
     }
-    assert_eq!(v["security_events"][0]["risk_level"], "Medium");
+    assert_eq!(v["security_events"][0]["risk_level"], "Low");
+    for k in ["incident", "action_log_ids", "also_matched", "ticket_id"] {
+        assert!(v["security_events"][0].get(k).is_some(), "missing {k}");
+    }
     assert_eq!(v["approval_requests"][0]["company"], "Contoso Dental");
 }
 

@@ -89,7 +89,8 @@ fn requests() -> Vec<PendingApproval> {
 struct Expected {
     ids: Vec<String>,
     signers: Vec<String>,
-    fleet: bool,
+    /// Signed (every request here has research and a matching application).
+    known_good: bool,
     unsigned_user_path: bool,
 }
 
@@ -118,7 +119,6 @@ fn expected(rows: &[ActionLogRow], p: &PendingApproval) -> Expected {
         signers.insert("CN=\"Zoom Video Communications, Inc.\", O=Zoom".into());
     }
     let mut signed = !signers.is_empty();
-    let mut blocked_on = BTreeSet::new();
     for r in &matching {
         signed |= r.cert_exists == Some(true);
         for s in r.cert.iter().chain(r.certs.iter().flatten()) {
@@ -126,9 +126,6 @@ fn expected(rows: &[ActionLogRow], p: &PendingApproval) -> Expected {
                 signers.insert(s.trim().to_owned());
                 signed = true;
             }
-        }
-        if r.action_id == Some(threatlocker_api::ActionOutcome::Deny) {
-            blocked_on.insert(r.computer_id.clone());
         }
     }
     Expected {
@@ -141,7 +138,7 @@ fn expected(rows: &[ActionLogRow], p: &PendingApproval) -> Expected {
             })
             .collect(),
         signers: signers.into_iter().collect(),
-        fleet: blocked_on.len() >= 3,
+        known_good: signed,
         unsigned_user_path: !signed && p.request.json.is_none(),
     }
 }
@@ -165,7 +162,7 @@ fn requests_sharing_hashes_get_the_decisions_a_direct_reading_of_the_rows_gives(
         let name = id.as_ref().map(|i| i.as_str()).unwrap_or("?");
         assert_eq!(a.action_log_ids, e.ids, "{name}: evidence");
         assert_eq!(a.signers, e.signers, "{name}: signers");
-        assert_eq!(flagged(a, "manual.fleet_spread"), e.fleet, "{name}: fleet");
+        assert_eq!(a.known_good, e.known_good, "{name}: known-good");
         assert_eq!(
             flagged(a, "manual.unsigned_user_writable_path"),
             e.unsigned_user_path,
@@ -177,21 +174,15 @@ fn requests_sharing_hashes_get_the_decisions_a_direct_reading_of_the_rows_gives(
     }
 
     // The data exercises what it should: truncated evidence with id-less ties first, signers
-    // from rows and from the request, fleet spread on some hashes and not others.
+    // from rows and from the request, known-good files and others.
     let first = &d.approvals[0];
     assert_eq!(first.action_log_ids.len(), EVIDENCE);
     assert!(first.action_log_ids.contains(&"(no id)".to_owned()));
     assert!(first
         .signers
         .contains(&"CN=Vendor A, O=Vendor A".to_owned()));
-    assert!(d
-        .approvals
-        .iter()
-        .any(|a| flagged(a, "manual.fleet_spread")));
-    assert!(d
-        .approvals
-        .iter()
-        .any(|a| !flagged(a, "manual.fleet_spread")));
+    assert!(d.approvals.iter().any(|a| a.known_good));
+    assert!(d.approvals.iter().any(|a| !a.known_good));
     assert!(d
         .approvals
         .iter()

@@ -97,6 +97,15 @@ impl R {
         self.0.cert_exists = Some(true);
         self
     }
+    /// The row's application is a ThreatLocker built-in.
+    pub fn built_in(mut self) -> Self {
+        self.0.application_is_built_in = Some(true);
+        self
+    }
+    pub fn no_user(mut self) -> Self {
+        self.0.username = None;
+        self
+    }
     pub fn build(self) -> ActionLogRow {
         self.0
     }
@@ -178,4 +187,28 @@ pub fn pending(req: ApprovalRequest, categories: Option<&[&str]>) -> PendingAppr
         Some(c) => p.with_research(research(c)),
         None => p,
     }
+}
+
+/// A request for a signed built-in Web Browsers installer (Chrome), as the API sends it: no
+/// `sha256` field of its own, the SHA-256 and certificates inside `json`.
+pub fn browser_request(id: &str, sha: &str) -> ApprovalRequest {
+    let mut r = request(id);
+    r.path = Some("c:\\users\\jsmith\\downloads\\chromesetup.exe".into());
+    r.sha256 = None;
+    r.hash = None;
+    r.json = Some(format!(
+        r#"{{"fullPath":"c:\\users\\jsmith\\downloads\\chromesetup.exe","sha256":"{sha}","hash":"tl-{sha}","certs":[{{"sha":"aa","subject":"CN=Google LLC, O=Google LLC","validCert":true}}],"actionType":"execute"}}"#
+    ));
+    r
+}
+
+/// A built-in (master-owned) Web Browsers application with research.
+pub fn browser(req: ApprovalRequest) -> PendingApproval {
+    let mut a = app("Google Chrome");
+    a.application_id = Some("app-chrome".into());
+    a.is_built_in = Some(true);
+    a.organization_name = Some("master".into());
+    PendingApproval::new(req)
+        .with_application(a)
+        .with_research(research(&["Web Browsers"]))
 }

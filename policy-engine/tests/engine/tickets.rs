@@ -55,17 +55,21 @@ fn board_and_priority_come_from_org_variables_and_risk() {
         (t.board.as_str(), t.priority.as_str(), t.risk_level),
         ("Security Ops", "P4", RiskLevel::Low)
     );
-    assert_eq!(t.detection_index, 0);
-    assert_eq!(t.detection_key, d.detections[0].key);
+    assert_eq!(t.detection_keys, vec![d.detections[0].key.clone()]);
+    assert_eq!(t.dedupe_key, d.detections[0].incident);
 }
 
 #[test]
-fn ticket_min_risk_filters_low_incidents() {
+fn ticket_min_risk_filters_low_incidents_but_not_repeat_blocks() {
     let mut cfg = config();
-    cfg.rules.ticket_min_risk = RiskLevel::Medium;
-    let d = Engine::new(cfg)
-        .unwrap()
-        .evaluate(&input(repeat_rows(1, 100)));
+    cfg.rules.ticket_min_risk = RiskLevel::High;
+    let engine = Engine::new(cfg).unwrap();
+    // A repeat block (Low) still opens a ticket, as the original workflow does.
+    let d = engine.evaluate(&input(repeat_rows(1, 100)));
+    assert_eq!(d.detections.len(), 1);
+    assert_eq!(d.tickets.len(), 1);
+    // A ringfence violation (Medium) below High is reported only.
+    let d = engine.evaluate(&input(vec![R::new(1).sha("r").ringfenced().build()]));
     assert_eq!(d.detections.len(), 1);
     assert!(d.tickets.is_empty());
 }
@@ -105,8 +109,8 @@ fn summary_is_at_most_100_chars_and_untrusted_text_cannot_forge_lines() {
         "| 3 |",
         "WS-1",
         "2026-05-14T12:01:00.000Z",
-        "Hashes: a",
-        "Incident key: tl:inc:",
+        "ThreatLocker incident: tl:inc:",
+        "Detections (1):",
     ] {
         assert!(
             t.description.contains(needle),
@@ -138,11 +142,15 @@ fn notifications_split_immediate_from_summary_and_use_recipients() {
     let sum = &d.notifications[1];
     assert_eq!(sum.urgency, Urgency::Summary);
     assert_eq!(sum.approval_request_ids.len(), 1);
-    assert_eq!(
-        sum.detection_keys.len(),
-        3,
-        "repeat block + repeated denials (user, computer)"
-    );
+    // The repeat block's rows are those of the (user, computer) repeated denials, which owns
+    // them and lists the repeat block as also matched.
+    assert_eq!(sum.detection_keys.len(), 1);
+    let denials = d
+        .detections
+        .iter()
+        .find(|e| e.rule == "detect.repeated_denials")
+        .unwrap();
+    assert_eq!(denials.also_matched, vec!["detect.repeat_block"]);
 }
 
 #[test]

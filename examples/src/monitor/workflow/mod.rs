@@ -635,14 +635,7 @@ impl Run<'_> {
                 let tickets: Vec<_> = decisions
                     .tickets
                     .iter()
-                    .map(|planned| {
-                        let last_seen = decisions
-                            .detections
-                            .get(planned.detection_index)
-                            .filter(|d| d.key == planned.detection_key)
-                            .and_then(|d| d.last_seen);
-                        ctx.ticket(sink.as_ref(), planned, last_seen)
-                    })
+                    .map(|planned| ctx.ticket(sink.as_ref(), planned, planned.last_seen))
                     .collect();
                 let done: Vec<TicketDone> = stream::iter(tickets)
                     .buffered(TICKET_CONCURRENCY)
@@ -1370,23 +1363,14 @@ fn filter_detections(decisions: &mut Decisions, types: &[String]) {
     decisions
         .detections
         .retain(|d| types.iter().any(|t| t.eq_ignore_ascii_case(d.event_type)));
-    let index: BTreeMap<String, usize> = decisions
-        .detections
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.key.clone(), i))
-        .collect();
-    decisions
-        .tickets
-        .retain_mut(|t| match index.get(&t.detection_key) {
-            Some(i) => {
-                t.detection_index = *i;
-                true
-            }
-            None => false,
-        });
+    let index: BTreeSet<String> = decisions.detections.iter().map(|d| d.key.clone()).collect();
+    // A ticket holds an incident: it stays while any of its detections does.
+    decisions.tickets.retain_mut(|t| {
+        t.detection_keys.retain(|k| index.contains(k));
+        !t.detection_keys.is_empty()
+    });
     decisions.notifications.retain_mut(|n| {
-        n.detection_keys.retain(|k| index.contains_key(k));
+        n.detection_keys.retain(|k| index.contains(k));
         !n.detection_keys.is_empty() || !n.approval_request_ids.is_empty()
     });
 }
