@@ -285,6 +285,16 @@ pub struct WorkflowConfig {
     /// `dry_run` (default false): perform no write anywhere; show what would be done.
     #[serde(default)]
     pub dry_run: bool,
+    /// `overlap` (default `2h`): each run reads the action log from the previous run's
+    /// high-water mark minus this much (rows computers upload late), and takes the older part of
+    /// the window from per-hour aggregates kept in the state store. `0s` trusts the kept hours
+    /// up to the high-water mark; `run --full` re-reads the whole window.
+    #[serde(default = "default_overlap")]
+    pub overlap: String,
+}
+
+fn default_overlap() -> String {
+    "2h".to_owned()
 }
 
 impl Default for WorkflowConfig {
@@ -297,6 +307,7 @@ impl Default for WorkflowConfig {
             monitor_blocks: true,
             create_tickets: true,
             dry_run: false,
+            overlap: default_overlap(),
         }
     }
 }
@@ -326,6 +337,14 @@ impl WorkflowConfig {
             .filter(|t| ACTION_TYPES.contains(&t.as_str()))
             .cloned()
             .collect()
+    }
+
+    /// `overlap` as a duration (validated when the configuration is read; 2 hours if not).
+    pub fn overlap(&self) -> chrono::Duration {
+        humantime::parse_duration(self.overlap.trim())
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .unwrap_or_else(|| chrono::Duration::hours(2))
     }
 
     /// The entries of `event_types` that are detection types (everything else).
@@ -645,6 +664,27 @@ impl Config {
                     workflow.time_range_hours
                 ),
             ));
+        }
+        match humantime::parse_duration(workflow.overlap.trim()) {
+            Ok(d) if d.as_secs() <= u64::from(workflow.time_range_hours) * 3600 => {}
+            Ok(_) => {
+                return Err(ConfigError::invalid(
+                    "workflow.overlap",
+                    format!(
+                        "{:?} is longer than the window (time_range_hours = {})",
+                        workflow.overlap, workflow.time_range_hours
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(ConfigError::invalid(
+                    "workflow.overlap",
+                    format!(
+                        "{:?} is not a duration ({e}; use e.g. 2h, 90m, 0s)",
+                        workflow.overlap
+                    ),
+                ))
+            }
         }
         for (i, t) in workflow.event_types.iter().enumerate() {
             if t.trim().is_empty() {

@@ -342,6 +342,15 @@ impl WindowState {
         self.cells.len() + self.hashes.len()
     }
 
+    /// Adds one event the caller has already selected (its `dateTime` inside the window the
+    /// state is for) and de-duplicated by id, as [`Accumulator::push`] does; a row without a
+    /// `dateTime` is ignored. For callers that route rows into several states (one per hour).
+    pub fn push_selected(&mut self, engine: &Engine, row: &ActionLogRow) {
+        if let Some(at) = row.date_time {
+            self.add(engine.compiled(), row, at);
+        }
+    }
+
     /// Adds one event (already selected and de-duplicated).
     fn add(&mut self, c: &Compiled, row: &ActionLogRow, at: DateTime<Utc>) {
         self.total_events += 1;

@@ -74,6 +74,11 @@ pub enum Command {
         /// Write the report to this file instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Re-read the whole window from the API instead of taking its older hours from the
+        /// aggregates earlier runs kept (each run otherwise reads only what is new, plus
+        /// [workflow] overlap).
+        #[arg(long)]
+        full: bool,
     },
     /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
@@ -156,7 +161,8 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             config,
             dry_run,
             output,
-        } => run_once(&config, dry_run, output.as_deref(), env).await,
+            full,
+        } => run_once(&config, dry_run, full, output.as_deref(), env).await,
         Command::Watch {
             config,
             interval,
@@ -189,7 +195,13 @@ fn setup_error(e: &WorkflowError) -> u8 {
     }
 }
 
-async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn Env) -> u8 {
+async fn run_once(
+    path: &Path,
+    dry_run: bool,
+    full: bool,
+    output: Option<&Path>,
+    env: &dyn Env,
+) -> u8 {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -201,7 +213,7 @@ async fn run_once(path: &Path, dry_run: bool, output: Option<&Path>, env: &dyn E
         Ok(w) => w,
         Err(code) => return code,
     };
-    let (text, code) = match workflow.run(RunOptions::new()).await {
+    let (text, code) = match workflow.run(RunOptions::new().full(full)).await {
         Ok(out) => {
             let code = if out.report.success {
                 EXIT_OK

@@ -84,7 +84,8 @@ pub(crate) struct Retrieved {
 
 /// Step 1: the organizations, then (with `read_log`) the action log of each organization in
 /// scope and the computers, all filtered to `scope`. Failures become messages; what could be
-/// read is returned.
+/// read is returned. (The run itself streams the rows instead: see [`list_scope`],
+/// [`read_events`] and [`computers_in_scope`].)
 pub(crate) async fn retrieve(
     client: &Client,
     scope: &Scope,
@@ -93,15 +94,54 @@ pub(crate) async fn retrieve(
     action_types: &[String],
     read_log: bool,
 ) -> Retrieved {
-    let mut out = Retrieved::default();
+    let listed = list_scope(client, scope).await;
+    let mut out = Retrieved {
+        organizations: listed.organizations.clone(),
+        errors: listed.errors.clone(),
+        ..Retrieved::default()
+    };
+    if !read_log {
+        return out;
+    }
+    let mut rows = Vec::new();
+    let mut errors = read_events(
+        client,
+        scope,
+        &listed,
+        &[(start, end)],
+        action_types,
+        &mut |r| rows.push(r),
+    )
+    .await;
+    out.errors.append(&mut errors);
+    let (computers, mut errors) = computers_in_scope(client, scope).await;
+    out.errors.append(&mut errors);
+    out.computers = computers;
+    out.events = rows;
+    out
+}
+
+/// The organizations a run sees and which of them the action log is read for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listed {
+    /// Every child organization (for names), in or out of scope.
+    pub organizations: Vec<Organization>,
+    /// Which organizations the action log is read for.
+    pub targets: Targets,
+    /// The organizations were listed but the company filter keeps none of them.
+    pub nothing_in_scope: bool,
+    /// What failed, as messages for the report.
+    pub errors: Vec<String>,
+}
+
+/// Lists the organizations and decides which the action log is read for.
+pub(crate) async fn list_scope(client: &Client, scope: &Scope) -> Listed {
+    let mut out = Listed::default();
     match organizations(client).await {
         Ok(o) => out.organizations = o,
         Err(e) => out.errors.push(format!("listing child organizations: {e}")),
     }
-    if !read_log {
-        return out;
-    }
-    let targets = Targets {
+    out.targets = Targets {
         orgs: if scope.include_child_organizations {
             out.organizations
                 .iter()
@@ -116,33 +156,166 @@ pub(crate) async fn retrieve(
     // The organizations were listed but the company filter keeps none of them: nothing to
     // read. Falling through to a parent-scope search without the child flag would only ask
     // for rows the filter drops (and a parent key gets HTTP 500 for it, reference §1.3).
-    let nothing_in_scope = scope.include_child_organizations
+    out.nothing_in_scope = scope.include_child_organizations
         && !out.organizations.is_empty()
-        && targets.orgs.is_empty();
-    let (mut rows, mut errors) = if nothing_in_scope {
-        debug!("no child organization is in scope; the action log is not read");
-        (Vec::new(), Vec::new())
-    } else {
-        events(
-            client,
-            &targets,
-            start,
-            end,
-            action_types,
-            scope.concurrency,
-        )
-        .await
-    };
-    out.errors.append(&mut errors);
-    match computers(client, scope.include_child_organizations).await {
-        Ok(c) => out.computers = c,
-        Err(e) => out.errors.push(format!("listing computers: {e}")),
-    }
-    rows.retain(|r| scope.contains(r.organization_id.as_ref()));
-    out.events = rows;
-    out.computers
-        .retain(|c| scope.contains(c.organization_id.as_ref()));
+        && out.targets.orgs.is_empty();
     out
+}
+
+/// The computers in scope (for their modes), or the error as a message.
+pub(crate) async fn computers_in_scope(
+    client: &Client,
+    scope: &Scope,
+) -> (Vec<Computer>, Vec<String>) {
+    match computers(client, scope.include_child_organizations).await {
+        Ok(mut c) => {
+            c.retain(|c| scope.contains(c.organization_id.as_ref()));
+            (c, Vec::new())
+        }
+        Err(e) => (Vec::new(), vec![format!("listing computers: {e}")]),
+    }
+}
+
+/// Streams the action-log rows of every target organization over `ranges` into `on_row`
+/// (rows of organizations out of scope are dropped), `scope.concurrency` organizations at a
+/// time under the client's shared rate limit: rows are never all held at once. Returns what
+/// failed, as messages; every other organization is read in full.
+pub(crate) async fn read_events(
+    client: &Client,
+    scope: &Scope,
+    listed: &Listed,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+    action_types: &[String],
+    on_row: &mut (dyn FnMut(ActionLogRow) + Send),
+) -> Vec<String> {
+    if listed.nothing_in_scope || ranges.is_empty() {
+        debug!("no child organization is in scope or nothing to read; the action log is not read");
+        return Vec::new();
+    }
+    let targets = &listed.targets;
+    let jobs: Vec<(Option<OrganizationId>, Client, bool)> = if targets.orgs.is_empty() {
+        vec![(None, client.clone(), targets.include_children)]
+    } else {
+        targets
+            .orgs
+            .iter()
+            .map(|o| (Some(o.clone()), client.with_organization(o.clone()), false))
+            .collect()
+    };
+    let mut progress = Progress::new(jobs.len());
+    let ranges = ranges.to_vec();
+    let types = action_types.to_vec();
+    let streams = stream::iter(jobs).map(move |(org, c, child)| {
+        let types = types.clone();
+        let label = org.clone();
+        let done = org.clone();
+        stream::iter(ranges.clone())
+            .map(move |(start, end)| read_log(c.clone(), child, start, end, &types))
+            .flatten()
+            .map(move |r| Item::Row(label.clone(), r))
+            .chain(stream::once(async move { Item::Done(done) }))
+            .boxed()
+    });
+    let mut items = streams.flatten_unordered(scope.concurrency.max(1));
+    let mut failed: BTreeMap<Option<OrganizationId>, String> = BTreeMap::new();
+    while let Some(item) = items.next().await {
+        match item {
+            Item::Row(_, Ok(row)) => {
+                progress.row();
+                if scope.contains(row.organization_id.as_ref()) {
+                    on_row(row);
+                }
+            }
+            Item::Row(org, Err(e)) => {
+                if let Some(o) = &org {
+                    warn!(organization = %o, error = %e, "reading the action log failed");
+                }
+                failed.entry(org).or_insert_with(|| e.to_string());
+            }
+            Item::Done(org) => {
+                progress.organization_done();
+                if let Some(o) = org {
+                    debug!(organization = %o, "action log read");
+                }
+            }
+        }
+    }
+    progress.finish();
+    failed
+        .into_iter()
+        .map(|(org, e)| match org {
+            Some(org) => format!("reading the action log of organization {org}: {e}"),
+            None => format!("reading the action log: {e}"),
+        })
+        .collect()
+}
+
+enum Item {
+    Row(
+        Option<OrganizationId>,
+        threatlocker_api::Result<ActionLogRow>,
+    ),
+    Done(Option<OrganizationId>),
+}
+
+/// Progress of a long read on a terminal (rows read, organizations done), on stderr; quiet
+/// when stderr is not a terminal (a scheduler's log).
+struct Progress {
+    enabled: bool,
+    rows: u64,
+    done: usize,
+    total: usize,
+    last: std::time::Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            rows: 0,
+            done: 0,
+            total,
+            last: std::time::Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn row(&mut self) {
+        self.rows += 1;
+        if self.rows % 1024 == 0 {
+            self.show(false);
+        }
+    }
+
+    fn organization_done(&mut self) {
+        self.done += 1;
+        self.show(false);
+    }
+
+    fn show(&mut self, force: bool) {
+        if !self.enabled {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if !force && now.duration_since(self.last) < std::time::Duration::from_millis(250) {
+            return;
+        }
+        self.last = now;
+        self.shown = true;
+        eprint!(
+            "\rreading the action log: {} rows, {}/{} organizations ",
+            self.rows, self.done, self.total
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.shown {
+            self.show(true);
+            eprintln!();
+        }
+    }
 }
 
 /// Step 2: the pending approval requests in scope, enriched (see [`approvals`]).
@@ -157,13 +330,13 @@ pub(crate) async fn pending_approvals(
 }
 
 /// Which organizations the action log is read for.
-#[derive(Debug, Clone)]
-struct Targets {
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Targets {
     /// Organizations to read one by one (`managedOrganizationId`), or empty to read at the
     /// client's own scope.
-    orgs: Vec<OrganizationId>,
+    pub orgs: Vec<OrganizationId>,
     /// Read children through the child-organization flags (parent scope).
-    include_children: bool,
+    pub include_children: bool,
 }
 
 /// Lists the child organizations (all descendants) visible to the client.
@@ -190,62 +363,20 @@ async fn organizations(client: &Client) -> threatlocker_api::Result<Vec<Organiza
     Ok(flat)
 }
 
-/// Reads the action log of every organization in scope, `concurrency` organizations at a time.
-async fn events(
-    client: &Client,
-    scope: &Targets,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    action_types: &[String],
-    concurrency: usize,
-) -> (Vec<ActionLogRow>, Vec<String>) {
-    let search = |c: Client, child: bool| read_log(c, child, start, end, action_types);
-    if scope.orgs.is_empty() {
-        return match search(client.clone(), scope.include_children).await {
-            Ok(rows) => (rows, Vec::new()),
-            Err(e) => (Vec::new(), vec![format!("reading the action log: {e}")]),
-        };
-    }
-    let results: Vec<(OrganizationId, threatlocker_api::Result<Vec<ActionLogRow>>)> =
-        stream::iter(scope.orgs.iter().cloned())
-            .map(|org| {
-                let rows = search(client.with_organization(org.clone()), false);
-                async move { (org, rows.await) }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    for (org, r) in results {
-        match r {
-            Ok(mut v) => {
-                debug!(organization = %org, rows = v.len(), "action log read");
-                rows.append(&mut v);
-            }
-            Err(e) => {
-                warn!(organization = %org, error = %e, "reading the action log failed");
-                errors.push(format!("reading the action log of organization {org}: {e}"));
-            }
-        }
-    }
-    (rows, errors)
-}
-
 /// One action-log read (every page) at the client's scope, tolerant of both readings of
 /// `sourceTableId` (see `AuditSearch::stream_any_table`).
-async fn read_log(
+fn read_log(
     client: Client,
     child: bool,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     action_types: &[String],
-) -> threatlocker_api::Result<Vec<ActionLogRow>> {
+) -> impl futures_util::Stream<Item = threatlocker_api::Result<ActionLogRow>> + Send + 'static {
     let mut s = client.audit().search(start, end).child_organizations(child);
     if !action_types.is_empty() {
         s = s.action_types(action_types.to_vec());
     }
-    s.stream_any_table().try_collect().await
+    s.stream_any_table()
 }
 
 /// Reads every computer in scope (for the computer modes).
