@@ -7,6 +7,7 @@ mod workflow {
     pub mod common;
     mod dry_run;
     mod exactly_once;
+    mod incremental;
     mod notify;
     mod report;
     mod resilience;
