@@ -451,6 +451,7 @@ pub struct ClientProbe {
     client: Client,
     engine: Arc<Engine>,
     include_children: bool,
+    denies_only: bool,
 }
 
 impl ClientProbe {
@@ -460,7 +461,15 @@ impl ClientProbe {
             client,
             engine,
             include_children,
+            denies_only: false,
         }
+    }
+
+    /// Asks the API for deny rows only (`actionId` 99: enforced and monitor-only denies; see
+    /// [`WatchSettings::detection_denies_only`] for the trade-off).
+    pub fn denies_only(mut self, yes: bool) -> Self {
+        self.denies_only = yes;
+        self
     }
 }
 
@@ -496,18 +505,22 @@ impl Probe for ClientProbe {
         window: Duration,
     ) -> Result<Decisions, String> {
         let start = now - window;
-        let rows: Vec<_> = self
+        let mut search = self
             .client
             .audit()
             .search(start, now)
-            .child_organizations(self.include_children)
-            .stream()
-            .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(self
-            .engine
-            .evaluate(&Input::new(now, start, now).with_events(rows)))
+            .child_organizations(self.include_children);
+        if self.denies_only {
+            search = search.outcome(threatlocker_api::ActionOutcome::AnyDeny);
+        }
+        // Rows stream through the engine's accumulator: none are held.
+        let meta = Input::new(now, start, now);
+        let mut acc = self.engine.accumulator(&meta);
+        let mut rows = std::pin::pin!(search.stream());
+        while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
+            acc.push(&row);
+        }
+        Ok(acc.finish())
     }
 }
 
@@ -794,6 +807,7 @@ pub struct WatchTriggerArgs {
 /// interval = "30m"            # time between full runs (at least 10s)
 /// approval_poll = "1m"        # poll the pending approval count this often, or "off"
 /// detection_poll = "5m"       # poll the action log for High/Critical detections (default off)
+/// detection_denies_only = false  # the poll asks the API for denies only (actionId 99)
 /// send_daily_report = false   # also e-mail the daily report ([report] daily_report_at)
 /// ```
 ///
@@ -808,6 +822,11 @@ pub struct WatchSettings {
     pub approval_poll: Option<Option<StdDuration>>,
     /// `detection_poll`.
     pub detection_poll: Option<StdDuration>,
+    /// `detection_denies_only` (default false): the detection poll asks the API for deny rows
+    /// only (`actionId` 99, enforced and monitor-only alike), a fraction of the action log.
+    /// The trade-off: detections on rows that ran (encoded PowerShell or a LOLBin that was
+    /// permitted, at Critical) then wait for the next scheduled run instead of triggering one.
+    pub detection_denies_only: bool,
     /// `send_daily_report`.
     pub send_daily_report: bool,
 }
@@ -818,6 +837,8 @@ struct RawWatch {
     interval: Option<String>,
     approval_poll: Option<String>,
     detection_poll: Option<String>,
+    #[serde(default)]
+    detection_denies_only: bool,
     #[serde(default)]
     send_daily_report: bool,
 }
@@ -861,6 +882,7 @@ impl WatchSettings {
                 .detection_poll
                 .map(|s| duration("detection_poll", &s, 10))
                 .transpose()?,
+            detection_denies_only: raw.detection_denies_only,
             send_daily_report: raw.send_daily_report,
         })
     }
@@ -932,7 +954,8 @@ pub async fn watch(
     };
     let client = runner.full.client().clone();
     let include_children = config.threatlocker().include_child_organizations;
-    let probe = ClientProbe::new(client.clone(), Arc::clone(&engine), include_children);
+    let probe = ClientProbe::new(client.clone(), Arc::clone(&engine), include_children)
+        .denies_only(watch_settings.detection_denies_only);
 
     let dry_run = config.workflow().dry_run;
     let mut runner = runner.with_stop_flag(Arc::clone(&stop));
