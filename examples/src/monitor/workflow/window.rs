@@ -170,16 +170,27 @@ pub(crate) struct Router<'e> {
     /// The state of each fresh hour, and of the rest of the window.
     hours: BTreeMap<DateTime<Utc>, WindowState>,
     rest: WindowState,
-    /// Per-hour de-duplication by row id.
-    seen: BTreeMap<DateTime<Utc>, std::collections::HashSet<RowId>>,
-    rest_seen: std::collections::HashSet<RowId>,
+    /// De-duplication by row id across every read of the run: 8 bytes a row (the one part of
+    /// the run's memory that follows rows rather than keys).
+    seen: std::collections::HashSet<u64>,
     rows: u64,
 }
 
-#[derive(PartialEq, Eq, Hash)]
-enum RowId {
-    Num(i64),
-    Str(String),
+/// A row's id as 8 bytes: `actionLogId` as is (never negative), else `eActionLogId` hashed
+/// (FNV-1a) with the top bit set so the two never meet.
+fn row_id(row: &ActionLogRow) -> Option<u64> {
+    match (&row.action_log_id, &row.e_action_log_id) {
+        (Some(n), _) => Some(n.get() as u64 & !(1 << 63)),
+        (None, Some(e)) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in e.as_str().bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            Some(h | (1 << 63))
+        }
+        (None, None) => None,
+    }
 }
 
 impl<'e> Router<'e> {
@@ -189,8 +200,7 @@ impl<'e> Router<'e> {
             engine,
             hours: BTreeMap::new(),
             rest: WindowState::default(),
-            seen: BTreeMap::new(),
-            rest_seen: Default::default(),
+            seen: Default::default(),
             rows: 0,
             plan,
         }
@@ -209,16 +219,8 @@ impl<'e> Router<'e> {
             // Already counted in the hour's kept aggregate (a boundary row answered twice).
             return;
         }
-        let id = match (&row.action_log_id, &row.e_action_log_id) {
-            (Some(n), _) => Some(RowId::Num(n.get())),
-            (None, Some(e)) => Some(RowId::Str(e.as_str().to_owned())),
-            (None, None) => None,
-        };
-        let (state, seen) = match hour.filter(|h| self.plan.fresh.contains(h)) {
-            Some(h) => (
-                self.hours.entry(h).or_default(),
-                self.seen.entry(h).or_default(),
-            ),
+        let state = match hour.filter(|h| self.plan.fresh.contains(h)) {
+            Some(h) => self.hours.entry(h).or_default(),
             None => {
                 // Outside the window (the API's range may include its end) or undated.
                 if !row
@@ -227,11 +229,11 @@ impl<'e> Router<'e> {
                 {
                     return;
                 }
-                (&mut self.rest, &mut self.rest_seen)
+                &mut self.rest
             }
         };
-        if let Some(id) = id {
-            if !seen.insert(id) {
+        if let Some(id) = row_id(&row) {
+            if !self.seen.insert(id) {
                 return;
             }
         }
