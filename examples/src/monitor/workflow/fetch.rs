@@ -250,6 +250,8 @@ pub(crate) async fn read_events(
         .collect()
 }
 
+// Rows are nearly every item: boxing them would cost an allocation per row.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Row(
         Option<OrganizationId>,
@@ -284,7 +286,7 @@ impl Progress {
 
     fn row(&mut self) {
         self.rows += 1;
-        if self.rows % 1024 == 0 {
+        if self.rows.is_multiple_of(1024) {
             self.show(false);
         }
     }
