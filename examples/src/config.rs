@@ -1110,6 +1110,7 @@ mod tests {
         let w = c.workflow();
         assert_eq!(w.time_range_hours, 24);
         assert!(w.process_approvals && w.monitor_blocks && w.create_tickets && !w.dry_run);
+        assert_eq!(w.overlap(), chrono::Duration::hours(2));
         assert_eq!(c.psa(), &PsaConfig::None);
         assert!(c.notify().is_empty());
         assert_eq!(
@@ -1133,6 +1134,8 @@ mod tests {
             ("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"jira\"\n", "psa.kind"),
             ("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"none\"\nbase_url = \"https://x\"\n", "psa.base_url"),
             ("[threatlocker]\ninstance = \"g\"\n[workflow]\ntime_range_hours = 0\n", "workflow.time_range_hours"),
+            ("[threatlocker]\ninstance = \"g\"\n[workflow]\noverlap = \"two hours\"\n", "workflow.overlap"),
+            ("[threatlocker]\ninstance = \"g\"\n[workflow]\ntime_range_hours = 1\noverlap = \"3h\"\n", "workflow.overlap"),
             ("[threatlocker]\ninstance = \"g\"\nbase_url = \"https://x\"\n", "threatlocker.instance"),
             ("[threatlocker]\n", "threatlocker.instance"),
             ("[threatlocker]\ninstance = \"g\"\napi_key_env = \"my key\"\n", "threatlocker.api_key_env"),
