@@ -64,10 +64,17 @@ struct Index {
     hours: BTreeSet<DateTime<Utc>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct KeptHour {
     fingerprint: String,
     state: WindowState,
+}
+
+/// [`KeptHour`] as written (borrowed: a state is not copied to be kept).
+#[derive(Serialize)]
+struct KeptHourRef<'a> {
+    fingerprint: &'a str,
+    state: &'a WindowState,
 }
 
 /// How one run reads its window.
@@ -254,9 +261,9 @@ impl<'e> Router<'e> {
         }
         if let (Some(store), true) = (store, read_ok) {
             for (h, s) in &self.hours {
-                let kept = KeptHour {
-                    fingerprint: self.plan.fingerprint.clone(),
-                    state: s.clone(),
+                let kept = KeptHourRef {
+                    fingerprint: &self.plan.fingerprint,
+                    state: s,
                 };
                 let text = serde_json::to_string(&kept).unwrap_or_default();
                 store.checkpoint_set(&hour_key(*h), &text)?;
