@@ -475,6 +475,9 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         let mut cells: Vec<Cell> = state
             .cells
             .into_iter()
+            // Every cell built from rows cites its oldest row; a kept state read back damaged
+            // may not, and is skipped rather than trusted.
+            .filter(|(_, agg)| agg.count > 0 && !agg.cited.is_empty())
             .map(|(key, agg)| {
                 let mut hits: Vec<&'static str> = Vec::new();
                 for (bit, id) in HIT_RULES.iter().enumerate() {
