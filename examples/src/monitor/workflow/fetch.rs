@@ -176,8 +176,8 @@ pub(crate) async fn computers_in_scope(
     }
 }
 
-/// Streams the action-log rows of every target organization over `ranges` into `on_row`
-/// (rows of organizations out of scope are dropped), `scope.concurrency` organizations at a
+/// Streams the action-log rows of every target organization over `ranges` into `on_row`,
+/// de-duplicated by id (rows of organizations out of scope are dropped), `scope.concurrency` organizations at a
 /// time under the client's shared rate limit: rows are never all held at once. Returns what
 /// failed, as messages; every other organization is read in full.
 pub(crate) async fn read_events(
@@ -218,10 +218,20 @@ pub(crate) async fn read_events(
     });
     let mut items = streams.flatten_unordered(scope.concurrency.max(1));
     let mut failed: BTreeMap<Option<OrganizationId>, String> = BTreeMap::new();
+    // De-duplication by row id, per organization read (a row belongs to one organization):
+    // each set is dropped when its organization is done, so this memory follows the
+    // organizations read at once, not the window's rows.
+    let mut seen: BTreeMap<Option<OrganizationId>, std::collections::HashSet<u64>> =
+        BTreeMap::new();
     while let Some(item) = items.next().await {
         match item {
-            Item::Row(_, Ok(row)) => {
+            Item::Row(org, Ok(row)) => {
                 progress.row();
+                if let Some(id) = row_id(&row) {
+                    if !seen.entry(org).or_default().insert(id) {
+                        continue;
+                    }
+                }
                 if scope.contains(row.organization_id.as_ref()) {
                     on_row(row);
                 }
@@ -234,6 +244,7 @@ pub(crate) async fn read_events(
             }
             Item::Done(org) => {
                 progress.organization_done();
+                seen.remove(&org);
                 if let Some(o) = org {
                     debug!(organization = %o, "action log read");
                 }
@@ -258,6 +269,23 @@ enum Item {
         threatlocker_api::Result<ActionLogRow>,
     ),
     Done(Option<OrganizationId>),
+}
+
+/// A row's id as 8 bytes: `actionLogId` as is (never negative), else `eActionLogId` hashed
+/// (FNV-1a) with the top bit set so the two never meet.
+fn row_id(row: &ActionLogRow) -> Option<u64> {
+    match (&row.action_log_id, &row.e_action_log_id) {
+        (Some(n), _) => Some(n.get() as u64 & !(1 << 63)),
+        (None, Some(e)) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in e.as_str().bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            Some(h | (1 << 63))
+        }
+        (None, None) => None,
+    }
 }
 
 /// Progress of a long read on a terminal (rows read, organizations done), on stderr; quiet

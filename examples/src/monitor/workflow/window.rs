@@ -9,8 +9,9 @@
 //! - the rest is read from the API: the overlap and the hours since `hwm`, whose aggregates are
 //!   replaced, and the part of the window's first hour that falls inside the window (its kept
 //!   aggregate also counts rows from before the window);
-//! - rows are de-duplicated by id, and a row whose hour is taken from a kept aggregate is
-//!   dropped, so a row is never counted twice.
+//! - rows are de-duplicated by id (per organization, as they are read: a row belongs to one
+//!   organization), the reads' ranges are half-open and disjoint, and a row whose hour is taken
+//!   from a kept aggregate is dropped, so a row is never counted twice.
 //!
 //! The report of such a run is that of a full read of the same window, except for a row a
 //! computer uploads later than the overlap (its `dateTime` older than `hwm - overlap` when it
@@ -177,27 +178,7 @@ pub(crate) struct Router<'e> {
     /// The state of each fresh hour, and of the rest of the window.
     hours: BTreeMap<DateTime<Utc>, WindowState>,
     rest: WindowState,
-    /// De-duplication by row id across every read of the run: 8 bytes a row (the one part of
-    /// the run's memory that follows rows rather than keys).
-    seen: std::collections::HashSet<u64>,
     rows: u64,
-}
-
-/// A row's id as 8 bytes: `actionLogId` as is (never negative), else `eActionLogId` hashed
-/// (FNV-1a) with the top bit set so the two never meet.
-fn row_id(row: &ActionLogRow) -> Option<u64> {
-    match (&row.action_log_id, &row.e_action_log_id) {
-        (Some(n), _) => Some(n.get() as u64 & !(1 << 63)),
-        (None, Some(e)) => {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in e.as_str().bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-            Some(h | (1 << 63))
-        }
-        (None, None) => None,
-    }
 }
 
 impl<'e> Router<'e> {
@@ -207,7 +188,6 @@ impl<'e> Router<'e> {
             engine,
             hours: BTreeMap::new(),
             rest: WindowState::default(),
-            seen: Default::default(),
             rows: 0,
             plan,
         }
@@ -239,11 +219,6 @@ impl<'e> Router<'e> {
                 &mut self.rest
             }
         };
-        if let Some(id) = row_id(&row) {
-            if !self.seen.insert(id) {
-                return;
-            }
-        }
         state.push_selected(self.engine, &row);
     }
 
