@@ -53,7 +53,13 @@ impl EvidenceId {
         Self {
             at,
             id: row.action_log_id,
-            eid: row.e_action_log_id.clone(),
+            // The string id matters only without the numeric one (for the text and the order:
+            // a numeric id is unique after de-duplication); not keeping it saves a string per
+            // evidence entry.
+            eid: match row.action_log_id {
+                Some(_) => None,
+                None => row.e_action_log_id.clone(),
+            },
             seq,
         }
     }
@@ -105,14 +111,16 @@ pub(crate) struct CitedRow {
 }
 
 impl CitedRow {
+    /// A cited row of a cell: its computer id, hostname and user are the cell's (see
+    /// [`CitedRow::with_cell`]), so they are not kept twice.
     fn of(row: &ActionLogRow, key: EvidenceId, outcome: Outcome) -> Self {
         Self {
             key,
             outcome,
             organization_name: row.organization_name.clone(),
-            computer_id: row.computer_id.clone(),
-            hostname: row.hostname.clone(),
-            username: row.username.clone(),
+            computer_id: None,
+            hostname: None,
+            username: None,
             full_path: row.full_path.clone(),
             process_path: row.process_path.clone(),
             process_name: row.process_name.clone(),
@@ -121,6 +129,13 @@ impl CitedRow {
             application_name: row.application_name.clone(),
             policy_name: row.policy_name.clone(),
         }
+    }
+
+    /// Fills in the fields the cell's key holds.
+    pub fn with_cell(&mut self, key: &CellKey) {
+        self.computer_id.clone_from(&key.computer_id);
+        self.hostname.clone_from(&key.hostname);
+        self.username.clone_from(&key.username);
     }
 
     /// The cited fields as a row, for the per-row helpers (names, parents).
@@ -208,8 +223,12 @@ pub(crate) struct CellAgg {
     /// Every block's time, only when a repeat window is configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times: Vec<DateTime<Utc>>,
+    /// Hashes on the rows (trimmed, as given) other than the key's application key itself.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub hashes: BTreeSet<String>,
+    /// Whether a row carried the application key itself as a hash (kept as this flag).
+    #[serde(default)]
+    pub app_hash: bool,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub app_names: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -228,6 +247,16 @@ fn keep_oldest<T: Ord>(v: &mut Vec<T>, cap: usize, force: bool) {
     } else if force {
         v.sort_unstable();
         v.dedup();
+    }
+}
+
+/// [`keep_oldest`] with a quarter of slack, for lists that are many and often full (the
+/// evidence of every hash).
+fn keep_oldest_tight<T: Ord>(v: &mut Vec<T>, cap: usize) {
+    if v.len() > cap + cap / 4 + 1 {
+        v.sort_unstable();
+        v.truncate(cap);
+        v.shrink_to(cap + cap / 4 + 2);
     }
 }
 
@@ -257,6 +286,7 @@ impl CellAgg {
         self.cited.extend(other.cited);
         self.times.extend(other.times);
         self.hashes.extend(other.hashes);
+        self.app_hash |= other.app_hash;
         self.app_names.extend(other.app_names);
         self.markers.extend(other.markers);
         self.known_good |= other.known_good;
@@ -407,7 +437,7 @@ impl WindowState {
                 None => self.hashes.entry(h.clone().into_owned()).or_default(),
             };
             f.ids.push(key.clone());
-            keep_oldest(&mut f.ids, c.max_evidence.max(1), false);
+            keep_oldest_tight(&mut f.ids, c.max_evidence.max(1));
             if row.cert_exists == Some(true) {
                 f.signed = true;
             }
@@ -426,6 +456,17 @@ impl WindowState {
         ) || hits != 0;
         if !in_cell {
             return;
+        }
+        // The row's hashes: the application key itself is kept as a flag, others as text.
+        let mut app_hash = false;
+        let mut other_hashes: [Option<&str>; 2] = [None, None];
+        for (slot, h) in other_hashes.iter_mut().zip(row_hashes(row)) {
+            let h = h.trim();
+            if h == app.as_ref() {
+                app_hash = true;
+            } else if !h.is_empty() {
+                *slot = Some(h);
+            }
         }
         let cell = CellKey {
             org: row
@@ -455,9 +496,9 @@ impl WindowState {
         if c.repeat_window.is_some() && outcome == Outcome::Block {
             agg.times.push(at);
         }
-        for h in row_hashes(row) {
-            let h = h.trim();
-            if !h.is_empty() && !agg.hashes.contains(h) {
+        agg.app_hash |= app_hash;
+        for h in other_hashes.into_iter().flatten() {
+            if !agg.hashes.contains(h) {
                 agg.hashes.insert(h.to_owned());
             }
         }

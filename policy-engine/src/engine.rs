@@ -495,6 +495,13 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     Some((o, rest)) => (Some(*o), rest.to_vec()),
                     None => (None, Vec::new()),
                 };
+                let mut agg = agg;
+                for r in &mut agg.cited {
+                    r.with_cell(&key);
+                }
+                if agg.app_hash {
+                    agg.hashes.insert(key.app.clone());
+                }
                 Cell {
                     computer: key.computer(),
                     user: key.user(),
