@@ -224,17 +224,34 @@ pub(crate) struct CellAgg {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times: Vec<DateTime<Utc>>,
     /// Hashes on the rows (trimmed, as given) other than the key's application key itself.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub hashes: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<String>,
     /// Whether a row carried the application key itself as a hash (kept as this flag).
     #[serde(default)]
     pub app_hash: bool,
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub app_names: BTreeSet<String>,
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub markers: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<String>,
     #[serde(default)]
     pub known_good: bool,
+}
+
+/// Adds `s` to a sorted list of distinct strings (the small sets of a cell: a vector costs a
+/// fraction of a tree node).
+pub(crate) fn insert_sorted(v: &mut Vec<String>, s: &str) {
+    if let Err(at) = v.binary_search_by(|x| x.as_str().cmp(s)) {
+        v.insert(at, s.to_owned());
+    }
+}
+
+fn union_sorted(v: &mut Vec<String>, other: Vec<String>) {
+    if other.is_empty() {
+        return;
+    }
+    v.extend(other);
+    v.sort_unstable();
+    v.dedup();
 }
 
 /// Keeps the oldest `cap` items of a list that grows: lets it reach twice the cap before
@@ -277,6 +294,9 @@ impl CellAgg {
         keep_oldest(&mut self.ids, max_evidence, true);
         keep_oldest(&mut self.cited, CITED_ROWS, true);
         self.times.sort_unstable();
+        self.ids.shrink_to_fit();
+        self.cited.shrink_to_fit();
+        self.times.shrink_to_fit();
     }
 
     fn merge(&mut self, other: CellAgg, max_evidence: usize) {
@@ -285,10 +305,10 @@ impl CellAgg {
         self.ids.extend(other.ids);
         self.cited.extend(other.cited);
         self.times.extend(other.times);
-        self.hashes.extend(other.hashes);
+        union_sorted(&mut self.hashes, other.hashes);
         self.app_hash |= other.app_hash;
-        self.app_names.extend(other.app_names);
-        self.markers.extend(other.markers);
+        union_sorted(&mut self.app_names, other.app_names);
+        union_sorted(&mut self.markers, other.markers);
         self.known_good |= other.known_good;
         keep_oldest(&mut self.ids, max_evidence, false);
         keep_oldest(&mut self.cited, CITED_ROWS, false);
@@ -482,7 +502,12 @@ impl WindowState {
             outcome,
             hits,
         };
-        let agg = self.cells.entry(cell).or_default();
+        let agg = self.cells.entry(cell).or_insert_with(|| CellAgg {
+            // Most cells hold a row or two: no room reserved for four (a cited row is large).
+            ids: Vec::with_capacity(1),
+            cited: Vec::with_capacity(1),
+            ..CellAgg::default()
+        });
         agg.count += 1;
         agg.last = agg.last.max(Some(at));
         agg.ids.push(key.clone());
@@ -498,19 +523,13 @@ impl WindowState {
         }
         agg.app_hash |= app_hash;
         for h in other_hashes.into_iter().flatten() {
-            if !agg.hashes.contains(h) {
-                agg.hashes.insert(h.to_owned());
-            }
+            insert_sorted(&mut agg.hashes, h);
         }
         if let Some(n) = detect::application_name(row) {
-            if !agg.app_names.contains(n) {
-                agg.app_names.insert(n.to_owned());
-            }
+            insert_sorted(&mut agg.app_names, n);
         }
         for m in markers {
-            if !agg.markers.contains(m) {
-                agg.markers.insert(m.to_owned());
-            }
+            insert_sorted(&mut agg.markers, m);
         }
         if !agg.known_good && crate::engine::row_known_good(c, row) {
             agg.known_good = true;
@@ -563,7 +582,10 @@ impl WindowState {
         }
         for f in self.hashes.values_mut() {
             keep_oldest(&mut f.ids, max_evidence, true);
+            f.ids.shrink_to_fit();
         }
+        self.cells.shrink_to_fit();
+        self.hashes.shrink_to_fit();
     }
 }
 

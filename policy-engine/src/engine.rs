@@ -500,7 +500,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                     r.with_cell(&key);
                 }
                 if agg.app_hash {
-                    agg.hashes.insert(key.app.clone());
+                    crate::accumulate::insert_sorted(&mut agg.hashes, &key.app);
                 }
                 Cell {
                     computer: key.computer(),
