@@ -397,12 +397,19 @@ impl WindowState {
     /// `dateTime` is ignored. For callers that route rows into several states (one per hour).
     pub fn push_selected(&mut self, engine: &Engine, row: &ActionLogRow) {
         if let Some(at) = row.date_time {
-            self.add(engine.compiled(), row, at);
+            self.add(engine.compiled(), row, at, None);
         }
     }
 
     /// Adds one event (already selected and de-duplicated).
-    fn add(&mut self, c: &Compiled, row: &ActionLogRow, at: DateTime<Utc>) {
+    /// `only_hashes`: keep approval facts only for these (folded) hashes; `None` for all.
+    fn add(
+        &mut self,
+        c: &Compiled,
+        row: &ActionLogRow,
+        at: DateTime<Utc>,
+        only_hashes: Option<&FxSet<String>>,
+    ) {
         self.total_events += 1;
         let mut seq = 0;
         if row.action_log_id.is_none() && row.e_action_log_id.is_none() {
@@ -449,7 +456,10 @@ impl WindowState {
         let mut seen_hash: Option<String> = None;
         for h in row_hashes(row) {
             let h = lower(h.trim_ascii());
-            if h.is_empty() || seen_hash.as_deref() == Some(h.as_ref()) {
+            if h.is_empty()
+                || seen_hash.as_deref() == Some(h.as_ref())
+                || only_hashes.is_some_and(|only| !only.contains(h.as_ref()))
+            {
                 continue;
             }
             let f = match self.hashes.get_mut(h.as_ref()) {
@@ -617,12 +627,20 @@ enum RowKey {
 /// Rows are selected (`window_start <= dateTime < window_end`) and de-duplicated by id as they
 /// are pushed; a state merged in with [`merge_state`](Self::merge_state) must hold other rows
 /// than the pushed ones (the workflow keeps disjoint hours).
+///
+/// Pushed rows add approval facts only for the hashes of `meta`'s pending requests (what this
+/// evaluation decides), so a state from [`into_state`](Self::into_state) serves those requests
+/// only. A state kept across runs, whose requests change, is built with
+/// [`WindowState::push_selected`], which keeps them for every hash.
 pub struct Accumulator<'e, 'i> {
     engine: &'e Engine,
     meta: &'i Input,
     seen: FxSet<RowKey>,
     ignored: Ignored,
     state: WindowState,
+    /// The (folded) hashes of the pending requests of `meta`: the only ones whose approval
+    /// facts pushed rows add (as a batch evaluation needs).
+    requested_hashes: FxSet<String>,
 }
 
 impl<'e, 'i> Accumulator<'e, 'i> {
@@ -633,6 +651,7 @@ impl<'e, 'i> Accumulator<'e, 'i> {
             seen: FxSet::default(),
             ignored: Ignored::default(),
             state: WindowState::default(),
+            requested_hashes: crate::engine::requested_hashes(meta),
         }
     }
 
@@ -657,7 +676,12 @@ impl<'e, 'i> Accumulator<'e, 'i> {
                 return false;
             }
         }
-        self.state.add(self.engine.compiled(), row, at);
+        self.state.add(
+            self.engine.compiled(),
+            row,
+            at,
+            Some(&self.requested_hashes),
+        );
         true
     }
 

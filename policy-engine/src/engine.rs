@@ -190,6 +190,16 @@ fn request_file(r: &ApprovalRequest) -> RequestFile {
     out
 }
 
+/// The (folded) hashes of the pending requests of an input.
+pub(crate) fn requested_hashes(input: &Input) -> FxSet<String> {
+    input
+        .approvals
+        .iter()
+        .filter(|a| !a.request.status_id.is_some_and(|s| s.is_actioned()))
+        .flat_map(|a| request_file(&a.request).hashes)
+        .collect()
+}
+
 /// Detection types that implicate the file itself, and so hold an approval request for it.
 const IMPLICATING_TYPES: &[&str] = &[
     "suspicious_execution",
