@@ -4,9 +4,10 @@
 //! Run: `cargo bench -p policy-engine --bench evaluate` (prints rows/s per pass and medians).
 //! The row count can be changed with `EVAL_ROWS=200000`.
 //!
-//! A third case streams the same rows through per-hour accumulators, keeps each hour's state as
-//! JSON (as the workflow does between runs), reads the 24 states back and merges them: rows/s
-//! through the accumulators, the kept bytes, and that the decisions equal `evaluate`'s.
+//! A third case streams the same rows into per-hour states the way the workflow keeps them
+//! (`WindowState::push_selected`, approval facts for every hash), keeps each as JSON, reads the
+//! 24 back and merges them into an accumulator: rows/s into the states, the kept bytes, and
+//! that the detections equal `evaluate`'s.
 //!
 //! `EVAL_APPROVALS=400` adds that many pending approval requests for a few popular applications
 //! (the same Chrome, Word and Zoom builds across the fleet), so every request's hash matches tens
@@ -271,26 +272,27 @@ fn main() {
     let mut acc_times = Vec::new();
     for pass in 1..=3 {
         let t = Instant::now();
-        let hours: Vec<Input> = (0..24)
-            .map(|h| {
-                Input::new(
-                    input.now,
-                    start + Duration::hours(h),
-                    start + Duration::hours(h + 1),
-                )
-            })
-            .collect();
-        let mut accs: Vec<_> = hours.iter().map(|m| engine.accumulator(m)).collect();
+        // As the workflow keeps hours: one state per hour, rows de-duplicated by id first,
+        // approval facts for every hash (the requests of later runs are not known).
+        let mut hours: Vec<WindowState> = vec![WindowState::default(); 24];
+        let mut seen = std::collections::HashSet::with_capacity(n);
         for row in &input.events {
             if let Some(t) = row.date_time {
+                if !row.action_log_id.is_some_and(|id| seen.insert(id)) {
+                    continue;
+                }
                 let h = ((t - start).num_hours()).clamp(0, 23) as usize;
-                accs[h].push(row);
+                hours[h].push_selected(&engine, row);
             }
         }
+        drop(seen);
         let pushed = t.elapsed();
-        let kept: Vec<String> = accs
+        let kept: Vec<String> = hours
             .into_iter()
-            .map(|a| serde_json::to_string(&a.into_state()).unwrap())
+            .map(|mut h| {
+                h.normalize(&engine);
+                serde_json::to_string(&h).unwrap()
+            })
             .collect();
         let kept_bytes: usize = kept.iter().map(String::len).sum();
         let mut acc = engine.accumulator(&input);
@@ -306,7 +308,7 @@ fn main() {
             "merged hours decide as one evaluation"
         );
         println!(
-            "pass {pass}: push into 24 hourly accumulators {:>10.0} rows/s ({:.3}s) | keep + merge + finish: {:.3}s total | kept {:.1} MiB of JSON, {keys} keys",
+            "pass {pass}: push into 24 hourly states {:>10.0} rows/s ({:.3}s) | keep + merge + finish: {:.3}s total | kept {:.1} MiB of JSON, {keys} keys",
             rate(n, pushed),
             pushed.as_secs_f64(),
             total.as_secs_f64(),
