@@ -498,6 +498,16 @@ pub struct WorkflowConfig {
     /// the rest (the window stays not done) to the next run.
     #[serde(default = "default_deadline", deserialize_with = "de_deadline")]
     pub deadline: std::time::Duration,
+    /// `overlap` (default `2h`): each run reads the action log from the previous run's
+    /// high-water mark minus this much (rows computers upload late), and takes the older part of
+    /// the window from per-hour aggregates kept in the state store. `0s` trusts the kept hours
+    /// up to the high-water mark; `run --full` re-reads the whole window.
+    #[serde(default = "default_overlap")]
+    pub overlap: String,
+}
+
+fn default_overlap() -> String {
+    "2h".to_owned()
 }
 
 /// The default whole-run deadline: 15 minutes.
@@ -535,6 +545,7 @@ impl Default for WorkflowConfig {
             create_tickets: true,
             dry_run: false,
             deadline: DEFAULT_DEADLINE,
+            overlap: default_overlap(),
         }
     }
 }
@@ -564,6 +575,14 @@ impl WorkflowConfig {
             .filter(|t| ACTION_TYPES.contains(&t.as_str()))
             .cloned()
             .collect()
+    }
+
+    /// `overlap` as a duration (validated when the configuration is read; 2 hours if not).
+    pub fn overlap(&self) -> chrono::Duration {
+        humantime::parse_duration(self.overlap.trim())
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .unwrap_or_else(|| chrono::Duration::hours(2))
     }
 
     /// The entries of `event_types` that are detection types (everything else).
@@ -893,6 +912,27 @@ impl Config {
                     workflow.time_range_hours
                 ),
             ));
+        }
+        match humantime::parse_duration(workflow.overlap.trim()) {
+            Ok(d) if d.as_secs() <= u64::from(workflow.time_range_hours) * 3600 => {}
+            Ok(_) => {
+                return Err(ConfigError::invalid(
+                    "workflow.overlap",
+                    format!(
+                        "{:?} is longer than the window (time_range_hours = {})",
+                        workflow.overlap, workflow.time_range_hours
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(ConfigError::invalid(
+                    "workflow.overlap",
+                    format!(
+                        "{:?} is not a duration ({e}; use e.g. 2h, 90m, 0s)",
+                        workflow.overlap
+                    ),
+                ))
+            }
         }
         for (i, t) in workflow.event_types.iter().enumerate() {
             if t.trim().is_empty() {
@@ -1474,6 +1514,7 @@ mod tests {
         let w = c.workflow();
         assert_eq!(w.time_range_hours, 24);
         assert!(w.process_approvals && w.monitor_blocks && w.create_tickets && !w.dry_run);
+        assert_eq!(w.overlap(), chrono::Duration::hours(2));
         assert_eq!(c.psa(), &PsaConfig::None);
         assert!(c.notify().is_empty());
         assert_eq!(
@@ -1497,6 +1538,8 @@ mod tests {
             ("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"jira\"\n", "psa.kind"),
             ("[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"none\"\nbase_url = \"https://x\"\n", "psa.base_url"),
             ("[threatlocker]\ninstance = \"g\"\n[workflow]\ntime_range_hours = 0\n", "workflow.time_range_hours"),
+            ("[threatlocker]\ninstance = \"g\"\n[workflow]\noverlap = \"two hours\"\n", "workflow.overlap"),
+            ("[threatlocker]\ninstance = \"g\"\n[workflow]\ntime_range_hours = 1\noverlap = \"3h\"\n", "workflow.overlap"),
             ("[threatlocker]\ninstance = \"g\"\nbase_url = \"https://x\"\n", "threatlocker.instance"),
             ("[threatlocker]\n", "threatlocker.instance"),
             ("[threatlocker]\ninstance = \"g\"\napi_key_env = \"my key\"\n", "threatlocker.api_key_env"),

@@ -39,7 +39,7 @@
 //! # Ok::<(), policy_engine::ConfigError>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -47,10 +47,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use threatlocker_api::{ActionLogRow, ComputerId, OrganizationId};
 
+use crate::accumulate::{CustomAgg, CustomKey};
 use crate::config::ConfigError;
 use crate::decisions::SecurityEvent;
 use crate::detect::{self, Outcome};
-use crate::engine::{computer_incident, detection_key, row_hashes, row_id, row_order, Engine};
+use crate::engine::{computer_incident, detection_key, Engine};
 use crate::rules::RiskLevel;
 use crate::text::{clean, file_name, glob_ci};
 
@@ -450,57 +451,50 @@ impl Engine {
     }
 }
 
-/// One accepted row as the engine sees it: the row, its outcome, its organization key and its
-/// computer key.
-pub(crate) type RowView<'a> = (&'a ActionLogRow, Outcome, &'a str, &'a str);
-
-/// Runs the custom rules over the accepted rows (in the engine's order) and returns one
-/// detection per (rule, organization, computer), with the indices of its rows oldest first.
-pub(crate) fn detections<'a>(
-    custom: &CustomRules,
-    rows: impl Iterator<Item = RowView<'a>>,
-    max_evidence: usize,
-    org_name: impl Fn(&str, &ActionLogRow) -> Option<String>,
-) -> Vec<(SecurityEvent, Vec<u32>)> {
-    if custom.rules.is_empty() {
-        return Vec::new();
+impl CustomRules {
+    /// Whether no custom rule is registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rules.is_empty()
     }
-    type Hit = (u32, RiskLevel, String);
-    let mut views: Vec<RowView<'a>> = Vec::new();
-    let mut groups: BTreeMap<(usize, &'a str, &'a str), Vec<Hit>> = BTreeMap::new();
-    for (i, view) in rows.enumerate() {
-        let (row, outcome, org, computer) = view;
-        views.push(view);
-        for (r, rule) in custom.rules.iter().enumerate() {
-            if let Some(f) = rule.check(row) {
-                let not_stopped = matches!(outcome, Outcome::Permit | Outcome::AuditOnly);
+
+    /// The findings of every rule on one accepted row: (the rule's place, its risk — raised
+    /// when the finding asks and the row was not stopped —, its reason).
+    pub(crate) fn findings<'r>(
+        &'r self,
+        row: &'r ActionLogRow,
+        outcome: Outcome,
+    ) -> impl Iterator<Item = (usize, RiskLevel, String)> + 'r {
+        let not_stopped = matches!(outcome, Outcome::Permit | Outcome::AuditOnly);
+        self.rules.iter().enumerate().filter_map(move |(r, rule)| {
+            rule.check(row).map(|f| {
                 let risk = if f.escalates_when_not_stopped && not_stopped {
                     f.risk.escalated()
                 } else {
                     f.risk
                 };
-                groups
-                    .entry((r, org, computer))
-                    .or_default()
-                    .push((i as u32, risk, f.reason));
-            }
-        }
+                (r, risk, f.reason)
+            })
+        })
     }
+}
+
+/// One detection per (rule, organization, computer) from the groups the accumulator kept
+/// (see [`CustomAgg`]), each with the index `first_index + i` standing for its rows.
+pub(crate) fn detections(
+    custom: &CustomRules,
+    groups: &[(CustomKey, CustomAgg)],
+    first_index: u32,
+    org_name: impl Fn(&str, &ActionLogRow) -> Option<String>,
+) -> Vec<(SecurityEvent, Vec<u32>)> {
     groups
-        .into_iter()
-        .map(|((r, org, computer), mut hits)| {
-            let rule = &custom.rules[r];
-            hits.sort_by(|a, b| {
-                row_order(views[a.0 as usize].0, views[b.0 as usize].0).then(a.0.cmp(&b.0))
-            });
-            let rows: Vec<&ActionLogRow> = hits.iter().map(|h| views[h.0 as usize].0).collect();
-            let risk = hits.iter().map(|h| h.1).max().unwrap_or(RiskLevel::Low);
-            let reason = hits
-                .iter()
-                .find(|h| h.1 == risk)
-                .map(|h| h.2.as_str())
-                .unwrap_or_default();
-            let outcomes: BTreeSet<Outcome> = hits.iter().map(|h| views[h.0 as usize].1).collect();
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (key, agg))| {
+            let rule = custom.rules.get(key.rule as usize)?;
+            let (risk, _, reason) = agg.best.as_ref()?;
+            let oldest = agg.cited.first()?;
+            let org = key.org.as_str();
+            let computer = key.computer.as_str();
             let action_taken = [
                 Outcome::Permit,
                 Outcome::AuditOnly,
@@ -508,46 +502,20 @@ pub(crate) fn detections<'a>(
                 Outcome::Block,
             ]
             .into_iter()
-            .find(|o| outcomes.contains(o))
+            .find(|o| agg.outcomes.contains(o))
             .map_or("Observed", Outcome::label);
-            let joined = |it: &mut dyn Iterator<Item = &str>| {
-                let set: BTreeSet<&str> = it.map(str::trim).filter(|s| !s.is_empty()).collect();
-                (!set.is_empty()).then(|| set.into_iter().collect::<Vec<_>>().join(", "))
-            };
-            let device = joined(&mut rows.iter().filter_map(|r| r.hostname.as_deref()));
-            let user = joined(&mut rows.iter().filter_map(|r| r.username.as_deref()));
-            let computers: BTreeSet<&ComputerId> =
-                rows.iter().filter_map(|r| r.computer_id.as_ref()).collect();
-            let names: BTreeSet<&str> = rows
-                .iter()
-                .filter_map(|r| detect::application_name(r))
-                .collect();
-            let keys: BTreeSet<String> = rows
-                .iter()
-                .map(|r| detect::application_key(r).0.into_owned())
-                .filter(|k| !k.is_empty())
-                .collect();
-            let application = match names.len() {
+            let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(", "));
+            let device = joined(&agg.devices);
+            let user = joined(&agg.users);
+            let application = match agg.names.len() {
                 0 => "unknown application".to_owned(),
-                1 => names
-                    .iter()
-                    .next()
-                    .map(|s| (*s).to_owned())
-                    .unwrap_or_default(),
+                1 => agg.names[0].clone(),
                 n => format!("{n} applications"),
             };
-            let hashes: BTreeSet<String> = rows
-                .iter()
-                .flat_map(|r| row_hashes(r))
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let n = rows.len();
             let reason = format!(
                 "{} ({} row(s) on {}; outcome {}.)",
                 clean(reason),
-                n,
+                agg.count,
                 device
                     .as_deref()
                     .map(clean)
@@ -555,36 +523,28 @@ pub(crate) fn detections<'a>(
                 action_taken
             );
             let organization_id = (!org.is_empty()).then(|| OrganizationId::new(org));
-            let event = SecurityEvent::builder(rule.id(), risk, reason)
+            let event = SecurityEvent::builder(rule.id(), *risk, reason)
                 .event_type(rule.event_type())
                 .key(detection_key(&[org, rule.id(), "", computer]))
                 .incident(computer_incident(org, computer))
-                .organization(organization_id, org_name(org, rows[0]))
+                .organization(organization_id, org_name(org, &oldest.to_row()))
                 .device(device)
-                .computer_id(if computers.len() == 1 {
-                    computers.into_iter().next().cloned()
-                } else {
-                    None
+                .computer_id(match agg.computers.as_slice() {
+                    [one] => Some(ComputerId::new(one.as_str())),
+                    _ => None,
                 })
                 .user(user)
                 .application(application)
-                .application_key(if keys.len() == 1 {
-                    keys.into_iter().next()
-                } else {
-                    None
+                .application_key(match agg.keys.as_slice() {
+                    [one] => Some(one.clone()),
+                    _ => None,
                 })
                 .action_taken(action_taken)
-                .seen(rows[0].date_time, rows[n - 1].date_time)
-                .rows(
-                    n as u64,
-                    rows.iter()
-                        .take(max_evidence.max(1))
-                        .map(|r| row_id(r))
-                        .collect(),
-                )
-                .hashes(hashes.into_iter().collect())
+                .seen(Some(oldest.key.at), agg.last)
+                .rows(agg.count, agg.ids.iter().map(|k| k.text()).collect())
+                .hashes(agg.hashes.clone())
                 .build();
-            (event, hits.iter().map(|h| h.0).collect())
+            Some((event, vec![first_index + i as u32]))
         })
         .collect()
 }

@@ -48,7 +48,9 @@ pub(crate) fn application_name(row: &ActionLogRow) -> Option<&str> {
 }
 
 /// How a row ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) enum Outcome {
     Block,
     AuditOnly,

@@ -11,6 +11,10 @@ use threatlocker_api::{
     OrganizationId,
 };
 
+use crate::accumulate::{
+    Accumulator, CellAgg, CellKey, CitedRow, CustomAgg, CustomKey, EvidenceId, HashAgg,
+    WindowState, HIT_RULES,
+};
 use crate::config::{ApprovalScope, Compiled, ConfigError, EngineConfig};
 use crate::decisions::*;
 use crate::detect::{self, Outcome};
@@ -39,26 +43,48 @@ impl Engine {
     }
 
     /// Evaluates one window. Pure and deterministic: no I/O, no clock, sorted outputs.
+    ///
+    /// Defined as pushing every row of `input.events` into [`Engine::accumulator`] and finishing
+    /// it, so a streaming run and a batch run decide alike.
     pub fn evaluate(&self, input: &Input) -> Decisions {
-        Evaluation::new(&self.compiled, input).run()
+        let mut acc = self.accumulator(input);
+        for row in &input.events {
+            acc.push(row);
+        }
+        acc.finish()
+    }
+
+    /// A streaming evaluation of the window and pending approvals of `meta` (its `events` are
+    /// not read: push rows into the accumulator, or merge kept [`WindowState`]s).
+    pub fn accumulator<'e, 'i>(&'e self, meta: &'i Input) -> Accumulator<'e, 'i> {
+        Accumulator::new(self, meta)
+    }
+
+    /// A fingerprint of the configuration: a [`WindowState`] is valid only for the
+    /// configuration it was built with (which rows matched which per-row rule depends on it).
+    pub fn fingerprint(&self) -> String {
+        let text = serde_json::to_string(&self.config).unwrap_or_default();
+        if self.compiled.custom.is_empty() {
+            return format!("{:032x}", text::fnv128(&[&text]));
+        }
+        // Rules registered in Rust are not in the configuration: their ids count too.
+        let rules = format!("{:?}", self.compiled.custom);
+        format!("{:032x}", text::fnv128(&[&text, &rules]))
+    }
+
+    pub(crate) fn compiled(&self) -> &Compiled {
+        &self.compiled
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum RowId<'a> {
-    Num(i64),
-    Str(&'a str),
-}
-
-/// One selected event with what the engine derives from it.
-struct Ev<'a> {
-    row: &'a ActionLogRow,
-    time: DateTime<Utc>,
-    org: &'a str,
-    computer: Cow<'a, str>,
-    app: Cow<'a, str>,
-    app_is_hash: bool,
-    outcome: Outcome,
+/// Finishes an accumulator: the decisions of a window from its rows' state.
+pub(crate) fn finish(
+    engine: &Engine,
+    meta: &Input,
+    state: WindowState,
+    ignored: Ignored,
+) -> Decisions {
+    Evaluation::new(&engine.compiled, meta).run(state, ignored)
 }
 
 /// A row's hashes as given (`sha256Hash`, then `hash`).
@@ -170,6 +196,16 @@ fn request_file(r: &ApprovalRequest) -> RequestFile {
     out
 }
 
+/// The (folded) hashes of the pending requests of an input.
+pub(crate) fn requested_hashes(input: &Input) -> FxSet<String> {
+    input
+        .approvals
+        .iter()
+        .filter(|a| !a.request.status_id.is_some_and(|s| s.is_actioned()))
+        .flat_map(|a| request_file(&a.request).hashes)
+        .collect()
+}
+
 /// Detection types that implicate the file itself, and so hold an approval request for it.
 const IMPLICATING_TYPES: &[&str] = &[
     "suspicious_execution",
@@ -222,26 +258,6 @@ pub(crate) fn row_order(a: &ActionLogRow, b: &ActionLogRow) -> std::cmp::Orderin
     key(a).cmp(&key(b))
 }
 
-fn computer_key(row: &ActionLogRow) -> Cow<'_, str> {
-    match row
-        .computer_id
-        .as_ref()
-        .map(|c| c.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        Some(id) => Cow::Borrowed(id),
-        None => lower(row.hostname.as_deref().unwrap_or("").trim_ascii()),
-    }
-}
-
-fn user_key(row: &ActionLogRow) -> Option<Cow<'_, str>> {
-    row.username
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(lower)
-}
-
 /// Highest number of times within any span of `window` (times sorted).
 fn max_in_span(times: &[DateTime<Utc>], window: Option<chrono::Duration>) -> usize {
     let Some(w) = window else { return times.len() };
@@ -269,20 +285,8 @@ pub(crate) fn detection_key(parts: &[&str]) -> String {
     format!("tl:det:{:032x}", text::fnv128(parts))
 }
 
-/// What the approval rules need from the rows of one requested hash, gathered once per
-/// evaluation however many requests share the hash.
-#[derive(Default)]
-struct HashFacts<'e> {
-    /// The oldest rows (at most `max_evidence`), oldest first: the request's evidence.
-    evidence: Vec<u32>,
-    /// Distinct certificate subjects on the rows (trimmed).
-    signers: BTreeSet<&'e str>,
-    /// Whether any row carries signature evidence.
-    signed: bool,
-}
-
 /// Certificate subjects on a row (`cert`, `certs`, `certificates[].subject`), trimmed, non-empty.
-fn row_signers(row: &ActionLogRow) -> impl Iterator<Item = &str> {
+pub(crate) fn row_signers(row: &ActionLogRow) -> impl Iterator<Item = &str> {
     row.cert
         .iter()
         .chain(row.certs.iter().flatten())
@@ -310,7 +314,7 @@ struct Group {
     /// Weaker rules that matched the same rows.
     also: BTreeSet<&'static str>,
     /// Rows left to a stronger detection.
-    shared_rows: usize,
+    shared_rows: u64,
     extra_reason: String,
     computers_affected: u64,
     patient_zero: Option<Sighting>,
@@ -356,36 +360,67 @@ struct RowGroup {
     also: BTreeSet<&'static str>,
 }
 
-/// The per-row rules one row matched, strongest first (at most five: no allocation per row).
-#[derive(Default)]
-struct RowHits {
-    ids: [&'static str; 5],
-    len: usize,
-}
-
-impl RowHits {
-    fn push(&mut self, id: &'static str) {
-        if self.len < self.ids.len() {
-            self.ids[self.len] = id;
-            self.len += 1;
-        }
-    }
-
-    /// The owning rule and the others.
-    fn split(&self) -> Option<(&'static str, &[&'static str])> {
-        self.ids[..self.len]
-            .split_first()
-            .map(|(o, rest)| (*o, rest))
-    }
-}
-
 /// What the approval rules look up, built once per evaluation.
-struct ApprovalFacts<'x, 'e> {
-    hash_facts: &'x FxMap<String, HashFacts<'e>>,
+struct ApprovalFacts<'x> {
+    hash_facts: &'x FxMap<String, HashAgg>,
     /// Detection keys per (lower-case) hash.
     hash_detections: &'x FxMap<String, Vec<String>>,
     /// Detections implicating a file, per (lower-case) application key: (key, rule).
     implicated: &'x FxMap<String, Vec<(&'x str, &'static str)>>,
+}
+
+/// One cell with what the groupings derive from its key at finish.
+struct Cell {
+    key: CellKey,
+    agg: CellAgg,
+    /// The computer as the groupings see it.
+    computer: String,
+    /// The user as repeated denials see it (empty without one).
+    user: String,
+    /// The per-row rule owning the cell's rows, and the others its rows matched.
+    owner: Option<&'static str>,
+    also: Vec<&'static str>,
+}
+
+/// Rows in `rows` (cells).
+fn count(cells: &[Cell], rows: &[u32]) -> u64 {
+    rows.iter().map(|&i| cells[i as usize].agg.count).sum()
+}
+
+/// The oldest row of `rows` (cells; never empty, and every cell cites its oldest row).
+fn first_row<'x>(cells: &'x [Cell], rows: &[u32]) -> &'x CitedRow {
+    rows.iter()
+        .filter_map(|&i| cells[i as usize].agg.cited.first())
+        .min()
+        .expect("a group has rows, and a cell cites its oldest row")
+}
+
+/// The newest time among `rows` (cells).
+fn last_time(cells: &[Cell], rows: &[u32]) -> Option<DateTime<Utc>> {
+    rows.iter()
+        .filter_map(|&i| cells[i as usize].agg.last)
+        .max()
+}
+
+/// Block times of `rows` (cells), sorted (kept only with a repeat window).
+fn sorted_times(cells: &[Cell], rows: &[u32]) -> Vec<DateTime<Utc>> {
+    let mut t: Vec<DateTime<Utc>> = rows
+        .iter()
+        .flat_map(|&i| cells[i as usize].agg.times.iter().copied())
+        .collect();
+    t.sort_unstable();
+    t
+}
+
+/// The oldest `k` rows of `rows` (cells), oldest first.
+fn oldest_cited<'x>(cells: &'x [Cell], rows: &[u32], k: usize) -> Vec<&'x CitedRow> {
+    let mut all: Vec<&CitedRow> = rows
+        .iter()
+        .flat_map(|&i| cells[i as usize].agg.cited.iter())
+        .collect();
+    all.sort_unstable();
+    all.truncate(k);
+    all
 }
 
 struct Evaluation<'c, 'a> {
@@ -435,74 +470,80 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .or_else(|| row.and_then(|r| r.organization_name.clone()))
     }
 
-    fn is_secure(&self, row: &ActionLogRow) -> bool {
-        if let Some(v) = row
+    fn is_secure_cell(&self, k: &CellKey) -> bool {
+        if let Some(v) = k
             .computer_id
             .as_ref()
             .and_then(|id| self.secure.get(id.as_str()))
         {
             return *v;
         }
-        row.hostname
+        k.hostname
             .as_deref()
             .and_then(|h| self.secure.get(&h.trim().to_lowercase()))
             .copied()
             .unwrap_or(false)
     }
 
-    fn run(self) -> Decisions {
+    fn run(self, state: WindowState, ignored: Ignored) -> Decisions {
         let input = self.input;
         let c = self.c;
-        let mut ignored = Ignored::default();
+        let mut ignored = ignored;
 
-        // Pass 1: window, de-duplication, derived keys.
-        let mut seen: FxSet<RowId<'a>> = FxSet::default();
-        seen.reserve(input.events.len());
-        let mut evs: Vec<Ev<'a>> = Vec::with_capacity(input.events.len());
-        for row in &input.events {
-            let Some(time) = row.date_time else {
-                ignored.undated_rows += 1;
-                continue;
-            };
-            if time < input.window_start || time >= input.window_end {
-                ignored.outside_window += 1;
-                continue;
-            }
-            let id = match (&row.action_log_id, &row.e_action_log_id) {
-                (Some(n), _) => Some(RowId::Num(n.get())),
-                (None, Some(e)) => Some(RowId::Str(e.as_str())),
-                (None, None) => None,
-            };
-            match id {
-                Some(id) => {
-                    if !seen.insert(id) {
-                        ignored.duplicate_rows += 1;
-                        continue;
+        // Cells in a fixed order, with what the groupings derive from their keys. Policy bypass
+        // is decided here: it depends on the computers' modes, which are the run's.
+        let mut cells: Vec<Cell> = state
+            .cells
+            .into_iter()
+            // Every cell built from rows cites its oldest row; a kept state read back damaged
+            // may not, and is skipped rather than trusted.
+            .filter(|(_, agg)| agg.count > 0 && !agg.cited.is_empty())
+            .map(|(key, agg)| {
+                let mut hits: Vec<&'static str> = Vec::new();
+                for (bit, id) in HIT_RULES.iter().enumerate() {
+                    if *id == ids::RINGFENCE
+                        && key.outcome == Outcome::AuditOnly
+                        && self.is_secure_cell(&key)
+                    {
+                        hits.push(ids::POLICY_BYPASS);
+                    }
+                    if key.hits & (1 << bit) != 0 {
+                        hits.push(id);
                     }
                 }
-                None => ignored.rows_without_id += 1,
-            }
-            let (app, app_is_hash) = detect::application_key(row);
-            evs.push(Ev {
-                row,
-                time,
-                org: row
-                    .organization_id
-                    .as_ref()
-                    .map(|o| o.as_str())
-                    .unwrap_or(""),
-                computer: computer_key(row),
-                app,
-                app_is_hash,
-                outcome: detect::outcome(row),
-            });
-        }
-        drop(seen);
+                let (owner, also) = match hits.split_first() {
+                    Some((o, rest)) => (Some(*o), rest.to_vec()),
+                    None => (None, Vec::new()),
+                };
+                let mut agg = agg;
+                for r in &mut agg.cited {
+                    r.with_cell(&key);
+                }
+                if agg.app_hash {
+                    crate::accumulate::insert_sorted(&mut agg.hashes, &key.app);
+                }
+                Cell {
+                    computer: key.computer(),
+                    user: key.user(),
+                    owner,
+                    also,
+                    key,
+                    agg,
+                }
+            })
+            .collect();
+        cells.sort_by(|a, b| a.key.cmp(&b.key));
+        let cells = &cells[..];
+        // Custom rules' groups, in a fixed order (a damaged kept group is skipped).
+        let mut custom: Vec<(CustomKey, CustomAgg)> = state
+            .custom
+            .into_iter()
+            .filter(|(_, g)| g.count > 0 && !g.cited.is_empty() && g.best.is_some())
+            .collect();
+        custom.sort_by(|a, b| a.0.cmp(&b.0));
 
-        // Hashes of the pending approval requests, whose rows are indexed below, and those of
-        // requests whose file is known-good by the request alone (a signed built-in installer):
-        // such a file blocked widely is a policy gap, not a fleet spread.
-        let mut approval_hashes: FxSet<String> = FxSet::default();
+        // Hashes of requests whose file is known-good by the request alone (a signed built-in
+        // installer): such a file blocked widely is a policy gap, not a fleet spread.
         let mut known_good_hashes: FxSet<String> = FxSet::default();
         for a in input
             .approvals
@@ -514,105 +555,61 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 .request_known_good(a, &file, &BTreeSet::new())
                 .is_some()
             {
-                known_good_hashes.extend(file.hashes.iter().cloned());
+                known_good_hashes.extend(file.hashes);
             }
-            approval_hashes.extend(file.hashes);
         }
 
-        // Pass 2: aggregation, keyed; each row is looked at once.
+        // Aggregation, keyed by cell.
         let mut blocks = BlockAnalysis {
-            total_events: evs.len() as u64,
+            total_events: state.total_events,
+            blocks: state.blocks,
+            audit_only: state.audit_only,
+            permits: state.permits,
+            ringfenced: state.ringfenced,
             ..Default::default()
         };
         let mut blocked_apps: FxSet<&str> = FxSet::default();
         let mut repeat: FxMap<(&str, &str, &str), Vec<u32>> = FxMap::default();
         // (organization, computer, user): rows without a user count under the computer alone.
-        let mut denials: FxMap<(&str, &str, Cow<'a, str>), Vec<u32>> = FxMap::default();
+        let mut denials: FxMap<(&str, &str, &str), Vec<u32>> = FxMap::default();
         let mut fleet: FxMap<(&str, &str), Vec<u32>> = FxMap::default();
         // Per-row rules: (owning rule, organization, application, computer).
         let mut row_groups: FxMap<(&'static str, &str, &str, &str), RowGroup> = FxMap::default();
-        let mut by_hash: FxMap<String, Vec<u32>> = FxMap::default();
-
-        for (i, ev) in evs.iter().enumerate() {
+        for (i, cell) in cells.iter().enumerate() {
             let i = i as u32;
-            let row = ev.row;
-            let mut hits = RowHits::default();
-            match ev.outcome {
-                Outcome::Block => {
-                    blocks.blocks += 1;
-                    blocked_apps.insert(&ev.app);
-                    repeat
-                        .entry((ev.org, &ev.app, &ev.computer))
-                        .or_default()
-                        .push(i);
-                    let user = user_key(row).unwrap_or(Cow::Borrowed(""));
-                    denials
-                        .entry((ev.org, &ev.computer, user))
-                        .or_default()
-                        .push(i);
-                    if ev.app_is_hash {
-                        fleet.entry((ev.org, &ev.app)).or_default().push(i);
-                    }
-                }
-                Outcome::AuditOnly => blocks.audit_only += 1,
-                Outcome::Permit => blocks.permits += 1,
-                Outcome::Ringfenced => blocks.ringfenced += 1,
-                Outcome::Other => {}
-            }
-            // In strength order (the rule table's): the first hit owns the row.
-            if !detect::powershell_markers(row).is_empty() {
-                hits.push(ids::ENCODED_POWERSHELL);
-            }
-            if detect::is_lolbin(&c.binaries, row.full_path.as_deref()) {
-                if row
-                    .full_path
-                    .as_deref()
-                    .and_then(|p| detect::user_writable(&c.binaries, p))
-                    .is_some()
-                {
-                    hits.push(ids::LOLBIN_USER_PATH);
-                }
-                if detect::office_or_browser_parent(c, row).is_some() {
-                    hits.push(ids::LOLBIN_OFFICE_BROWSER);
+            let k = &cell.key;
+            if k.outcome == Outcome::Block {
+                blocked_apps.insert(&k.app);
+                repeat
+                    .entry((&k.org, &k.app, &cell.computer))
+                    .or_default()
+                    .push(i);
+                denials
+                    .entry((&k.org, &cell.computer, &cell.user))
+                    .or_default()
+                    .push(i);
+                if k.app_is_hash {
+                    fleet.entry((&k.org, &k.app)).or_default().push(i);
                 }
             }
-            if ev.outcome == Outcome::AuditOnly && self.is_secure(row) {
-                hits.push(ids::POLICY_BYPASS);
-            }
-            if ev.outcome == Outcome::Ringfenced {
-                hits.push(ids::RINGFENCE);
-            }
-            if let Some((owner, also)) = hits.split() {
+            if let Some(owner) = cell.owner {
                 let g = row_groups
-                    .entry((owner, ev.org, ev.app.as_ref(), ev.computer.as_ref()))
+                    .entry((owner, &k.org, &k.app, &cell.computer))
                     .or_default();
                 g.rows.push(i);
-                g.also.extend(also.iter().copied());
-            }
-            if !approval_hashes.is_empty() {
-                for h in row_hashes(row) {
-                    let h = lower(h.trim_ascii());
-                    if let Some(list) = by_hash.get_mut(h.as_ref()) {
-                        list.push(i);
-                    } else if approval_hashes.contains(h.as_ref()) {
-                        by_hash.insert(h.into_owned(), vec![i]);
-                    }
-                }
+                g.also.extend(cell.also.iter().copied());
             }
         }
         blocks.unique_applications_blocked = blocked_apps.len() as u64;
 
         let mut groups: Vec<Group> = Vec::new();
-        let sorted_times = |rows: &[u32]| {
-            let mut t: Vec<DateTime<Utc>> = rows.iter().map(|&i| evs[i as usize].time).collect();
-            t.sort_unstable();
-            t
-        };
         // At least the organization's threshold of blocks (within the repeat window, if set).
         let reaches_threshold = |org: &str, rows: &[u32]| {
             let threshold = c.org(org_id(org).as_ref()).threshold as usize;
-            rows.len() >= threshold
-                && max_in_span(&sorted_times(rows), c.repeat_window) >= threshold
+            let n = count(cells, rows) as usize;
+            n >= threshold
+                && (c.repeat_window.is_none()
+                    || max_in_span(&sorted_times(cells, rows), c.repeat_window) >= threshold)
         };
 
         // Repeat blocks.
@@ -620,27 +617,27 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             if !reaches_threshold(org, rows) {
                 continue;
             }
-            let ordered = self.ordered(&evs, rows);
-            let first = &evs[ordered[0] as usize];
+            let first = first_row(cells, rows);
+            let first_full = first.to_row();
             blocks.repeat_blocks.push(RepeatBlock {
                 organization_id: org_id(org),
                 application_key: (*app).to_owned(),
-                application: detect::application_name(first.row)
+                application: detect::application_name(&first_full)
                     .unwrap_or(app)
                     .to_owned(),
-                computer_id: first.row.computer_id.clone(),
-                device: first.row.hostname.clone(),
-                count: rows.len() as u64,
-                first_seen: Some(first.time),
-                last_seen: ordered.last().map(|&i| evs[i as usize].time),
-                action_log_ids: self.evidence(&evs, &ordered),
+                computer_id: first.computer_id.clone(),
+                device: first.hostname.clone(),
+                count: count(cells, rows),
+                first_seen: Some(first.key.at),
+                last_seen: last_time(cells, rows),
+                action_log_ids: self.evidence(cells, rows),
             });
             groups.push(Group::new(
                 ids::REPEAT_BLOCK,
                 org,
                 Some(app),
                 Some(computer),
-                ordered,
+                rows.clone(),
             ));
         }
 
@@ -649,108 +646,90 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             if !reaches_threshold(org, rows) {
                 continue;
             }
-            let ordered = self.ordered(&evs, rows);
-            let apps: BTreeSet<&str> = rows.iter().map(|&i| evs[i as usize].app.as_ref()).collect();
-            let first = evs[ordered[0] as usize].row;
+            let apps: BTreeSet<&str> = rows
+                .iter()
+                .map(|&i| cells[i as usize].key.app.as_str())
+                .collect();
+            let first = first_row(cells, rows);
+            let n = count(cells, rows);
             blocks.denials.push(DenialCount {
                 organization_id: org_id(org),
                 user: (!user.is_empty()).then(|| first.username.clone()).flatten(),
                 device: first.hostname.clone(),
                 computer_id: first.computer_id.clone(),
-                count: rows.len() as u64,
+                count: n,
                 applications: apps.len() as u64,
-                action_log_ids: self.evidence(&evs, &ordered),
+                action_log_ids: self.evidence(cells, rows),
             });
             // One application is a repeat block, reported as such.
             if apps.len() >= 2 {
-                let mut g = Group::new(ids::REPEATED_DENIALS, org, None, Some(computer), ordered);
-                g.user = (!user.is_empty()).then(|| user.clone().into_owned());
-                g.extra_reason =
-                    format!("{} blocks across {} applications", rows.len(), apps.len());
+                let mut g = Group::new(
+                    ids::REPEATED_DENIALS,
+                    org,
+                    None,
+                    Some(computer),
+                    rows.clone(),
+                );
+                g.user = (!user.is_empty()).then(|| (*user).to_owned());
+                g.extra_reason = format!("{} blocks across {} applications", n, apps.len());
                 groups.push(g);
             }
         }
 
-        // Fleet spread: hashes blocked on enough computers, then (only for those few) whether
-        // they were permitted anywhere, so the common permit rows cost nothing here. A
-        // known-good file blocked widely is a policy gap instead.
-        let mut candidates: Vec<(&str, &str, &Vec<u32>, BTreeSet<&str>)> = Vec::new();
+        // Fleet spread: hashes blocked on enough computers and permitted nowhere in the window.
+        // A known-good file blocked widely is a policy gap instead.
         for ((org, app), rows) in &fleet {
             let computers: BTreeSet<&str> = rows
                 .iter()
-                .map(|&i| evs[i as usize].computer.as_ref())
+                .map(|&i| cells[i as usize].computer.as_str())
                 .collect();
-            if (computers.len() as u64) >= u64::from(c.fleet_threshold) {
-                candidates.push((org, app, rows, computers));
-            }
-        }
-        let candidate_keys: FxSet<&str> = candidates.iter().map(|x| x.1).collect();
-        let permitted: FxSet<&str> = if candidate_keys.is_empty() {
-            FxSet::default()
-        } else {
-            evs.iter()
-                .filter(|ev| {
-                    ev.outcome == Outcome::Permit && candidate_keys.contains(ev.app.as_ref())
-                })
-                .map(|ev| ev.app.as_ref())
-                .collect()
-        };
-        for (org, app, rows, computers) in candidates {
-            if permitted.contains(app) {
+            if (computers.len() as u64) < u64::from(c.fleet_threshold)
+                || state.permitted.contains(*app)
+            {
                 continue;
             }
             let folded = lower(app);
             let known_good = c.trusted_hashes.contains(folded.as_ref())
                 || known_good_hashes.contains(folded.as_ref())
-                || rows
-                    .iter()
-                    .any(|&i| self.row_known_good(evs[i as usize].row));
-            let ordered = self.ordered(&evs, rows);
-            let pz = evs[ordered[0] as usize].row;
+                || rows.iter().any(|&i| cells[i as usize].agg.known_good);
+            let pz = first_row(cells, rows);
             let rule = if known_good {
                 ids::POLICY_GAP
             } else {
                 ids::FLEET_SPREAD
             };
-            let mut g = Group::new(rule, org, Some(app), None, ordered);
+            let mut g = Group::new(rule, org, Some(app), None, rows.clone());
             g.extra_reason = format!("blocked on {} computers", computers.len());
             g.computers_affected = computers.len() as u64;
             g.patient_zero = Some(Sighting {
                 computer_id: pz.computer_id.clone(),
                 device: pz.hostname.clone(),
-                at: pz.date_time,
-                action_log_id: Some(row_id(pz)),
+                at: Some(pz.key.at),
+                action_log_id: Some(pz.key.text()),
             });
             groups.push(g);
         }
 
         // Per-row detections.
         for ((rule_id, org, app, computer), rg) in row_groups {
-            let mut g = Group::new(
-                rule_id,
-                org,
-                Some(app),
-                Some(computer),
-                self.ordered(&evs, &rg.rows),
-            );
+            let mut g = Group::new(rule_id, org, Some(app), Some(computer), rg.rows);
             g.also = rg.also;
             groups.push(g);
         }
 
         // The same rows never yield two detections: the strongest claims them (see `claim`).
-        let groups = self.claim(&evs, groups);
+        let groups = self.claim(cells, groups);
 
         // Build and sort detections (with their rows, for tickets).
         let mut detections: Vec<(SecurityEvent, Vec<u32>)> = groups
             .into_iter()
-            .map(|g| self.detection(&evs, g))
+            .map(|g| self.detection(cells, g))
             .collect();
         // Custom rules (`[[rules.custom]]`, `Engine::with_rule`), grouped like the per-row ones.
         detections.extend(crate::custom::detections(
             &c.custom,
-            evs.iter()
-                .map(|ev| (ev.row, ev.outcome, ev.org, ev.computer.as_ref())),
-            c.max_evidence,
+            &custom,
+            cells.len() as u32,
             |org, row| self.org_name(org, Some(row)),
         ));
         sort_by_borrowed_key!(detections, |x| (
@@ -777,15 +756,12 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             &x.action_log_ids,
         ));
 
-        let tickets = self.tickets(&evs, &detections);
+        let tickets = self.tickets(cells, &custom, &detections);
         let detections: Vec<SecurityEvent> = detections.into_iter().map(|(d, _)| d).collect();
 
-        // Approvals: what the approval rules need from the rows of each requested hash, gathered
-        // once per distinct hash (many requests often share one hash; see `HashFacts`).
-        let hash_facts: FxMap<String, HashFacts<'_>> = by_hash
-            .into_iter()
-            .map(|(h, rows)| (h, self.hash_facts(&evs, rows)))
-            .collect();
+        // Approvals: what the approval rules need from the rows of each hash was gathered as the
+        // rows came in (see `HashAgg`).
+        let hash_facts = &state.hashes;
         let mut hash_detections: FxMap<String, Vec<String>> = FxMap::default();
         let mut implicated: FxMap<String, Vec<(&str, &'static str)>> = FxMap::default();
         for d in &detections {
@@ -803,7 +779,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             }
         }
         let facts = ApprovalFacts {
-            hash_facts: &hash_facts,
+            hash_facts,
             hash_detections: &hash_detections,
             implicated: &implicated,
         };
@@ -826,7 +802,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
                 ignored.approvals_not_pending += 1;
                 continue;
             }
-            approvals.push(self.approval(pa, &evs, &facts));
+            approvals.push(self.approval(pa, &facts));
         }
         sort_by_borrowed_key!(approvals, |x| (
             &x.request_id,
@@ -876,60 +852,25 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         }
     }
 
-    /// Row indices ordered oldest first (total order: time, then ids).
-    fn ordered(&self, evs: &[Ev<'a>], rows: &[u32]) -> Vec<u32> {
-        let mut v = rows.to_vec();
-        v.sort_by(|&a, &b| row_order(evs[a as usize].row, evs[b as usize].row));
-        v
-    }
-
-    /// The oldest `max_evidence` of `rows` (distinct indices), oldest first, in the total order
-    /// `ordered` gives (time, then ids, then input position).
-    fn oldest(&self, evs: &[Ev<'a>], mut rows: Vec<u32>) -> Vec<u32> {
-        let cmp =
-            |a: &u32, b: &u32| row_order(evs[*a as usize].row, evs[*b as usize].row).then(a.cmp(b));
-        let k = self.c.max_evidence.max(1);
-        if rows.len() > k {
-            rows.select_nth_unstable_by(k - 1, cmp);
-            rows.truncate(k);
-        }
-        rows.sort_unstable_by(cmp);
-        rows
-    }
-
-    /// One pass over the rows of one requested hash (row indices in input order).
-    fn hash_facts<'e>(&self, evs: &'e [Ev<'a>], mut rows: Vec<u32>) -> HashFacts<'e> {
-        // A row whose `sha256Hash` and `hash` fold to the same value was listed twice in a row.
-        rows.dedup();
-        let mut facts = HashFacts::default();
-        for &i in &rows {
-            let ev = &evs[i as usize];
-            let row = ev.row;
-            if row.cert_exists == Some(true) {
-                facts.signed = true;
-            }
-            for s in row_signers(row) {
-                facts.signers.insert(s);
-                facts.signed = true;
-            }
-        }
-        facts.evidence = self.oldest(evs, rows);
-        facts
-    }
-
-    fn evidence(&self, evs: &[Ev<'a>], ordered: &[u32]) -> Vec<String> {
-        ordered
+    /// The oldest `max_evidence` evidence ids of `rows` (cells), oldest first.
+    fn evidence(&self, cells: &[Cell], rows: &[u32]) -> Vec<String> {
+        let mut all: Vec<&EvidenceId> = rows
             .iter()
-            .take(self.c.max_evidence)
-            .map(|&i| row_id(evs[i as usize].row))
-            .collect()
+            .flat_map(|&i| cells[i as usize].agg.ids.iter())
+            .collect();
+        all.sort_unstable();
+        all.truncate(self.c.max_evidence);
+        all.into_iter().map(EvidenceId::text).collect()
     }
 
     /// A detection's risk level and the least stopped outcome among `rows`: the rule's default,
     /// one level up for rules that escalate when the action was not stopped.
-    fn assess(&self, evs: &[Ev<'a>], rule_id: &str, rows: &[u32]) -> (RiskLevel, &'static str) {
+    fn assess(&self, cells: &[Cell], rule_id: &str, rows: &[u32]) -> (RiskLevel, &'static str) {
         let r = rule(rule_id).unwrap_or(&crate::rules::RULES[0]);
-        let outcomes: BTreeSet<Outcome> = rows.iter().map(|&i| evs[i as usize].outcome).collect();
+        let outcomes: BTreeSet<Outcome> = rows
+            .iter()
+            .map(|&i| cells[i as usize].key.outcome)
+            .collect();
         let action_taken = [
             Outcome::Permit,
             Outcome::AuditOnly,
@@ -950,10 +891,10 @@ impl<'c, 'a> Evaluation<'c, 'a> {
     /// first (risk, then the rule table's order); each keeps the rows no stronger group took.
     /// A group left with no rows yields no detection: its rule is listed as also matched by
     /// the groups that took its rows (as a weaker group that kept some rows also is).
-    fn claim(&self, evs: &[Ev<'a>], mut groups: Vec<Group>) -> Vec<Group> {
+    fn claim(&self, cells: &[Cell], mut groups: Vec<Group>) -> Vec<Group> {
         let risks: Vec<RiskLevel> = groups
             .iter()
-            .map(|g| self.assess(evs, g.rule, &g.rows).0)
+            .map(|g| self.assess(cells, g.rule, &g.rows).0)
             .collect();
         let mut order: Vec<usize> = (0..groups.len()).collect();
         sort_by_borrowed_key!(order, |i| (
@@ -965,7 +906,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             &groups[*i].user,
         ));
         const FREE: u32 = u32::MAX;
-        let mut owner: Vec<u32> = vec![FREE; evs.len()];
+        let mut owner: Vec<u32> = vec![FREE; cells.len()];
         let mut keep = vec![true; groups.len()];
         let mut also: Vec<(usize, &'static str)> = Vec::new();
         for gi in order {
@@ -994,7 +935,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             for &r in &mine {
                 owner[r as usize] = gi as u32;
             }
-            g.shared_rows = g.rows.len() - mine.len();
+            g.shared_rows = count(cells, &g.rows) - count(cells, &mine);
             g.rows = mine;
         }
         for (o, rule_id) in also {
@@ -1007,23 +948,6 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .zip(keep)
             .filter_map(|(g, k)| k.then_some(g))
             .collect()
-    }
-
-    /// Whether a row's file is known-good: a trusted hash or signer, or signed and a
-    /// built-in application.
-    fn row_known_good(&self, row: &ActionLogRow) -> bool {
-        let c = self.c;
-        if row_hashes(row).any(|h| c.trusted_hashes.contains(lower(h.trim_ascii()).as_ref())) {
-            return true;
-        }
-        let mut signed = row.cert_exists == Some(true);
-        for s in row_signers(row) {
-            signed = true;
-            if c.trusted_signers.iter().any(|t| signer_is(s, t)) {
-                return true;
-            }
-        }
-        signed && row.application_is_built_in == Some(true)
     }
 
     /// Why a request's file is known-good, if it is: a trusted hash (its own or the SHA-256 in
@@ -1083,34 +1007,34 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         None
     }
 
-    fn detection(&self, evs: &[Ev<'a>], g: Group) -> (SecurityEvent, Vec<u32>) {
+    fn detection(&self, cells: &[Cell], g: Group) -> (SecurityEvent, Vec<u32>) {
         let c = self.c;
         let r = rule(g.rule).unwrap_or(&crate::rules::RULES[0]);
-        let rows: Vec<&ActionLogRow> = g.rows.iter().map(|&i| evs[i as usize].row).collect();
-        let first = rows[0];
-        let (risk, action_taken) = self.assess(evs, g.rule, &g.rows);
-        let device = join_sorted(rows.iter().filter_map(|r| r.hostname.as_deref()));
-        let user = join_sorted(rows.iter().filter_map(|r| r.username.as_deref()));
-        let computers: BTreeSet<&ComputerId> =
-            rows.iter().filter_map(|r| r.computer_id.as_ref()).collect();
-        let hashes: BTreeSet<String> = rows
+        let parts: Vec<&Cell> = g.rows.iter().map(|&i| &cells[i as usize]).collect();
+        let first_row = first_row(cells, &g.rows).to_row();
+        let first = &first_row;
+        let (risk, action_taken) = self.assess(cells, g.rule, &g.rows);
+        let device = join_sorted(parts.iter().filter_map(|x| x.key.hostname.as_deref()));
+        let user = join_sorted(parts.iter().filter_map(|x| x.key.username.as_deref()));
+        let computers: BTreeSet<&ComputerId> = parts
             .iter()
-            .flat_map(|r| row_hashes(r))
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
+            .filter_map(|x| x.key.computer_id.as_ref())
+            .collect();
+        let hashes: BTreeSet<String> = parts
+            .iter()
+            .flat_map(|x| x.agg.hashes.iter().cloned())
             .collect();
         let application = match &g.app {
             Some(app) => detect::application_name(first).unwrap_or(app).to_owned(),
             None => {
-                let names: BTreeSet<&str> = rows
+                let names: BTreeSet<&str> = parts
                     .iter()
-                    .filter_map(|r| detect::application_name(r))
+                    .flat_map(|x| x.agg.app_names.iter().map(String::as_str))
                     .collect();
                 format!("{} applications", names.len())
             }
         };
-        let n = rows.len();
+        let n = count(cells, &g.rows);
         let who = |d: &Option<String>| {
             d.as_deref()
                 .map(|s| clean(s).into_owned())
@@ -1118,7 +1042,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
         };
         let mut reason = match g.rule {
             ids::ENCODED_POWERSHELL => {
-                let markers: BTreeSet<&str> = rows.iter().flat_map(|r| detect::powershell_markers(r)).collect();
+                let markers: BTreeSet<&str> = parts.iter().flat_map(|x| x.agg.markers.iter().map(String::as_str)).collect();
                 format!(
                     "PowerShell ran with an encoded or obfuscated command on {} ({} row(s); markers: {}); outcome {}.",
                     who(&device),
@@ -1235,9 +1159,9 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             application_key: g.app.clone(),
             action_taken,
             first_seen: first.date_time,
-            last_seen: rows.last().and_then(|r| r.date_time),
-            row_count: n as u64,
-            action_log_ids: self.evidence(evs, &g.rows),
+            last_seen: last_time(cells, &g.rows),
+            row_count: n,
+            action_log_ids: self.evidence(cells, &g.rows),
             hashes: hashes.into_iter().collect(),
             patient_zero: g.patient_zero,
             computers_affected: g.computers_affected,
@@ -1249,7 +1173,8 @@ impl<'c, 'a> Evaluation<'c, 'a> {
     /// repeat block; an incident of policy gaps only opens none.
     fn tickets(
         &self,
-        evs: &[Ev<'a>],
+        cells: &[Cell],
+        custom: &[(CustomKey, CustomAgg)],
         detections: &[(SecurityEvent, Vec<u32>)],
     ) -> Vec<PlannedTicket> {
         let c = self.c;
@@ -1381,23 +1306,32 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             desc.push_str(
                 "\nEvidence (oldest first; time | action log id | host | user | outcome | path):\n",
             );
-            const MAX_LINES: usize = 20;
-            let mut rows: Vec<u32> = idx
+            const MAX_LINES: usize = crate::accumulate::CITED_ROWS;
+            let rows: Vec<u32> = idx
                 .iter()
                 .flat_map(|&i| detections[i].1.iter().copied())
                 .collect();
-            let total = rows.len();
-            rows = self.oldest(evs, rows);
-            for &i in rows.iter().take(MAX_LINES) {
-                let r = evs[i as usize].row;
-                let outcome = evs[i as usize].outcome.label();
+            // Indices past the cells stand for custom groups (see `custom::detections`).
+            let (own, groups): (Vec<u32>, Vec<u32>) =
+                rows.iter().partition(|&&i| (i as usize) < cells.len());
+            let groups: Vec<&CustomAgg> = groups
+                .iter()
+                .filter_map(|&i| custom.get(i as usize - cells.len()).map(|g| &g.1))
+                .collect();
+            let total = (count(cells, &own) + groups.iter().map(|g| g.count).sum::<u64>()) as usize;
+            let mut cited = oldest_cited(cells, &own, MAX_LINES);
+            cited.extend(groups.iter().flat_map(|g| g.cited.iter()));
+            cited.sort_unstable();
+            cited.dedup_by(|a, b| a.key == b.key);
+            cited.truncate(MAX_LINES.min(c.max_evidence.max(1)));
+            for r in cited {
                 let l = format!(
                     "- {} | {} | {} | {} | {} | {}",
-                    fmt_time(r.date_time),
-                    row_id(r),
+                    fmt_time(Some(r.key.at)),
+                    r.key.text(),
                     r.hostname.as_deref().unwrap_or(""),
                     r.username.as_deref().unwrap_or(""),
-                    outcome,
+                    r.outcome.label(),
                     r.full_path
                         .as_deref()
                         .or(r.process_path.as_deref())
@@ -1429,36 +1363,27 @@ impl<'c, 'a> Evaluation<'c, 'a> {
     /// win), detections implicating the file; then the trusted lists (which override what
     /// follows); then the LOLBin and unsigned-in-a-user-folder flags, the categories, and
     /// whether the file is known-good.
-    fn approval(
-        &self,
-        pa: &PendingApproval,
-        evs: &[Ev<'a>],
-        facts: &ApprovalFacts<'_, '_>,
-    ) -> ApprovalDecision {
+    fn approval(&self, pa: &PendingApproval, facts: &ApprovalFacts<'_>) -> ApprovalDecision {
         let c = self.c;
         let r: &ApprovalRequest = &pa.request;
         let org = c.org(r.organization_id.as_ref());
         let file = request_file(r);
         let hashes = &file.hashes;
-        let found: Vec<&HashFacts<'_>> = hashes
+        let found: Vec<&HashAgg> = hashes
             .iter()
             .filter_map(|h| facts.hash_facts.get(h))
             .collect();
-        let rows: Vec<u32> = match found.as_slice() {
-            [one] => one.evidence.clone(),
-            many => {
-                // The oldest rows of the union are among the oldest of each part.
-                let mut all: Vec<u32> = many.iter().flat_map(|f| &f.evidence).copied().collect();
-                all.sort_unstable();
-                all.dedup();
-                self.oldest(evs, all)
-            }
-        };
+        // The oldest rows of the union are among the oldest of each part; a row carrying two
+        // of the request's hashes counts once.
+        let mut rows: Vec<&EvidenceId> = found.iter().flat_map(|f| f.ids.iter()).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows.truncate(c.max_evidence);
 
         // Signers: the request's json certificates, plus the matching rows' signers.
         let row_signers: BTreeSet<String> = found
             .iter()
-            .flat_map(|f| f.signers.iter().map(|s| (*s).to_owned()))
+            .flat_map(|f| f.signers.iter().cloned())
             .collect();
         let mut signers: BTreeSet<String> = row_signers.clone();
         signers.extend(file.certs.iter().map(|(s, _)| s.clone()));
@@ -1694,7 +1619,7 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             categories: cats,
             signers: signers.into_iter().collect(),
             known_good: known_good.is_some(),
-            action_log_ids: self.evidence(evs, &rows),
+            action_log_ids: rows.into_iter().map(EvidenceId::text).collect(),
             detection_keys,
             scope,
         }
@@ -1852,6 +1777,22 @@ fn org_id(org: &str) -> Option<OrganizationId> {
 fn fmt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether a row's file is known-good: a trusted hash or signer, or signed and a
+/// built-in application.
+pub(crate) fn row_known_good(c: &Compiled, row: &ActionLogRow) -> bool {
+    if row_hashes(row).any(|h| c.trusted_hashes.contains(lower(h.trim_ascii()).as_ref())) {
+        return true;
+    }
+    let mut signed = row.cert_exists == Some(true);
+    for s in row_signers(row) {
+        signed = true;
+        if c.trusted_signers.iter().any(|t| signer_is(s, t)) {
+            return true;
+        }
+    }
+    signed && row.application_is_built_in == Some(true)
 }
 
 /// Whether a certificate subject matches a configured (lower-case) signer: the whole subject or

@@ -71,6 +71,7 @@ macro_rules! sort_by_borrowed_key {
     };
 }
 
+mod accumulate;
 mod config;
 pub mod custom;
 mod decisions;
@@ -83,6 +84,7 @@ mod report;
 pub mod rules;
 mod text;
 
+pub use accumulate::{Accumulator, WindowState};
 pub use config::{
     ApprovalScope, ConfigError, EngineConfig, OrgOverride, OrgVariables, RiskPriorities, Rules,
     DEFAULT_LOLBINS, DEFAULT_OFFICE_AND_BROWSERS, DEFAULT_USER_WRITABLE_PATHS,

@@ -3,6 +3,8 @@
 #[path = "engine/support.rs"]
 mod support;
 
+#[path = "engine/accumulator.rs"]
+mod accumulator;
 #[path = "engine/approvals.rs"]
 mod approvals;
 #[path = "engine/blocks.rs"]

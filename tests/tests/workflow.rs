@@ -8,6 +8,7 @@ mod workflow {
     mod dry_run;
     mod exactly_once;
     mod incidents;
+    mod incremental;
     mod notify;
     mod report;
     mod resilience;

@@ -92,6 +92,11 @@ pub enum Command {
         /// lock_timeout, else 5m); then exit 75 (try again later).
         #[arg(long, value_name = "DURATION", value_parser = parse_lock_timeout)]
         lock_timeout: Option<Duration>,
+        /// Re-read the whole window from the API instead of taking its older hours from the
+        /// aggregates earlier runs kept (each run otherwise reads only what is new, plus
+        /// [workflow] overlap).
+        #[arg(long)]
+        full: bool,
     },
     /// Run the workflow on a schedule until stopped, reacting to new approval requests at once.
     ///
@@ -205,13 +210,17 @@ pub async fn dispatch(command: Command, env: &dyn Env) -> u8 {
             output,
             deadline,
             lock_timeout,
+            full,
         } => {
             run_once(
                 &config,
-                dry_run,
+                RunFlags {
+                    dry_run,
+                    full,
+                    deadline,
+                    lock_timeout,
+                },
                 output.as_deref(),
-                deadline,
-                lock_timeout,
                 env,
             )
             .await
@@ -280,14 +289,21 @@ fn setup_error(e: &WorkflowError) -> u8 {
     }
 }
 
-async fn run_once(
-    path: &Path,
+/// The `run` flags that change what one run does.
+struct RunFlags {
     dry_run: bool,
-    output: Option<&Path>,
+    full: bool,
     deadline: Option<Duration>,
     lock_timeout: Option<Duration>,
-    env: &dyn Env,
-) -> u8 {
+}
+
+async fn run_once(path: &Path, flags: RunFlags, output: Option<&Path>, env: &dyn Env) -> u8 {
+    let RunFlags {
+        dry_run,
+        full,
+        deadline,
+        lock_timeout,
+    } = flags;
     let mut config = match load_for_runs(path, dry_run, lock_timeout) {
         Ok(c) => c,
         Err(code) => return code,
@@ -316,7 +332,7 @@ async fn run_once(
             return EXIT_FAILED;
         }
     };
-    let options = RunOptions::new().stop_flag(shutdown.flag());
+    let options = RunOptions::new().stop_flag(shutdown.flag()).full(full);
     let (text, code) = match workflow.run(options).await {
         Ok(out) => {
             let code = if out.report.success {

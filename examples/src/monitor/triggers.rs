@@ -496,6 +496,7 @@ pub struct ClientProbe {
     client: Client,
     engine: Arc<Engine>,
     include_children: bool,
+    denies_only: bool,
 }
 
 impl ClientProbe {
@@ -505,7 +506,15 @@ impl ClientProbe {
             client,
             engine,
             include_children,
+            denies_only: false,
         }
+    }
+
+    /// Asks the API for deny rows only (`actionId` 99: enforced and monitor-only denies; see
+    /// [`WatchSettings::detection_denies_only`] for the trade-off).
+    pub fn denies_only(mut self, yes: bool) -> Self {
+        self.denies_only = yes;
+        self
     }
 }
 
@@ -541,18 +550,26 @@ impl Probe for ClientProbe {
         window: Duration,
     ) -> Result<Decisions, String> {
         let start = now - window;
-        let rows: Vec<_> = self
+        let mut search = self
             .client
             .audit()
             .search(start, now)
-            .child_organizations(self.include_children)
-            .stream()
-            .try_collect()
+            .child_organizations(self.include_children);
+        if self.denies_only {
+            search = search.outcome(threatlocker_api::ActionOutcome::AnyDeny);
+        }
+        // Rows stream through the engine's accumulator: none are held.
+        let meta = Input::new(now, start, now);
+        let mut acc = self.engine.accumulator(&meta);
+        let mut rows = std::pin::pin!(search.stream());
+        while let Some(row) = rows
+            .try_next()
             .await
-            .map_err(|e| crate::errors::chain(&e))?;
-        Ok(self
-            .engine
-            .evaluate(&Input::new(now, start, now).with_events(rows)))
+            .map_err(|e| crate::errors::chain(&e))?
+        {
+            acc.push(&row);
+        }
+        Ok(acc.finish())
     }
 }
 
@@ -1063,6 +1080,7 @@ pub struct WatchTriggerArgs {
 /// interval = "30m"            # time between full runs (10s to 7 days)
 /// approval_poll = "1m"        # poll the pending approvals this often (10s to 1 day), or "off"
 /// detection_poll = "5m"       # poll the action log for High/Critical detections (default off)
+/// detection_denies_only = false  # the poll asks the API for denies only (actionId 99)
 /// send_daily_report = false   # also e-mail the daily report ([report] daily_report_at)
 /// report_dir = "runs"         # write each run's JSON report here (default: not written)
 /// report_retention_days = 14  # delete run reports older than this (1 to 3650)
@@ -1080,6 +1098,11 @@ pub struct WatchSettings {
     pub approval_poll: Option<Option<StdDuration>>,
     /// `detection_poll`.
     pub detection_poll: Option<StdDuration>,
+    /// `detection_denies_only` (default false): the detection poll asks the API for deny rows
+    /// only (`actionId` 99, enforced and monitor-only alike), a fraction of the action log.
+    /// The trade-off: detections on rows that ran (encoded PowerShell or a LOLBin that was
+    /// permitted, at Critical) then wait for the next scheduled run instead of triggering one.
+    pub detection_denies_only: bool,
     /// `send_daily_report`.
     pub send_daily_report: bool,
     /// `report_dir` (relative paths anchored at the configuration file's directory).
@@ -1096,6 +1119,8 @@ struct RawWatch {
     interval: Option<String>,
     approval_poll: Option<String>,
     detection_poll: Option<String>,
+    #[serde(default)]
+    detection_denies_only: bool,
     #[serde(default)]
     send_daily_report: bool,
     report_dir: Option<std::path::PathBuf>,
@@ -1144,6 +1169,7 @@ impl WatchSettings {
                 .detection_poll
                 .map(|s| duration("detection_poll", &s, MAX_POLL))
                 .transpose()?,
+            detection_denies_only: raw.detection_denies_only,
             send_daily_report: raw.send_daily_report,
             report_dir: raw.report_dir.map(|d| config.base_dir().join(d)),
             report_retention_days: raw
@@ -1194,6 +1220,8 @@ pub struct WatchPlan {
     pub run_reports: Option<RunReports>,
     /// Failed runs in a row before `/healthz` reports unhealthy.
     pub unhealthy_after: u32,
+    /// Whether the detection poll asks the API for deny rows only.
+    pub detection_denies_only: bool,
 }
 
 impl WatchPlan {
@@ -1263,6 +1291,7 @@ impl WatchPlan {
                 )
             }),
             unhealthy_after: watch.unhealthy_after.unwrap_or(DEFAULT_UNHEALTHY_AFTER),
+            detection_denies_only: watch.detection_denies_only,
         })
     }
 }
@@ -1327,7 +1356,8 @@ pub async fn watch(
     }
     let client = runner.full.client().clone();
     let include_children = config.threatlocker().include_child_organizations;
-    let probe = ClientProbe::new(client.clone(), Arc::clone(&engine), include_children);
+    let probe = ClientProbe::new(client.clone(), Arc::clone(&engine), include_children)
+        .denies_only(plan.detection_denies_only);
 
     let dry_run = config.workflow().dry_run;
     let mut runner = runner

@@ -99,6 +99,10 @@ struct Mutable {
     total: u64,
     first: Option<Instant>,
     last: Option<Instant>,
+    /// Action-log rows held back (ids), as if their computers had not uploaded them yet.
+    held_back: HashSet<i64>,
+    /// Bytes of action-log answers sent.
+    action_log_bytes: u64,
 }
 
 struct Portal {
@@ -119,6 +123,8 @@ pub struct PortalStats {
     pub span_seconds: f64,
     /// Seconds between the first and the last request, per route.
     pub per_route_span_seconds: BTreeMap<String, f64>,
+    /// Bytes of action-log answers (bodies) sent.
+    pub action_log_bytes: u64,
 }
 
 /// A running simulated Portal API.
@@ -256,7 +262,19 @@ impl PortalSim {
                 .iter()
                 .map(|(k, (a, b))| (k.clone(), (*b - *a).as_secs_f64()))
                 .collect(),
+            action_log_bytes: s.action_log_bytes,
         }
+    }
+
+    /// Holds action-log rows back (by `actionLogId`): searches leave them out, as if their
+    /// computers had not uploaded them yet, until [`release_held_back`](Self::release_held_back).
+    pub fn hold_back(&self, ids: impl IntoIterator<Item = i64>) {
+        self.portal.lock().held_back.extend(ids);
+    }
+
+    /// Serves the held-back rows again (late uploads arriving).
+    pub fn release_held_back(&self) {
+        self.portal.lock().held_back.clear();
     }
 
     /// Write calls (permit, reject, take ownership, deploy) received so far.
@@ -593,7 +611,8 @@ impl Portal {
         let offset = (page - 1).saturating_mul(size);
         let mut rows = Vec::with_capacity(size.min(5000) as usize);
         let mut total = 0u64;
-        if filter.is_empty() {
+        let held_back = self.lock().held_back.clone();
+        if filter.is_empty() && held_back.is_empty() {
             // Arithmetic paging: generate only the requested rows.
             for &o in &orgs {
                 let ev = self.ds.events_in(o, from, to);
@@ -613,7 +632,7 @@ impl Portal {
                 for i in 0..ev.len() {
                     let Some(e) = ev.get(i) else { continue };
                     let row = self.ds.row(&e);
-                    if filter.matches(&row) {
+                    if filter.matches(&row) && !held_back.contains(&row.action_log_id) {
                         if total >= offset && total < offset + size {
                             rows.push(row);
                         }
@@ -623,6 +642,7 @@ impl Portal {
             }
         }
         let bytes = serde_json::to_vec(&rows).unwrap_or_else(|_| b"[]".to_vec());
+        self.lock().action_log_bytes += bytes.len() as u64;
         paged(bytes, page, size, total)
     }
 

@@ -395,3 +395,43 @@ fn report_settings_name_the_key_of_a_bad_value() {
         assert!(e.contains(key), "{text}: {e}");
     }
 }
+
+/// The detection poll with `detection_denies_only` asks the API for denies only (`actionId` 99):
+/// the simulator answers no permit, every block and audit-only deny is still there, and the deny
+/// detections are found.
+#[tokio::test]
+async fn the_deny_only_detection_poll_reads_denies_only() {
+    let now = Utc.with_ymd_and_hms(2026, 5, 14, 12, 0, 0).unwrap();
+    let portal = PortalSim::start(Dataset::generate(SimConfig::demo(now)), DEMO_API_KEY).await;
+    let dir = std::env::temp_dir();
+    let text = format!(
+        "[threatlocker]\nbase_url = \"{}\"\nmax_requests_per_second = 500\n[psa]\nkind = \"none\"\n",
+        portal.uri()
+    );
+    let config = Config::from_toml_str(&text, &dir).unwrap();
+    let engine = Arc::new(config.engine().unwrap());
+    let client = config.threatlocker_client(&env()).unwrap();
+    let all = ClientProbe::new(client.clone(), Arc::clone(&engine), true)
+        .recent_decisions(now, Duration::hours(24))
+        .await
+        .unwrap();
+    let bytes_all = portal.stats().action_log_bytes;
+    let denies = ClientProbe::new(client, engine, true)
+        .denies_only(true)
+        .recent_decisions(now, Duration::hours(24))
+        .await
+        .unwrap();
+    let bytes_denies = portal.stats().action_log_bytes - bytes_all;
+    assert!(all.blocks.permits > 0, "the demo data has permits");
+    assert_eq!(
+        denies.blocks.permits, 0,
+        "the server filtered the permits out"
+    );
+    assert_eq!(denies.blocks.blocks, all.blocks.blocks);
+    assert_eq!(denies.blocks.audit_only, all.blocks.audit_only);
+    assert_eq!(denies.blocks.repeat_blocks, all.blocks.repeat_blocks);
+    assert!(
+        bytes_denies < bytes_all / 2,
+        "{bytes_denies} of {bytes_all} bytes"
+    );
+}

@@ -70,7 +70,6 @@ impl Scope {
         }
     }
 }
-
 /// What step 1 read.
 #[derive(Debug, Default)]
 pub(crate) struct Retrieved {
@@ -90,7 +89,8 @@ pub(crate) struct Retrieved {
 
 /// Step 1: the organizations, then (with `read_log`) the action log of each organization in
 /// scope and the computers, all filtered to `scope`. Failures become messages; what could be
-/// read is returned.
+/// read is returned. (The run itself streams the rows instead: see [`list_scope`],
+/// [`read_events`] and [`computers_in_scope`].)
 pub(crate) async fn retrieve(
     client: &Client,
     scope: &Scope,
@@ -99,16 +99,57 @@ pub(crate) async fn retrieve(
     action_types: &[String],
     read_log: bool,
 ) -> Retrieved {
-    let mut out = Retrieved::default();
+    let listed = list_scope(client, scope).await;
+    let mut out = Retrieved {
+        organizations: listed.organizations.clone(),
+        errors: listed.errors.clone(),
+        ..Retrieved::default()
+    };
+    if !read_log {
+        return out;
+    }
+    let mut rows = Vec::new();
+    // The window ends at the run's start: that is the `now` rows are judged against.
+    let read = read_events(
+        client,
+        scope,
+        &listed,
+        &[(start, end)],
+        action_types,
+        end,
+        &mut |r| rows.push(r),
+    )
+    .await;
+    out.errors.extend(read.errors);
+    out.rejected = read.rejected;
+    let (computers, mut errors) = computers_in_scope(client, scope).await;
+    out.errors.append(&mut errors);
+    out.computers = computers;
+    out.events = rows;
+    add_home_organization(&mut out.organizations, read.unlisted, &out.computers);
+    out
+}
+
+/// The organizations a run sees and which of them the action log is read for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listed {
+    /// Every child organization (for names), in or out of scope.
+    pub organizations: Vec<Organization>,
+    /// Which organizations the action log is read for.
+    pub targets: Targets,
+    /// What failed, as messages for the report.
+    pub errors: Vec<String>,
+}
+
+/// Lists the organizations and decides which the action log is read for.
+pub(crate) async fn list_scope(client: &Client, scope: &Scope) -> Listed {
+    let mut out = Listed::default();
     match organizations(client).await {
         Ok(o) => out.organizations = o,
         Err(e) => out.errors.push(format!(
             "listing child organizations: {e}",
             e = crate::errors::ErrorChain(&e)
         )),
-    }
-    if !read_log {
-        return out;
     }
     // The home organization's own rows are read in every mode (at the client's own scope),
     // unless a company filter leaves it out.
@@ -117,7 +158,11 @@ pub(crate) async fn retrieve(
         (Some(_), Some(home)) => scope.contains(Some(home)),
         (Some(company), None) => scope.companies.catch_all() == Some(company.as_str()),
     };
-    let targets = Targets {
+    // When the organizations were listed but the company filter keeps none of them, no child
+    // is read: a parent-scope search without the child flag would only ask for rows the filter
+    // drops (and a parent key gets HTTP 500 for it, reference §1.3). The home organization is
+    // still read (it may be the one in scope).
+    out.targets = Targets {
         home,
         orgs: if scope.include_child_organizations {
             out.organizations
@@ -129,80 +174,376 @@ pub(crate) async fn retrieve(
             Vec::new()
         },
         include_children: scope.include_child_organizations && out.organizations.is_empty(),
+        children: out
+            .organizations
+            .iter()
+            .filter_map(|o| o.organization_id.clone())
+            .collect(),
     };
-    // The organizations were listed but the company filter keeps none of them: nothing to
-    // read. Falling through to a parent-scope search without the child flag would only ask
-    // for rows the filter drops (and a parent key gets HTTP 500 for it, reference §1.3).
-    // The home organization is still read (it may be the one in scope).
-    let children: BTreeSet<OrganizationId> = out
-        .organizations
+    out
+}
+
+/// The computers in scope (for their modes), or the error as a message.
+pub(crate) async fn computers_in_scope(
+    client: &Client,
+    scope: &Scope,
+) -> (Vec<Computer>, Vec<String>) {
+    match computers(client, scope.include_child_organizations).await {
+        Ok(mut c) => {
+            c.retain(|c| scope.contains(c.organization_id.as_ref()));
+            (c, Vec::new())
+        }
+        Err(e) => (
+            Vec::new(),
+            vec![format!(
+                "listing computers: {e}",
+                e = crate::errors::ErrorChain(&e)
+            )],
+        ),
+    }
+}
+
+/// Names the organizations that rows or computers belong to but the child listing does not
+/// (the home organization), from the rows' `organizationName` (`unlisted`, see
+/// [`EventsRead::unlisted`]), so reports name the home organization like any other.
+pub(crate) fn add_home_organization(
+    organizations: &mut Vec<Organization>,
+    unlisted: BTreeMap<OrganizationId, Option<String>>,
+    computers: &[Computer],
+) {
+    let known: BTreeSet<OrganizationId> = organizations
         .iter()
+        .flat_map(|o| o.flatten())
         .filter_map(|o| o.organization_id.clone())
         .collect();
-    let (mut rows, mut errors) = events(
-        client,
-        &targets,
-        &children,
-        start,
-        end,
-        action_types,
-        scope.concurrency,
-    )
-    .await;
-    out.errors.append(&mut errors);
-    match computers(client, scope.include_child_organizations).await {
-        Ok(c) => out.computers = c,
-        Err(e) => out.errors.push(format!(
-            "listing computers: {e}",
-            e = crate::errors::ErrorChain(&e)
-        )),
+    let mut found: BTreeMap<OrganizationId, Option<String>> = unlisted
+        .into_iter()
+        .filter(|(id, _)| !known.contains(id))
+        .collect();
+    for c in computers {
+        if let Some(id) = c.organization_id.as_ref().filter(|id| !known.contains(*id)) {
+            found.entry(id.clone()).or_default();
+        }
     }
-    rows.retain(|r| scope.contains(r.organization_id.as_ref()));
-    // The window ends at the run's start: that is the `now` rows are judged against.
-    out.rejected.filter(&mut rows, end);
+    for (id, name) in found {
+        let mut org = Organization::default();
+        org.organization_id = Some(id);
+        org.display_name = name;
+        organizations.push(org);
+    }
+}
+
+/// What [`read_events`] saw besides the rows it passed on.
+#[derive(Debug, Default)]
+pub(crate) struct EventsRead {
+    /// What failed, as messages; every other organization was read in full.
+    pub errors: Vec<String>,
+    /// Rows in scope that failed validation ([`threatlocker_api::validate_action_log_row`]):
+    /// counted here, not passed on.
+    pub rejected: RowRejections,
+    /// Organizations that rows passed on belong to but the child listing does not (the home
+    /// organization), with the first `organizationName` seen (for [`add_home_organization`]).
+    pub unlisted: BTreeMap<OrganizationId, Option<String>>,
+}
+
+/// One read of the action log: an organization, the client's own scope with or without the
+/// child flag, or the home organization's own rows.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Job {
+    Organization(OrganizationId),
+    Scope { child: bool },
+    Home,
+}
+
+/// Streams the action-log rows of every target organization over `ranges` into `on_row`,
+/// de-duplicated by id, validated against `now` (rows of organizations out of scope are
+/// dropped, rejected rows counted), `scope.concurrency` organizations at a time under the
+/// client's shared rate limit: rows are never all held at once.
+pub(crate) async fn read_events(
+    client: &Client,
+    scope: &Scope,
+    listed: &Listed,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+    action_types: &[String],
+    now: DateTime<Utc>,
+    on_row: &mut (dyn FnMut(ActionLogRow) + Send),
+) -> EventsRead {
+    let mut out = EventsRead::default();
+    let targets = &listed.targets;
+    let mut jobs: Vec<Job> = if !targets.orgs.is_empty() {
+        let mut v: Vec<Job> = targets
+            .orgs
+            .iter()
+            .map(|o| Job::Organization(o.clone()))
+            .collect();
+        if targets.home {
+            v.push(Job::Home);
+        }
+        v
+    } else if targets.include_children {
+        vec![Job::Scope { child: true }]
+    } else if targets.home {
+        // Without the child flag: a parent key may answer 500, then read as the home.
+        vec![Job::Home]
+    } else {
+        Vec::new()
+    };
+    if ranges.is_empty() {
+        jobs.clear();
+    }
+    if jobs.is_empty() {
+        debug!("no organization is in scope or nothing to read; the action log is not read");
+        return out;
+    }
+    let mut progress = Progress::new(jobs.len());
+    let ranges = ranges.to_vec();
+    let types = action_types.to_vec();
+    let children = std::sync::Arc::new(targets.children.clone());
+    let streams = stream::iter(jobs).map(move |job| {
+        let label = job.clone();
+        let done = job.clone();
+        job_rows(
+            client.clone(),
+            job,
+            ranges.clone(),
+            types.clone(),
+            std::sync::Arc::clone(&children),
+        )
+        .map(move |r| Item::Row(label.clone(), r))
+        .chain(stream::once(async move { Item::Done(done) }))
+        .boxed()
+    });
+    let mut items = streams.flatten_unordered(scope.concurrency.max(1));
+    let mut failed: BTreeMap<Job, String> = BTreeMap::new();
+    // De-duplication by row id, per read (a row belongs to one organization): each set is
+    // dropped when its read is done, so this memory follows the organizations read at once,
+    // not the window's rows.
+    let mut seen: BTreeMap<Job, std::collections::HashSet<u64>> = BTreeMap::new();
+    while let Some(item) = items.next().await {
+        match item {
+            Item::Row(job, Ok(row)) => {
+                progress.row();
+                if let Some(id) = row_id(&row) {
+                    if !seen.entry(job).or_default().insert(id) {
+                        continue;
+                    }
+                }
+                if !scope.contains(row.organization_id.as_ref()) {
+                    continue;
+                }
+                if let Err(reason) = threatlocker_api::validate_action_log_row(&row, now) {
+                    out.rejected.record(&row, reason);
+                    continue;
+                }
+                if let Some(org) = row
+                    .organization_id
+                    .as_ref()
+                    .filter(|o| !targets.children.contains(*o))
+                {
+                    let name = out.unlisted.entry(org.clone()).or_default();
+                    if name.is_none() {
+                        name.clone_from(&row.organization_name);
+                    }
+                }
+                on_row(row);
+            }
+            Item::Row(job, Err(e)) => {
+                let e = crate::errors::chain(&e);
+                warn!(read = ?job, error = %e, "reading the action log failed");
+                failed.entry(job).or_insert(e);
+            }
+            Item::Done(job) => {
+                progress.organization_done();
+                seen.remove(&job);
+                debug!(read = ?job, "action log read");
+            }
+        }
+    }
+    progress.finish();
     if !out.rejected.is_empty() {
         warn!(
             rejected = out.rejected.total,
             "action-log rows rejected: {}", out.rejected
         );
     }
-    out.events = rows;
-    out.computers
-        .retain(|c| scope.contains(c.organization_id.as_ref()));
-    add_home_organization(&mut out);
+    out.errors = failed
+        .into_iter()
+        .map(|(job, e)| match job {
+            Job::Organization(org) => format!("reading the action log of organization {org}: {e}"),
+            Job::Home if !targets.orgs.is_empty() => {
+                format!("reading the action log of the home organization: {e}")
+            }
+            _ => format!("reading the action log: {e}"),
+        })
+        .collect();
     out
 }
 
-/// Names the organizations that rows or computers belong to but the child listing does not
-/// (the home organization), from the rows' `organizationName`, so reports name the home
-/// organization like any other.
-fn add_home_organization(out: &mut Retrieved) {
-    let mut known: BTreeSet<OrganizationId> = out
-        .organizations
-        .iter()
-        .flat_map(|o| o.flatten())
-        .filter_map(|o| o.organization_id.clone())
-        .collect();
-    let mut found: BTreeMap<OrganizationId, Option<String>> = BTreeMap::new();
-    for r in &out.events {
-        if let Some(id) = r.organization_id.as_ref().filter(|id| !known.contains(*id)) {
-            let name = found.entry(id.clone()).or_default();
-            if name.is_none() {
-                name.clone_from(&r.organization_name);
+type RowStream = futures_util::stream::BoxStream<'static, threatlocker_api::Result<ActionLogRow>>;
+
+/// The rows of one read over every range. The home organization's own rows are read at the
+/// client's scope without the child flag; a parent key's search may answer 500 for that
+/// (reference §1.3), so when it fails before any row came, they are read again with the flag,
+/// keeping the rows of no listed child organization (see [`home_rows_with_child_flag`]).
+fn job_rows(
+    client: Client,
+    job: Job,
+    ranges: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    types: Vec<String>,
+    children: std::sync::Arc<BTreeSet<OrganizationId>>,
+) -> RowStream {
+    let all = |c: Client, child: bool| -> RowStream {
+        let types = types.clone();
+        stream::iter(ranges.clone())
+            .map(move |(start, end)| read_log(c.clone(), child, start, end, &types))
+            .flatten()
+            .boxed()
+    };
+    match job {
+        Job::Organization(org) => all(client.with_organization(org), false),
+        Job::Scope { child } => all(client, child),
+        Job::Home => {
+            let plain = all(client.clone(), false);
+            let fallback = all(client, true);
+            home_rows_with_child_flag(plain, fallback, children)
+        }
+    }
+}
+
+/// `plain`, or, when it fails before its first row, `fallback` without the rows of `children`.
+fn home_rows_with_child_flag(
+    plain: RowStream,
+    fallback: RowStream,
+    children: std::sync::Arc<BTreeSet<OrganizationId>>,
+) -> RowStream {
+    enum Phase {
+        Plain(RowStream, Option<RowStream>),
+        Fallback(RowStream),
+    }
+    stream::unfold(
+        (Phase::Plain(plain, Some(fallback)), false),
+        move |(mut phase, mut delivered)| {
+            let children = std::sync::Arc::clone(&children);
+            async move {
+                loop {
+                    match &mut phase {
+                        Phase::Plain(s, fallback) => match s.next().await {
+                            Some(Ok(row)) => return Some((Ok(row), (phase, true))),
+                            Some(Err(e)) if !delivered => {
+                                if let Some(f) = fallback.take() {
+                                    warn!(error = %crate::errors::ErrorChain(&e), "reading the home organization's rows failed; retrying with the child flag");
+                                    phase = Phase::Fallback(f);
+                                    continue;
+                                }
+                                return Some((Err(e), (phase, delivered)));
+                            }
+                            Some(Err(e)) => return Some((Err(e), (phase, delivered))),
+                            None => return None,
+                        },
+                        Phase::Fallback(s) => match s.next().await {
+                            Some(Ok(row)) => {
+                                if row
+                                    .organization_id
+                                    .as_ref()
+                                    .is_some_and(|o| children.contains(o))
+                                {
+                                    continue;
+                                }
+                                delivered = true;
+                                return Some((Ok(row), (phase, delivered)));
+                            }
+                            Some(Err(e)) => return Some((Err(e), (phase, delivered))),
+                            None => return None,
+                        },
+                    }
+                }
             }
+        },
+    )
+    .boxed()
+}
+
+// Rows are nearly every item: boxing them would cost an allocation per row.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Row(Job, threatlocker_api::Result<ActionLogRow>),
+    Done(Job),
+}
+
+/// A row's id as 8 bytes: `actionLogId` as is (never negative), else `eActionLogId` hashed
+/// (FNV-1a) with the top bit set so the two never meet.
+fn row_id(row: &ActionLogRow) -> Option<u64> {
+    match (&row.action_log_id, &row.e_action_log_id) {
+        (Some(n), _) => Some(n.get() as u64 & !(1 << 63)),
+        (None, Some(e)) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in e.as_str().bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            Some(h | (1 << 63))
+        }
+        (None, None) => None,
+    }
+}
+
+/// Progress of a long read on a terminal (rows read, organizations done), on stderr; quiet
+/// when stderr is not a terminal (a scheduler's log).
+struct Progress {
+    enabled: bool,
+    rows: u64,
+    done: usize,
+    total: usize,
+    last: std::time::Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            rows: 0,
+            done: 0,
+            total,
+            last: std::time::Instant::now(),
+            shown: false,
         }
     }
-    for c in &out.computers {
-        if let Some(id) = c.organization_id.as_ref().filter(|id| !known.contains(*id)) {
-            found.entry(id.clone()).or_default();
+
+    fn row(&mut self) {
+        self.rows += 1;
+        if self.rows.is_multiple_of(1024) {
+            self.show(false);
         }
     }
-    for (id, name) in found {
-        known.insert(id.clone());
-        let mut org = Organization::default();
-        org.organization_id = Some(id);
-        org.display_name = name;
-        out.organizations.push(org);
+
+    fn organization_done(&mut self) {
+        self.done += 1;
+        self.show(false);
+    }
+
+    fn show(&mut self, force: bool) {
+        if !self.enabled {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if !force && now.duration_since(self.last) < std::time::Duration::from_millis(250) {
+            return;
+        }
+        self.last = now;
+        self.shown = true;
+        eprint!(
+            "\rreading the action log: {} rows, {}/{} organizations ",
+            self.rows, self.done, self.total
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.shown {
+            self.show(true);
+            eprintln!();
+        }
     }
 }
 
@@ -218,16 +559,18 @@ pub(crate) async fn pending_approvals(
 }
 
 /// Which organizations the action log is read for.
-#[derive(Debug, Clone)]
-struct Targets {
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Targets {
     /// Read the home organization's own rows (the client's scope, no child flag) besides
     /// `orgs`.
-    home: bool,
+    pub home: bool,
     /// Organizations to read one by one (`managedOrganizationId`), or empty to read at the
     /// client's own scope.
-    orgs: Vec<OrganizationId>,
+    pub orgs: Vec<OrganizationId>,
     /// Read children through the child-organization flags (parent scope).
-    include_children: bool,
+    pub include_children: bool,
+    /// Every listed child organization (the home's rows are the rows of none of them).
+    pub children: BTreeSet<OrganizationId>,
 }
 
 /// Lists the child organizations (all descendants) visible to the client.
@@ -254,133 +597,20 @@ async fn organizations(client: &Client) -> threatlocker_api::Result<Vec<Organiza
     Ok(flat)
 }
 
-/// Reads the action log of every organization in scope, `concurrency` organizations at a time,
-/// and the home organization's own rows.
-async fn events(
-    client: &Client,
-    scope: &Targets,
-    children: &BTreeSet<OrganizationId>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    action_types: &[String],
-    concurrency: usize,
-) -> (Vec<ActionLogRow>, Vec<String>) {
-    let search = |c: Client, child: bool| read_log(c, child, start, end, action_types);
-    if scope.orgs.is_empty() && !scope.include_children && !scope.home {
-        debug!("no organization is in scope; the action log is not read");
-        return (Vec::new(), Vec::new());
-    }
-    if scope.orgs.is_empty() {
-        return match search(client.clone(), scope.include_children).await {
-            Ok(rows) => (rows, Vec::new()),
-            Err(e) if !scope.include_children => {
-                // A parent key's search without the child flag may answer 500 (reference
-                // §1.3): read with the flag and keep the home's own rows.
-                warn!(error = %crate::errors::ErrorChain(&e), "reading the home organization's rows failed; retrying with the child flag");
-                match home_rows_with_child_flag(client, children, &search).await {
-                    Ok(rows) => (rows, Vec::new()),
-                    Err(e) => (
-                        Vec::new(),
-                        vec![format!(
-                            "reading the action log: {}",
-                            crate::errors::ErrorChain(&e)
-                        )],
-                    ),
-                }
-            }
-            Err(e) => (
-                Vec::new(),
-                vec![format!(
-                    "reading the action log: {}",
-                    crate::errors::ErrorChain(&e)
-                )],
-            ),
-        };
-    }
-    let home = async {
-        if !scope.home {
-            return Ok(Vec::new());
-        }
-        match search(client.clone(), false).await {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                warn!(error = %e, "reading the home organization's rows failed; retrying with the child flag");
-                home_rows_with_child_flag(client, children, &search).await
-            }
-        }
-    };
-    let results: Vec<(OrganizationId, threatlocker_api::Result<Vec<ActionLogRow>>)> =
-        stream::iter(scope.orgs.iter().cloned())
-            .map(|org| {
-                let rows = search(client.with_organization(org.clone()), false);
-                async move { (org, rows.await) }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    match home.await {
-        Ok(mut v) => {
-            debug!(rows = v.len(), "home organization's action log read");
-            rows.append(&mut v);
-        }
-        Err(e) => errors.push(format!(
-            "reading the action log of the home organization: {e}"
-        )),
-    }
-    for (org, r) in results {
-        match r {
-            Ok(mut v) => {
-                debug!(organization = %org, rows = v.len(), "action log read");
-                rows.append(&mut v);
-            }
-            Err(e) => {
-                warn!(organization = %org, error = %crate::errors::ErrorChain(&e), "reading the action log failed");
-                errors.push(format!(
-                    "reading the action log of organization {org}: {e}",
-                    e = crate::errors::ErrorChain(&e)
-                ));
-            }
-        }
-    }
-    (rows, errors)
-}
-
-/// The home organization's own rows through a search with the child flag: the rows of no listed
-/// child organization.
-async fn home_rows_with_child_flag<F, Fut>(
-    client: &Client,
-    children: &BTreeSet<OrganizationId>,
-    search: &F,
-) -> threatlocker_api::Result<Vec<ActionLogRow>>
-where
-    F: Fn(Client, bool) -> Fut,
-    Fut: std::future::Future<Output = threatlocker_api::Result<Vec<ActionLogRow>>>,
-{
-    let mut rows = search(client.clone(), true).await?;
-    rows.retain(|r| {
-        r.organization_id
-            .as_ref()
-            .is_none_or(|o| !children.contains(o))
-    });
-    Ok(rows)
-}
-
 /// One action-log read (every page) at the client's scope, tolerant of both readings of
 /// `sourceTableId` (see `AuditSearch::stream`).
-async fn read_log(
+fn read_log(
     client: Client,
     child: bool,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     action_types: &[String],
-) -> threatlocker_api::Result<Vec<ActionLogRow>> {
+) -> impl futures_util::Stream<Item = threatlocker_api::Result<ActionLogRow>> + Send + 'static {
     let mut s = client.audit().search(start, end).child_organizations(child);
     if !action_types.is_empty() {
         s = s.action_types(action_types.to_vec());
     }
-    s.stream().try_collect().await
+    s.stream()
 }
 
 /// Reads every computer in scope (for the computer modes).

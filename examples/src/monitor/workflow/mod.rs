@@ -27,6 +27,7 @@
 //! again (at least once, never silently lost).
 
 pub(crate) mod fetch;
+mod window;
 
 pub use fetch::Scope;
 
@@ -39,7 +40,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use policy_engine::{
     build_report, ApprovalOutcome, ApprovalScope, Decisions, Engine, Input, MonitoringReport,
-    Outcomes, PlannedPolicyChange, PlannedTicket, TicketOutcome,
+    Outcomes, PlannedPolicyChange, PlannedTicket, TicketOutcome, WindowState,
 };
 use psa_connectors::{Notifier, TicketRef, TicketSink};
 use serde::Serialize;
@@ -141,6 +142,9 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Overrides `workflow.deadline`: the whole run's time budget.
     pub deadline: Option<std::time::Duration>,
+    /// Re-read the whole window from the API instead of taking its older hours from the
+    /// aggregates kept by earlier runs (`run --full`).
+    pub full: bool,
 }
 
 impl fmt::Debug for RunOptions {
@@ -149,6 +153,7 @@ impl fmt::Debug for RunOptions {
             .field("now", &self.now)
             .field("dry_run", &self.dry_run)
             .field("deadline", &self.deadline)
+            .field("full", &self.full)
             .finish_non_exhaustive()
     }
 }
@@ -168,6 +173,12 @@ impl RunOptions {
     /// Forces a dry run (or a real one).
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = Some(yes);
+        self
+    }
+
+    /// Re-reads the whole window (see [`RunOptions::full`]).
+    pub fn full(mut self, yes: bool) -> Self {
+        self.full = yes;
         self
     }
 
@@ -494,6 +505,7 @@ impl Workflow {
             dry_run,
             run_id,
             stop: opts.stop.clone(),
+            full: opts.full,
             outcomes: Outcomes::new(dry_run),
             planned: Vec::new(),
             tickets: Vec::new(),
@@ -607,6 +619,7 @@ struct Run<'a> {
     dry_run: bool,
     run_id: Option<i64>,
     stop: Option<Arc<AtomicBool>>,
+    full: bool,
     outcomes: Outcomes,
     planned: Vec<PlannedWrite>,
     tickets: Vec<TicketLine>,
@@ -658,31 +671,57 @@ impl Run<'_> {
         let s = &wf.settings;
         let client = &wf.client;
 
-        // 1. Retrieve events.
+        // 1. Retrieve events: streamed into the engine's per-key state, reading only what the
+        // aggregates kept by earlier runs do not hold (see `window`).
         let scope = s.scope();
-        let retrieved = fetch::retrieve(
-            client,
-            &scope,
-            start,
-            end,
-            &s.workflow.action_types(),
-            s.workflow.monitor_blocks,
-        )
-        .await;
-        for e in retrieved.errors {
+        let listed = fetch::list_scope(client, &scope).await;
+        for e in listed.errors.clone() {
             self.error(e);
         }
-        self.rejected = retrieved.rejected;
-        let (organizations, events, computers) = (
-            retrieved.organizations,
-            retrieved.events,
-            retrieved.computers,
-        );
-        info!(
-            events = events.len(),
-            computers = computers.len(),
-            "events retrieved"
-        );
+        let mut rows = WindowState::default();
+        let mut computers = Vec::new();
+        let mut organizations = listed.organizations.clone();
+        if s.workflow.monitor_blocks {
+            let types = s.workflow.action_types();
+            let fingerprint = window::fingerprint(&wf.engine, &scope, &types, &listed.targets);
+            let plan = window::Plan::new(
+                &wf.state,
+                fingerprint,
+                start,
+                end,
+                s.workflow.overlap(),
+                self.full,
+            );
+            let reads = plan.reads.clone();
+            let mut router = window::Router::new(&wf.engine, plan);
+            // The window ends at the run's start: that is the `now` rows are judged against.
+            let read =
+                fetch::read_events(client, &scope, &listed, &reads, &types, end, &mut |row| {
+                    router.push(row)
+                })
+                .await;
+            let read_ok = read.errors.is_empty() && listed.errors.is_empty();
+            for e in read.errors {
+                self.error(e);
+            }
+            self.rejected = read.rejected;
+            let received = router.rows();
+            let keep = (!self.dry_run).then_some(wf.state.as_ref());
+            rows = router.finish(keep, read_ok)?;
+            let (found, errors) = fetch::computers_in_scope(client, &scope).await;
+            computers = found;
+            for e in errors {
+                self.error(e);
+            }
+            fetch::add_home_organization(&mut organizations, read.unlisted, &computers);
+            info!(
+                received,
+                events = rows.events(),
+                keys = rows.keys(),
+                computers = computers.len(),
+                "events retrieved"
+            );
+        }
         self.next("retrieve events", "process approvals")?;
 
         // 2. Process approvals.
@@ -713,11 +752,12 @@ impl Run<'_> {
             })
             .collect();
         let input = Input::new(now, start, end)
-            .with_events(events)
             .with_approvals(approvals)
             .with_computers(computers)
             .with_organizations(organizations);
-        let mut decisions = wf.engine.evaluate(&input);
+        let mut acc = wf.engine.accumulator(&input);
+        acc.merge_state(rows);
+        let mut decisions = acc.finish();
         drop(input);
         filter_detections(&mut decisions, &s.workflow.detection_types());
         if !s.workflow.create_tickets {
