@@ -94,7 +94,7 @@ pub enum Command {
         lock_timeout: Option<Duration>,
         /// Re-read the whole window from the API instead of taking its older hours from the
         /// aggregates earlier runs kept (each run otherwise reads only what is new, plus
-        /// [workflow] overlap).
+        /// `[workflow] overlap`).
         #[arg(long)]
         full: bool,
     },
