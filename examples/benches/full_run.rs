@@ -7,6 +7,8 @@
 //! ```sh
 //! cargo bench -p examples --bench full_run
 //! # knobs: BENCH_ORGS (200), BENCH_EVENTS (1000000), BENCH_RPS (200), BENCH_RUNS (3)
+//! # one run alone, with the workflow's log (rows, distinct keys):
+//! # BENCH_FULL_RUN_CHILD=1 RUST_LOG=examples=info target/release/deps/full_run-<hash>
 //! ```
 //!
 //! Each measurement is a fresh child process (so VmHWM is that first run's peak, taken before
@@ -42,6 +44,10 @@ fn vm_hwm_kib() -> u64 {
 }
 
 fn child() {
+    // RUST_LOG shows the workflow's own log (e.g. the window's distinct keys) on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        examples::process::init_logging("warn", false);
+    }
     let orgs = knob("BENCH_ORGS", 200) as usize;
     let events = knob("BENCH_EVENTS", 1_000_000);
     let rps = knob("BENCH_RPS", 200);
