@@ -429,6 +429,23 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
             &[("reason", "rate_limited")]
         ) >= 2.0
     );
+    // Every attempt is counted: the two refused ones, and successful ones no more than the
+    // simulator answered.
+    assert!(
+        get(
+            "threatlocker_monitor_api_requests_total",
+            &[("result", "error")]
+        ) >= 2.0
+    );
+    let answered = get(
+        "threatlocker_monitor_api_requests_total",
+        &[("result", "ok")],
+    );
+    assert!(
+        answered >= 1.0 && answered <= s.portal.stats().total as f64,
+        "{answered} ok requests, {} answered by the simulator",
+        s.portal.stats().total
+    );
     let last = get(
         "threatlocker_monitor_last_success_timestamp_seconds",
         &[("kind", "scheduled")],

@@ -183,14 +183,15 @@ pub fn main() -> ExitCode {
         Command::Demo { .. } => "warn",
         _ => "info",
     };
-    // The client's retries are counted for the metrics whatever the log filter shows.
-    let retries = {
+    // The client's requests and retries are counted for the metrics whatever the log filter
+    // shows.
+    let client_events = {
         use tracing_subscriber::Layer as _;
-        crate::monitor::metrics::RetryEvents.with_filter(tracing_subscriber::filter::filter_fn(
+        crate::monitor::metrics::ClientEvents.with_filter(tracing_subscriber::filter::filter_fn(
             |m| m.target().starts_with("threatlocker_api"),
         ))
     };
-    init_logging_as(default_level, true, cli.log_format, retries);
+    init_logging_as(default_level, true, cli.log_format, client_events);
     let runtime = match runtime(None, EXIT_FAILED) {
         Ok(r) => r,
         Err(code) => return code,

@@ -14,21 +14,22 @@
 //! | `threatlocker_monitor_last_success_timestamp_seconds{kind}` | the end of the last successful run |
 //! | `threatlocker_monitor_consecutive_failed_runs` | failed runs since the last success (what `/healthz` judges) |
 //! | `threatlocker_monitor_run_duration_seconds{kind}` | the last run's duration |
-//! | `threatlocker_monitor_events_in_window{kind}` | the last run's `total_events` (rows read, de-duplicated) |
-//! | `threatlocker_monitor_events_read_total` | the same, summed over runs |
+//! | `threatlocker_monitor_events_in_window{kind}` | the last run's `total_events` (the window's rows, de-duplicated, kept hours included) |
+//! | `threatlocker_monitor_events_read_total` | action-log rows received from the API, summed over runs (an incremental run reads only what is new) |
 //! | `threatlocker_monitor_approvals_total{decision="auto_approved"}` | requests permitted by the runs |
 //! | `threatlocker_monitor_manual_review_pending{kind}` | requests the last run left for a technician |
 //! | `threatlocker_monitor_tickets_total{action}` | tickets `created` / `noted` per run |
 //! | `threatlocker_monitor_security_alerts_in_window{kind}` | detections in the last run's window |
 //! | `threatlocker_monitor_run_errors_total` | entries of the runs' `errors` |
 //! | `threatlocker_monitor_notifications_total{channel,result}` | every notification sent (`ok` / `error`) |
+//! | `threatlocker_monitor_api_requests_total{result}` | the ThreatLocker client's HTTP attempts (`ok` / `error`), retries included |
 //! | `threatlocker_monitor_api_retries_total{reason}` | the ThreatLocker client's retries (`rate_limited` / `other`) |
 //! | `threatlocker_monitor_api_retry_wait_milliseconds_total{reason}` | the time those retries waited |
 //! | `threatlocker_monitor_siem_lag_seconds` | age of the SIEM forwarder's checkpoint in the state store, when one exists |
 //!
-//! The ThreatLocker client does not expose a request count, so there is no API-request
-//! total; its retries and rate-limit waits are read from its `retrying` log events
-//! ([`RetryEvents`]).
+//! The ThreatLocker client's requests, retries and rate-limit waits are read from the events it
+//! logs for each attempt and each retry ([`ClientEvents`]), so the client needs no metrics
+//! dependency of its own.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -123,7 +124,7 @@ pub fn record_run(
     let r = &out.report;
     gauge!("threatlocker_monitor_events_in_window", "kind" => kind)
         .set(r.monitoring_summary.total_events as f64);
-    counter!("threatlocker_monitor_events_read_total").increment(r.monitoring_summary.total_events);
+    counter!("threatlocker_monitor_events_read_total").increment(out.rows_received);
     counter!("threatlocker_monitor_approvals_total", "decision" => "auto_approved")
         .increment(r.auto_approvals_processed);
     gauge!("threatlocker_monitor_manual_review_pending", "kind" => kind)
@@ -150,6 +151,15 @@ pub fn record_notification(channel: &str, ok: bool) {
 /// Records the SIEM forwarder's lag (seconds behind now).
 pub fn record_siem_lag(seconds: f64) {
     gauge!("threatlocker_monitor_siem_lag_seconds").set(seconds);
+}
+
+/// Records one HTTP attempt of the ThreatLocker client and whether it got a usable answer.
+pub fn record_api_request(ok: bool) {
+    counter!(
+        "threatlocker_monitor_api_requests_total",
+        "result" => if ok { "ok" } else { "error" }
+    )
+    .increment(1);
 }
 
 /// Records one retry of the ThreatLocker client that waited `delay`.
@@ -277,15 +287,16 @@ fn respond(
     }
 }
 
-/// A `tracing` layer that turns the ThreatLocker client's `retrying` events into
-/// `threatlocker_monitor_api_retries_total` and the wait they cost.
+/// A `tracing` layer that turns the ThreatLocker client's events into metrics: each `attempt
+/// finished` into `threatlocker_monitor_api_requests_total`, each `retrying` into
+/// `threatlocker_monitor_api_retries_total` and the wait it cost.
 ///
-/// The client logs every retry at debug level with the delay and the error; this layer sees
-/// them whatever the log filter shows.
+/// The client logs attempts at debug and retries at info level; as a layer with its own filter
+/// this sees them whatever the log filter shows.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RetryEvents;
+pub struct ClientEvents;
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryEvents {
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientEvents {
     fn on_event(
         &self,
         event: &tracing::Event<'_>,
@@ -294,9 +305,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryEvents {
         if !event.metadata().target().starts_with("threatlocker_api") {
             return;
         }
-        let mut v = RetryVisitor::default();
+        let mut v = ClientEventVisitor::default();
         event.record(&mut v);
-        if v.message.as_deref() == Some("retrying") {
+        if v.message.as_deref() == Some("attempt finished") {
+            record_api_request(v.ok.unwrap_or(false));
+        } else if v.message.as_deref() == Some("retrying") {
             let rate_limited = v
                 .error
                 .as_deref()
@@ -307,13 +320,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryEvents {
 }
 
 #[derive(Default)]
-struct RetryVisitor {
+struct ClientEventVisitor {
     message: Option<String>,
     error: Option<String>,
     delay_ms: Option<u64>,
+    ok: Option<bool>,
 }
 
-impl tracing::field::Visit for RetryVisitor {
+impl tracing::field::Visit for ClientEventVisitor {
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if field.name() == "ok" {
+            self.ok = Some(value);
+        }
+    }
+
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         match field.name() {
             "message" => self.message = Some(format!("{value:?}")),

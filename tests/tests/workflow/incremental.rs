@@ -81,6 +81,21 @@ async fn a_second_run_reads_what_is_new_and_reports_what_a_full_read_reports() {
         bytes_2 * 5 < bytes_1,
         "the second run read {bytes_2} bytes, the first {bytes_1}"
     );
+    // What each run received is told apart from the window it reports.
+    assert_eq!(
+        first.rows_received,
+        first.report.monitoring_summary.total_events
+    );
+    assert_eq!(
+        full.rows_received,
+        full.report.monitoring_summary.total_events
+    );
+    assert!(
+        second.rows_received * 5 < second.report.monitoring_summary.total_events,
+        "{} rows received for a window of {}",
+        second.rows_received,
+        second.report.monitoring_summary.total_events
+    );
 }
 
 #[tokio::test]

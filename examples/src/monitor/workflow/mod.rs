@@ -254,6 +254,10 @@ pub struct RunOutput {
     pub rows_rejected: RowRejections,
     /// The kind of error that cut the run short, when one did (`deadline`).
     pub error_kind: Option<&'static str>,
+    /// Action-log rows received from the API by this run (before de-duplication and
+    /// validation): what an incremental run actually read, as opposed to the window's
+    /// `total_events`, which includes the hours earlier runs kept.
+    pub rows_received: u64,
 }
 
 /// How long one step of a run took.
@@ -500,6 +504,7 @@ impl Workflow {
             step: "retrieve events",
             decisions: None,
             rejected: RowRejections::new(),
+            rows_received: 0,
             step_started: std::time::Instant::now(),
             timings: Vec::new(),
             dry_run,
@@ -585,6 +590,7 @@ impl Workflow {
             timings: run.timings,
             rows_rejected: run.rejected,
             error_kind,
+            rows_received: run.rows_received,
         })
     }
 }
@@ -614,6 +620,7 @@ struct Run<'a> {
     /// The engine's decisions once made: a run cut short reports from them.
     decisions: Option<Decisions>,
     rejected: RowRejections,
+    rows_received: u64,
     step_started: std::time::Instant,
     timings: Vec<StepTiming>,
     dry_run: bool,
@@ -706,6 +713,7 @@ impl Run<'_> {
             }
             self.rejected = read.rejected;
             let received = router.rows();
+            self.rows_received = received;
             let keep = (!self.dry_run).then_some(wf.state.as_ref());
             rows = router.finish(keep, read_ok)?;
             let (found, errors) = fetch::computers_in_scope(client, &scope).await;
