@@ -103,3 +103,16 @@ pub fn runtime(workers: Option<usize>, fail_code: u8) -> Result<tokio::runtime::
         ExitCode::from(fail_code)
     })
 }
+
+/// Stops on the first SIGTERM or SIGINT (a second exits at once; see
+/// [`Shutdown::on_signals`](crate::shutdown::Shutdown::on_signals)); if the handlers cannot be
+/// installed, says so and returns [`EXIT_FAILED`]. Must be called inside a tokio runtime.
+pub fn shutdown_on_signals() -> Result<crate::shutdown::Shutdown, u8> {
+    crate::shutdown::Shutdown::on_signals().map_err(|e| {
+        eprintln!(
+            "error: cannot handle signals: {}",
+            crate::errors::ErrorChain(&e)
+        );
+        EXIT_FAILED
+    })
+}

@@ -323,15 +323,9 @@ async fn run_once(path: &Path, flags: RunFlags, output: Option<&Path>, env: &dyn
             return emit_report(&failed_report_text(&e.to_string()), code, output);
         }
     };
-    let shutdown = match crate::shutdown::Shutdown::on_signals() {
+    let shutdown = match crate::process::shutdown_on_signals() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "error: cannot handle signals: {}",
-                crate::errors::ErrorChain(&e)
-            );
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     let options = RunOptions::new().stop_flag(shutdown.flag()).full(full);
     let (text, code) = match workflow.run(options).await {
@@ -441,15 +435,9 @@ async fn watch(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let shutdown = match crate::shutdown::Shutdown::on_signals() {
+    let shutdown = match crate::process::shutdown_on_signals() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "error: cannot handle signals: {}",
-                crate::errors::ErrorChain(&e)
-            );
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     // Scheduled runs, approval polls and action-log polls, the daily report.
     crate::monitor::triggers::watch(&config, env, interval, triggers, &shutdown, metrics_addr).await

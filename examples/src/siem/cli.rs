@@ -70,15 +70,9 @@ pub fn main() -> ExitCode {
     };
     // SIGTERM (systemd, Docker) and Ctrl-C alike; a second signal exits at once.
     ExitCode::from(runtime.block_on(async {
-        let shutdown = match crate::shutdown::Shutdown::on_signals() {
+        let shutdown = match crate::process::shutdown_on_signals() {
             Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "error: cannot handle signals: {}",
-                    crate::errors::ErrorChain(&e)
-                );
-                return EXIT_FAILED;
-            }
+            Err(code) => return code,
         };
         run(&cli, &ProcessEnv, async move { shutdown.wait().await }).await
     }))
