@@ -4,99 +4,15 @@
 //! The simulators run inside the test process; the binary is a real child process.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use examples::sim::{
-    ConnectWiseSim, CwCredentials, Dataset, Fault, PortalSim, SimConfig, DEMO_API_KEY,
-};
+use examples::sim::Fault;
 use examples::state::scratch_path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
+mod support;
 
-struct Sims {
-    portal: PortalSim,
-    psa: ConnectWiseSim,
-    dir: PathBuf,
-}
-
-impl Drop for Sims {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn sims() -> Sims {
-    let dir = scratch_path("cli-test").with_extension("d");
-    std::fs::create_dir_all(&dir).unwrap();
-    Sims {
-        portal: PortalSim::start(
-            Dataset::generate(SimConfig::story_only(chrono::Utc::now())),
-            DEMO_API_KEY,
-        )
-        .await,
-        psa: ConnectWiseSim::start(CwCredentials::default()).await,
-        dir,
-    }
-}
-
-impl Sims {
-    fn config(&self, extra_workflow: &str) -> String {
-        format!(
-            r#"[threatlocker]
-base_url = "{}"
-max_requests_per_second = 500
-
-[workflow]
-{extra_workflow}
-
-[org_variables]
-threatlocker_auto_approve_categories = ["Web Browsers", "Video Conferencing"]
-
-[companies]
-"*" = "250"
-
-[psa]
-kind = "connectwise"
-base_url = "{}"
-company_id = "msp"
-public_key = "sim-public"
-private_key_env = "CW_PRIVATE_KEY"
-client_id_env = "CW_CLIENT_ID"
-"#,
-            self.portal.uri(),
-            self.psa.uri()
-        )
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        let creds = self.psa.credentials();
-        c.args(args)
-            .env("THREATLOCKER_API_KEY", DEMO_API_KEY)
-            .env("CW_PRIVATE_KEY", &creds.private_key)
-            .env("CW_CLIENT_ID", &creds.client_id)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        c
-    }
-}
-
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{output, text, Sims, MONITOR as BIN};
 
 fn bad_config(body: &str) -> (u8, String) {
     let dir = scratch_path("cli-bad").with_extension("d");
@@ -186,7 +102,7 @@ fn a_missing_secret_exits_2_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_prints_the_report_on_stdout_and_logs_on_stderr() {
-    let s = sims().await;
+    let s = Sims::start("cli-test").await;
     let cfg = s.write("config.toml", &s.config(""));
     let out = output({
         let mut c = s.command(&["run", "--config"]);
@@ -226,7 +142,7 @@ async fn run_prints_the_report_on_stdout_and_logs_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_exits_1_and_still_prints_the_report() {
-    let s = sims().await;
+    let s = Sims::start("cli-test").await;
     let mut f = Fault::rate_limit_storm(1000);
     f.status = 500;
     f.route = "service/tickets".into();
@@ -246,7 +162,7 @@ async fn a_failed_run_exits_1_and_still_prints_the_report() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_configuration_is_accepted_by_a_dry_run() {
-    let s = sims().await;
+    let s = Sims::start("cli-test").await;
     let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
             .unwrap();
@@ -289,7 +205,7 @@ async fn the_example_configuration_is_accepted_by_a_dry_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_prints_a_checklist_with_fixes() {
-    let s = sims().await;
+    let s = Sims::start("cli-test").await;
     // The stricter reading of the organization header: a request is only found in its own
     // organization's scope, so the approve check must scope its permit plan.
     s.portal.require_owning_organization(true);
@@ -387,7 +303,7 @@ fn demo_runs_twice_and_the_second_run_opens_no_ticket() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_runs_on_schedule_and_stops_cleanly_on_ctrl_c() {
-    let s = sims().await;
+    let s = Sims::start("cli-test").await;
     let cfg = s.write("config.toml", &s.config(""));
     let mut c = s.command(&["watch", "--interval", "10s", "--config"]);
     c.arg(&cfg).stderr(Stdio::piped()).stdout(Stdio::piped());

@@ -4,85 +4,30 @@
 //! bad configurations.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use examples::config::Config;
 use examples::monitor::doctor::{checks, Check, Options, Status};
-use examples::sim::{
-    ConnectWiseSim, CwCredentials, Dataset, Fault, PortalSim, SimConfig, DEMO_API_KEY,
-};
-use examples::state::scratch_path;
+use examples::sim::Fault;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
+mod support;
 
-struct Sims {
-    portal: PortalSim,
-    psa: ConnectWiseSim,
-    dir: PathBuf,
-}
+use support::{Sims, MONITOR as BIN};
 
-impl Drop for Sims {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// The simulators, with a Portal API that, like the real one, wants the owning organization.
 async fn sims(name: &str) -> Sims {
-    let dir = scratch_path(name).with_extension("d");
-    std::fs::create_dir_all(&dir).unwrap();
-    let portal = PortalSim::start(
-        Dataset::generate(SimConfig::story_only(chrono::Utc::now())),
-        DEMO_API_KEY,
-    )
-    .await;
-    portal.require_owning_organization(true);
-    Sims {
-        portal,
-        psa: ConnectWiseSim::start(CwCredentials::default()).await,
-        dir,
-    }
+    let s = Sims::start(name).await;
+    s.portal.require_owning_organization(true);
+    s
 }
 
-impl Sims {
-    fn text(&self, base_url: &str, extra: &str) -> String {
-        format!(
-            r#"[threatlocker]
-base_url = "{base_url}"
-max_requests_per_second = 500
-
-[org_variables]
-threatlocker_auto_approve_categories = ["Web Browsers"]
-
-[psa]
-kind = "connectwise"
-base_url = "{}"
-company_id = "msp"
-public_key = "sim-public"
-private_key_env = "CW_PRIVATE_KEY"
-client_id_env = "CW_CLIENT_ID"
-
-{extra}
-"#,
-            self.psa.uri()
-        )
-    }
-
-    fn config(&self, extra: &str) -> Config {
-        Config::from_toml_str(&self.text(&self.portal.uri(), extra), &self.dir).unwrap()
-    }
-
-    fn env(&self) -> HashMap<String, String> {
-        let creds = self.psa.credentials();
-        HashMap::from([
-            ("THREATLOCKER_API_KEY".to_owned(), DEMO_API_KEY.to_owned()),
-            ("CW_PRIVATE_KEY".to_owned(), creds.private_key.clone()),
-            ("CW_CLIENT_ID".to_owned(), creds.client_id.clone()),
-        ])
-    }
+/// The configuration for the simulators, then `extra`, as `run` reads it.
+fn parsed(s: &Sims, extra: &str) -> Config {
+    Config::from_toml_str(&s.config(extra), &s.dir).unwrap()
 }
 
 fn find<'a>(list: &'a [Check], name: &str) -> &'a Check {
@@ -120,7 +65,7 @@ const READ_CHECKS: &[&str] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn each_denied_endpoint_fails_its_own_check_and_only_that_one() {
     let s = sims("doctor-deny").await;
-    let config = s.config("");
+    let config = parsed(&s, "");
     let env = s.env();
     let all = checks(&config, &env, &Options::new()).await;
     for name in READ_CHECKS {
@@ -208,7 +153,7 @@ async fn a_wrong_key_skips_the_permissions_but_still_checks_the_psa_and_the_stat
     let s = sims("doctor-key").await;
     let mut env = s.env();
     env.insert("THREATLOCKER_API_KEY".into(), "0".repeat(64));
-    let list = checks(&s.config(""), &env, &Options::new()).await;
+    let list = checks(&parsed(&s, ""), &env, &Options::new()).await;
     let shown = render(&list);
     let key = find(&list, "instance and key");
     assert!(fix(key).contains("wrong or expired"), "{shown}");
@@ -231,8 +176,11 @@ async fn causes_are_shown_unreachable_and_server_errors_with_their_loggerid() {
         .local_addr()
         .unwrap()
         .port();
-    let config =
-        Config::from_toml_str(&s.text(&format!("http://127.0.0.1:{port}"), ""), &s.dir).unwrap();
+    let config = Config::from_toml_str(
+        &s.config_for(&format!("http://127.0.0.1:{port}"), ""),
+        &s.dir,
+    )
+    .unwrap();
     let list = checks(&config, &s.env(), &Options::new()).await;
     let key = find(&list, "instance and key");
     let Status::Failed { problem, fix } = &key.status else {
@@ -254,7 +202,7 @@ async fn causes_are_shown_unreachable_and_server_errors_with_their_loggerid() {
         times: 1000,
         retry_after: None,
     });
-    let list = checks(&s.config(""), &s.env(), &Options::new()).await;
+    let list = checks(&parsed(&s, ""), &s.env(), &Options::new()).await;
     let c = find(&list, "Unified Audit");
     let Status::Failed { problem, fix } = &c.status else {
         panic!("{c}")
@@ -284,7 +232,7 @@ fn doctor_bin(config: &Path, env: &HashMap<String, String>, args: &[&str]) -> (i
 async fn several_problems_are_reported_in_one_pass_as_json() {
     let s = sims("doctor-many").await;
     let hook = MockServer::start().await;
-    let text = s.text(
+    let text = s.config_for(
         &s.portal.uri(),
         "[notify.teams]\nwebhook_url_env = \"TEAMS_URL\"\n\n[watch]\ninterval = \"5s\"\n\n[report]\ntimezone = \"Mars/Olympus\"\n\n[state]\npath = \"not/yet/there/state.db\"\n",
     );
@@ -339,7 +287,7 @@ async fn webhooks_are_contacted_only_with_send_test() {
         .expect(1)
         .mount(&hook)
         .await;
-    let config = s.config("[notify.teams]\nwebhook_url_env = \"TEAMS_URL\"\n");
+    let config = parsed(&s, "[notify.teams]\nwebhook_url_env = \"TEAMS_URL\"\n");
     let mut env = s.env();
     env.insert("TEAMS_URL".into(), format!("{}/good", hook.uri()));
     let list = checks(&config, &env, &Options::new()).await;
@@ -416,7 +364,7 @@ async fn doctor_and_watch_agree_on_good_and_bad_configurations() {
         ("sending without a time or email", "[watch]\nsend_daily_report = true\n",                   Some("send_daily_report")),
     ];
     for (i, (case, extra, bad_key)) in cases.iter().enumerate() {
-        let text = s.text(&s.portal.uri(), extra);
+        let text = s.config_for(&s.portal.uri(), extra);
         let config = Config::from_toml_str(&text, &s.dir).unwrap();
         let doctor = examples::monitor::doctor::configuration_checks(&config);
         let doctor_failures: Vec<String> = doctor

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,10 @@ use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const MONITOR: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
+mod support;
+
+use support::{output, text, MONITOR};
+
 const SIEM: &str = env!("CARGO_BIN_EXE_siem-forward");
 const INVESTIGATE: &str = env!("CARGO_BIN_EXE_tl-investigate");
 
@@ -57,16 +60,6 @@ impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
-        .await
-        .unwrap()
 }
 
 /// A monitor configuration for `portal` with `psa` (a whole `[psa]` section) and `extra`

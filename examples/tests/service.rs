@@ -6,110 +6,15 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use examples::sim::{
-    ConnectWiseSim, CwCredentials, Dataset, Fault, PortalSim, SimConfig, DEMO_API_KEY,
-};
-use examples::state::{scratch_path, RunStatus, StateStore};
+use examples::sim::Fault;
+use examples::state::{RunStatus, StateStore};
 
-const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
+mod support;
 
-struct Sims {
-    portal: PortalSim,
-    psa: ConnectWiseSim,
-    dir: PathBuf,
-}
-
-impl Drop for Sims {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn sims(name: &str) -> Sims {
-    let dir = scratch_path(name).with_extension("d");
-    std::fs::create_dir_all(&dir).unwrap();
-    Sims {
-        portal: PortalSim::start(
-            Dataset::generate(SimConfig::story_only(chrono::Utc::now())),
-            DEMO_API_KEY,
-        )
-        .await,
-        psa: ConnectWiseSim::start(CwCredentials::default()).await,
-        dir,
-    }
-}
-
-impl Sims {
-    fn config(&self, extra: &str) -> String {
-        format!(
-            r#"[threatlocker]
-base_url = "{}"
-max_requests_per_second = 500
-
-[org_variables]
-threatlocker_auto_approve_categories = ["Web Browsers", "Video Conferencing"]
-
-[companies]
-"*" = "250"
-
-[psa]
-kind = "connectwise"
-base_url = "{}"
-company_id = "msp"
-public_key = "sim-public"
-private_key_env = "CW_PRIVATE_KEY"
-client_id_env = "CW_CLIENT_ID"
-
-{extra}
-"#,
-            self.portal.uri(),
-            self.psa.uri()
-        )
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        let creds = self.psa.credentials();
-        c.args(args)
-            .env("THREATLOCKER_API_KEY", DEMO_API_KEY)
-            .env("CW_PRIVATE_KEY", &creds.private_key)
-            .env("CW_CLIENT_ID", &creds.client_id)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    fn state(&self) -> StateStore {
-        StateStore::open_read_only(&self.dir.join("threatlocker-monitor.db")).unwrap()
-    }
-
-    /// Tickets in the PSA, checked to be one per dedupe key.
-    fn unique_tickets(&self) -> usize {
-        let tickets = self.psa.tickets();
-        let keys: BTreeSet<_> = tickets.iter().map(|t| t.external_xref.clone()).collect();
-        assert_eq!(
-            keys.len(),
-            tickets.len(),
-            "one ticket per incident: {keys:?}"
-        );
-        tickets.len()
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{text, Sims};
 
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
@@ -145,7 +50,7 @@ async fn run_once(s: &Sims, cfg: &std::path::Path) -> Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_tick_finishes_the_step_records_the_run_as_stopped_and_exits_0() {
-    let s = sims("svc-term-tick").await;
+    let s = Sims::start("svc-term-tick").await;
     // The action log answers 429 twice with Retry-After: 2, so the first step of the first
     // run takes about four seconds.
     s.portal.inject(Fault {
@@ -216,7 +121,7 @@ async fn sigterm_during_a_tick_finishes_the_step_records_the_run_as_stopped_and_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_between_ticks_exits_0_at_once_and_a_restart_opens_no_ticket_twice() {
-    let s = sims("svc-term-idle").await;
+    let s = Sims::start("svc-term-idle").await;
     let cfg = s.write("config.toml", &s.config(""));
     let mut c = s.command(&["watch", "--interval", "1h", "--config"]);
     c.arg(&cfg);
@@ -253,7 +158,7 @@ async fn sigterm_between_ticks_exits_0_at_once_and_a_restart_opens_no_ticket_twi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_exits_at_once() {
-    let s = sims("svc-second").await;
+    let s = Sims::start("svc-second").await;
     s.portal.inject(Fault {
         route: "ActionLogGetByParametersV2".into(),
         page: None,
@@ -287,7 +192,7 @@ async fn a_second_signal_exits_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_stopped_by_sigterm_exits_0_and_is_recorded_as_stopped() {
-    let s = sims("svc-run-term").await;
+    let s = Sims::start("svc-run-term").await;
     s.portal.inject(Fault {
         route: "ActionLogGetByParametersV2".into(),
         page: None,
@@ -361,7 +266,7 @@ fn samples_are_parsed_by_name_and_labels() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_metrics_endpoint_is_scraped_during_a_watch() {
-    let s = sims("svc-metrics").await;
+    let s = Sims::start("svc-metrics").await;
     // Two 429s: the client's retries show in the metrics.
     s.portal.inject(Fault::rate_limit_storm(2));
     let cfg = s.write(
@@ -502,7 +407,7 @@ async fn the_metrics_endpoint_is_scraped_during_a_watch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_turns_unhealthy_after_the_configured_failed_runs() {
-    let s = sims("svc-health").await;
+    let s = Sims::start("svc-health").await;
     // Every read fails: each run fails.
     s.portal.inject(Fault {
         route: String::new(),

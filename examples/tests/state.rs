@@ -10,24 +10,26 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use examples::config::{Config, Env};
 use examples::siem::store::SentStore;
-use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
+use examples::sim::SimConfig;
 use examples::state::testing::TestDatabase;
 use examples::state::{scratch_path, IntentKind, IntentStatus, RunStatus, StateStore};
 use serde_json::json;
+
+mod support;
+
+use support::Sims;
 
 /// Incidents with a ticket in the simulator's story tenant (one run opens each once).
 const STORY_TICKETS: usize = 7;
 /// Requests the story tenant's configuration auto-approves.
 const STORY_PERMITS: usize = 3;
-
-const BIN: &str = env!("CARGO_BIN_EXE_threatlocker-monitor");
 
 /// Prints a measurement past the test harness's capture (it shows with `--nocapture` or not).
 fn measured(line: &str) {
@@ -380,84 +382,22 @@ fn the_database_password_appears_in_no_message() {
 // ---------------------------------------------------------------------------------------------
 // Runner processes against the simulators.
 
-struct Tenant {
-    portal: PortalSim,
-    psa: ConnectWiseSim,
-    dir: PathBuf,
-}
-
-impl Drop for Tenant {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Tenant {
-    async fn start() -> Self {
-        Self::start_with(SimConfig::story_only(Utc::now())).await
+/// The runner processes' configuration and commands.
+impl Sims {
+    /// A configuration file for `store`, with `extra_state` in its `[state]` section.
+    fn state_config(&self, store: &Store, extra_state: &str) -> PathBuf {
+        let text = self.config(&format!("[state]\n{}\n{extra_state}\n", store.keys()));
+        self.write(&format!("config-{}.toml", fastrand::u32(..)), &text)
     }
 
-    async fn start_with(sim: SimConfig) -> Self {
-        let dir = scratch_path("state-proc").with_extension("d");
-        std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            portal: PortalSim::start(Dataset::generate(sim), DEMO_API_KEY).await,
-            psa: ConnectWiseSim::start(CwCredentials::default()).await,
-            dir,
-        }
-    }
-
-    fn config(&self, store: &Store, extra_state: &str) -> PathBuf {
-        let text = format!(
-            r#"[threatlocker]
-base_url = "{}"
-max_requests_per_second = 500
-
-[org_variables]
-threatlocker_auto_approve_categories = ["Web Browsers", "Video Conferencing"]
-
-[companies]
-"*" = "250"
-
-[psa]
-kind = "connectwise"
-base_url = "{}"
-company_id = "msp"
-public_key = "sim-public"
-private_key_env = "CW_PRIVATE_KEY"
-client_id_env = "CW_CLIENT_ID"
-
-[state]
-{}
-{extra_state}
-"#,
-            self.portal.uri(),
-            self.psa.uri(),
-            store.keys()
-        );
-        let p = self.dir.join(format!("config-{}.toml", fastrand::u32(..)));
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn command(&self, config: &PathBuf, extra: &[&str]) -> Command {
+    /// `run` with `config` and `extra` arguments.
+    fn runner(&self, config: &PathBuf, extra: &[&str]) -> Command {
         self.command_for("run", config, extra)
     }
 
     fn command_for(&self, sub: &str, config: &PathBuf, extra: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        let creds = self.psa.credentials();
-        c.arg(sub)
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .env("THREATLOCKER_API_KEY", DEMO_API_KEY)
-            .env("CW_PRIVATE_KEY", &creds.private_key)
-            .env("CW_CLIENT_ID", &creds.client_id)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut c = self.command(&[sub, "--config"]);
+        c.arg(config).args(extra);
         c
     }
 
@@ -502,13 +442,13 @@ async fn two_runners_started_together_open_no_duplicate() {
                     None => break,
                 },
             };
-            let t = Tenant::start().await;
+            let t = Sims::start("state-proc").await;
             // A PSA answering in 100 ms keeps the two runs overlapping while they act.
             t.psa.set_latency(Duration::from_millis(100));
-            let cfg = t.config(&store, "");
+            let cfg = t.state_config(&store, "");
             let (a, b) = (
-                t.command(&cfg, &[]).spawn().unwrap(),
-                t.command(&cfg, &[]).spawn().unwrap(),
+                t.runner(&cfg, &[]).spawn().unwrap(),
+                t.runner(&cfg, &[]).spawn().unwrap(),
             );
             let (a, b) = (wait(a).await, wait(b).await);
             let mut skipped = false;
@@ -558,11 +498,11 @@ async fn a_runner_killed_mid_run_is_taken_over_by_the_next() {
                 None => return,
             },
         };
-        let t = Tenant::start().await;
+        let t = Sims::start("state-proc").await;
         // A slow PSA: the first runner is still opening tickets when it is killed.
         t.psa.set_latency(Duration::from_millis(250));
-        let cfg = t.config(&store, "");
-        let mut a = t.command(&cfg, &[]).spawn().unwrap();
+        let cfg = t.state_config(&store, "");
+        let mut a = t.runner(&cfg, &[]).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while t.psa.tickets().is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -576,7 +516,7 @@ async fn a_runner_killed_mid_run_is_taken_over_by_the_next() {
         let killed_at = Instant::now();
         let _ = wait(a).await;
         t.psa.set_latency(Duration::ZERO);
-        let b = wait(t.command(&cfg, &[]).spawn().unwrap()).await;
+        let b = wait(t.runner(&cfg, &[]).spawn().unwrap()).await;
         let took = killed_at.elapsed();
         assert_eq!(b.status.code(), Some(0), "{backend}: {}", text(&b.stderr));
         let report: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
@@ -602,17 +542,17 @@ async fn a_waiting_standby_takes_over_from_a_runner_killed_mid_run() {
     let Some(store) = Store::postgres() else {
         return;
     };
-    let t = Tenant::start().await;
+    let t = Sims::start("state-proc").await;
     t.psa.set_latency(Duration::from_millis(1000));
-    let active = t.config(&store, "");
-    let standby = t.config(&store, "lease_wait = \"60s\"");
-    let mut a = t.command(&active, &[]).spawn().unwrap();
+    let active = t.state_config(&store, "");
+    let standby = t.state_config(&store, "lease_wait = \"60s\"");
+    let mut a = t.runner(&active, &[]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while t.psa.tickets().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The standby starts while the active runner holds the organizations, and waits for them.
-    let b = t.command(&standby, &[]).spawn().unwrap();
+    let b = t.runner(&standby, &[]).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let opened_before = t.psa.tickets().len();
     assert!(
@@ -644,9 +584,9 @@ async fn a_dry_run_on_a_new_postgres_database_writes_nothing() {
     let Store::Postgres(db) = &store else {
         unreachable!()
     };
-    let t = Tenant::start().await;
-    let cfg = t.config(&store, "");
-    let out = wait(t.command(&cfg, &["--dry-run"]).spawn().unwrap()).await;
+    let t = Sims::start("state-proc").await;
+    let cfg = t.state_config(&store, "");
+    let out = wait(t.runner(&cfg, &["--dry-run"]).spawn().unwrap()).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!report["planned_writes"].as_array().unwrap().is_empty());
@@ -669,8 +609,8 @@ async fn a_dry_run_on_a_new_postgres_database_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_skips_a_tick_it_cannot_lock_and_says_so() {
     let store = Store::sqlite();
-    let t = Tenant::start().await;
-    let cfg = t.config(&store, "lock_timeout = \"0s\"");
+    let t = Sims::start("state-proc").await;
+    let cfg = t.state_config(&store, "lock_timeout = \"0s\"");
     let holder = store.open();
     let now = Utc::now();
     let run = holder.begin_run(now, now, false).unwrap();
@@ -693,13 +633,13 @@ async fn watch_skips_a_tick_it_cannot_lock_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_on_a_held_sqlite_file_exits_75_after_the_lock_timeout() {
     let store = Store::sqlite();
-    let t = Tenant::start().await;
-    let cfg = t.config(&store, "");
+    let t = Sims::start("state-proc").await;
+    let cfg = t.state_config(&store, "");
     let holder = store.open();
     let now = Utc::now();
     let run = holder.begin_run(now, now, false).unwrap();
     let started = Instant::now();
-    let out = wait(t.command(&cfg, &["--lock-timeout", "1s"]).spawn().unwrap()).await;
+    let out = wait(t.runner(&cfg, &["--lock-timeout", "1s"]).spawn().unwrap()).await;
     assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(
@@ -713,7 +653,7 @@ async fn a_run_on_a_held_sqlite_file_exits_75_after_the_lock_timeout() {
     holder
         .finish_run(run, RunStatus::Succeeded, None, None)
         .unwrap();
-    let out = wait(t.command(&cfg, &["--lock-timeout", "1s"]).spawn().unwrap()).await;
+    let out = wait(t.runner(&cfg, &["--lock-timeout", "1s"]).spawn().unwrap()).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -741,10 +681,10 @@ async fn run_cost_on_each_backend() {
                         None => return,
                     },
                 };
-                let t = Tenant::start_with(sim()).await;
-                let cfg = t.config(&store, "");
+                let t = Sims::start_with("state-proc", sim()).await;
+                let cfg = t.state_config(&store, "");
                 let started = Instant::now();
-                let out = wait(t.command(&cfg, &[]).spawn().unwrap()).await;
+                let out = wait(t.runner(&cfg, &[]).spawn().unwrap()).await;
                 secs.push(started.elapsed().as_secs_f64());
                 assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
                 effects = store.open().intents(None, None).unwrap().len();
