@@ -485,7 +485,10 @@ pub struct WindowState {
     #[serde(with = "pairs")]
     pub(crate) hashes: FxMap<String, HashAgg>,
     /// Hash application keys with a permitted row (fleet spread needs "not permitted anywhere").
-    pub(crate) permitted: BTreeSet<String>,
+    /// Looked up for every permitted row: a hash set (a tree of long hex strings cost a quarter
+    /// of `evaluate`), kept sorted.
+    #[serde(with = "sorted")]
+    pub(crate) permitted: FxSet<String>,
     /// Findings of the custom rules (`[[rules.custom]]`, `Engine::with_rule`), per group.
     #[serde(default, skip_serializing_if = "FxMap::is_empty", with = "pairs")]
     pub(crate) custom: FxMap<CustomKey, CustomAgg>,
@@ -517,6 +520,23 @@ mod pairs {
     {
         let v: Vec<(K, V)> = Vec::deserialize(d)?;
         Ok(v.into_iter().collect())
+    }
+}
+
+/// A set kept as a sorted list, so equal states serialize alike.
+mod sorted {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::fx::FxSet;
+
+    pub fn serialize<S: Serializer>(set: &FxSet<String>, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<&String> = set.iter().collect();
+        v.sort_unstable();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FxSet<String>, D::Error> {
+        Ok(Vec::<String>::deserialize(d)?.into_iter().collect())
     }
 }
 
