@@ -485,8 +485,8 @@ pub struct WindowState {
     #[serde(with = "pairs")]
     pub(crate) hashes: FxMap<String, HashAgg>,
     /// Hash application keys with a permitted row (fleet spread needs "not permitted anywhere").
-    /// Looked up for every permitted row: a hash set (a tree of long hex strings cost a quarter
-    /// of `evaluate`), kept sorted.
+    /// Looked up for every permitted row, so a hash set (a tree of long hex strings was the
+    /// largest single cost of adding a row); serialized sorted.
     #[serde(with = "sorted")]
     pub(crate) permitted: FxSet<String>,
     /// Findings of the custom rules (`[[rules.custom]]`, `Engine::with_rule`), per group.
