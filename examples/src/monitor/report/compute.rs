@@ -261,6 +261,146 @@ pub fn period_events(input: &Input) -> Vec<&ActionLogRow> {
         .collect()
 }
 
+/// Where a row stands in the period: its time, then its id. Names and paths come from the
+/// first row in this order, so the report does not depend on the order rows arrive in (the
+/// action log is read per organization, concurrently).
+type RowOrder = (DateTime<Utc>, String);
+
+fn row_order(r: &ActionLogRow, at: DateTime<Utc>) -> RowOrder {
+    (at, r.dedupe_key().unwrap_or_default())
+}
+
+struct App {
+    first: RowOrder,
+    name: String,
+    path: Option<String>,
+    blocks: u64,
+    computers: BTreeSet<String>,
+    orgs: BTreeSet<String>,
+}
+
+struct User {
+    first: RowOrder,
+    name: String,
+    blocks: u64,
+    apps: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct OrgCount {
+    events: u64,
+    blocks: u64,
+    audit_only: u64,
+}
+
+/// What the report counts from the period's rows, built one row at a time: counts, blocks per
+/// hour, per-application, per-user and per-organization figures, and the organization names
+/// rows carry. Its memory follows those keys, not the rows, so the daily report streams the
+/// action log into it (and into the engine's state) instead of holding the window's rows.
+pub struct RowTally {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    totals: Totals,
+    per_hour: BTreeMap<DateTime<Utc>, u64>,
+    apps: BTreeMap<String, App>,
+    users: BTreeMap<String, User>,
+    per_org: BTreeMap<Option<String>, OrgCount>,
+    /// The name the first row (in [`RowOrder`]) gives each organization id.
+    row_org_names: BTreeMap<String, (RowOrder, String)>,
+}
+
+impl RowTally {
+    /// An empty tally for the period `[start, end)`.
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        Self {
+            start,
+            end,
+            totals: Totals::default(),
+            per_hour: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            users: BTreeMap::new(),
+            per_org: BTreeMap::new(),
+            row_org_names: BTreeMap::new(),
+        }
+    }
+
+    /// Counts `r` if its `dateTime` is in the period; returns whether it did. The caller
+    /// de-duplicates (as [`period_events`] does, or as the action-log reader does per
+    /// organization).
+    pub fn count(&mut self, r: &ActionLogRow) -> bool {
+        let Some(at) = r.date_time.filter(|t| in_period(*t, self.start, self.end)) else {
+            return false;
+        };
+        let order = row_order(r, at);
+        if let (Some(id), Some(name)) = (&r.organization_id, &r.organization_name) {
+            match self.row_org_names.get_mut(id.as_str()) {
+                Some(known) if known.0 <= order => {}
+                Some(known) => *known = (order.clone(), name.clone()),
+                None => {
+                    self.row_org_names
+                        .insert(id.to_string(), (order.clone(), name.clone()));
+                }
+            }
+        }
+        let totals = &mut self.totals;
+        totals.events += 1;
+        let org = r.organization_id.as_ref().map(ToString::to_string);
+        let oc = self.per_org.entry(org.clone()).or_default();
+        oc.events += 1;
+        if r.is_audit_only() {
+            totals.audit_only += 1;
+            oc.audit_only += 1;
+        }
+        if r.action_id.is_some_and(|a| a.code() == 1) {
+            totals.permits += 1;
+        }
+        if !r.is_block() {
+            return true;
+        }
+        totals.blocks += 1;
+        oc.blocks += 1;
+        let hour = at.duration_trunc(Duration::hours(1)).unwrap_or(at);
+        *self.per_hour.entry(hour).or_insert(0) += 1;
+        let key = application_key(r);
+        let computer = r
+            .computer_id
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| r.hostname.as_ref().map(|h| h.to_lowercase()));
+        let app = self.apps.entry(key.clone()).or_insert_with(|| App {
+            first: order.clone(),
+            name: application_name(r),
+            path: r.full_path.clone(),
+            blocks: 0,
+            computers: BTreeSet::new(),
+            orgs: BTreeSet::new(),
+        });
+        if order < app.first {
+            app.first = order.clone();
+            app.name = application_name(r);
+            app.path.clone_from(&r.full_path);
+        }
+        app.blocks += 1;
+        app.computers.extend(computer);
+        app.orgs.extend(org);
+        if let Some(u) = r.username.as_deref().filter(|u| !u.trim().is_empty()) {
+            let user = self.users.entry(u.to_lowercase()).or_insert_with(|| User {
+                first: order.clone(),
+                name: u.to_owned(),
+                blocks: 0,
+                apps: BTreeSet::new(),
+            });
+            if order < user.first {
+                user.first = order;
+                u.clone_into(&mut user.name);
+            }
+            user.blocks += 1;
+            user.apps.insert(key);
+        }
+        true
+    }
+}
+
 /// Computes the report. Pure: the same arguments always give the same report.
 pub fn compute(
     input: &Input,
@@ -269,11 +409,36 @@ pub fn compute(
     options: &ComputeOptions,
     errors: Vec<String>,
 ) -> DailyReport {
+    let mut tally = RowTally::new(input.window_start, input.window_end);
+    for r in period_events(input) {
+        tally.count(r);
+    }
+    compute_with(input, tally, decisions, activity, options, errors)
+}
+
+/// [`compute`] with the period's rows already counted into `tally`; the rows of `input` are
+/// not read (its window, organizations, computers and approvals are).
+pub fn compute_with(
+    input: &Input,
+    tally: RowTally,
+    decisions: &Decisions,
+    activity: &Activity,
+    options: &ComputeOptions,
+    errors: Vec<String>,
+) -> DailyReport {
     let monitoring = build_report(decisions, &activity.outcomes());
     let mut errors = errors;
-    let rows = period_events(input);
+    let RowTally {
+        mut totals,
+        per_hour: blocks_by_hour,
+        apps,
+        users,
+        per_org,
+        row_org_names,
+        ..
+    } = tally;
 
-    // Organization names.
+    // Organization names: the listed organizations', then the rows', then the computers'.
     let mut org_names: BTreeMap<String, String> = BTreeMap::new();
     for o in &input.organizations {
         for o in o.flatten() {
@@ -282,12 +447,8 @@ pub fn compute(
             }
         }
     }
-    for r in &rows {
-        if let (Some(id), Some(name)) = (&r.organization_id, &r.organization_name) {
-            org_names
-                .entry(id.to_string())
-                .or_insert_with(|| name.clone());
-        }
+    for (id, (_, name)) in row_org_names {
+        org_names.entry(id).or_insert(name);
     }
     for c in &input.computers {
         if let (Some(id), Some(name)) = (&c.organization_id, &c.organization_name) {
@@ -300,7 +461,7 @@ pub fn compute(
         id.map(|id| org_names.get(id).cloned().unwrap_or_else(|| id.to_owned()))
     };
 
-    // Blocks per hour and the top lists.
+    // Blocks per hour (every hour of the period, blocked or not).
     let first_hour = input
         .window_start
         .duration_trunc(Duration::hours(1))
@@ -311,74 +472,8 @@ pub fn compute(
         per_hour.insert(h, 0);
         h += Duration::hours(1);
     }
-    struct App {
-        name: String,
-        path: Option<String>,
-        blocks: u64,
-        computers: BTreeSet<String>,
-        orgs: BTreeSet<String>,
-    }
-    let mut apps: BTreeMap<String, App> = BTreeMap::new();
-    struct User {
-        name: String,
-        blocks: u64,
-        apps: BTreeSet<String>,
-    }
-    let mut users: BTreeMap<String, User> = BTreeMap::new();
-    let mut totals = Totals::default();
-    #[derive(Default)]
-    struct OrgCount {
-        events: u64,
-        blocks: u64,
-        audit_only: u64,
-    }
-    let mut per_org: BTreeMap<Option<String>, OrgCount> = BTreeMap::new();
-    for r in &rows {
-        totals.events += 1;
-        let org = r.organization_id.as_ref().map(ToString::to_string);
-        let oc = per_org.entry(org.clone()).or_default();
-        oc.events += 1;
-        if r.is_audit_only() {
-            totals.audit_only += 1;
-            oc.audit_only += 1;
-        }
-        if r.action_id.is_some_and(|a| a.code() == 1) {
-            totals.permits += 1;
-        }
-        if !r.is_block() {
-            continue;
-        }
-        totals.blocks += 1;
-        oc.blocks += 1;
-        if let Some(t) = r.date_time {
-            let hour = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
-            *per_hour.entry(hour).or_insert(0) += 1;
-        }
-        let key = application_key(r);
-        let computer = r
-            .computer_id
-            .as_ref()
-            .map(ToString::to_string)
-            .or_else(|| r.hostname.as_ref().map(|h| h.to_lowercase()));
-        let app = apps.entry(key.clone()).or_insert_with(|| App {
-            name: application_name(r),
-            path: r.full_path.clone(),
-            blocks: 0,
-            computers: BTreeSet::new(),
-            orgs: BTreeSet::new(),
-        });
-        app.blocks += 1;
-        app.computers.extend(computer);
-        app.orgs.extend(org);
-        if let Some(u) = r.username.as_deref().filter(|u| !u.trim().is_empty()) {
-            let user = users.entry(u.to_lowercase()).or_insert_with(|| User {
-                name: u.to_owned(),
-                blocks: 0,
-                apps: BTreeSet::new(),
-            });
-            user.blocks += 1;
-            user.apps.insert(key);
-        }
+    for (hour, n) in blocks_by_hour {
+        *per_hour.entry(hour).or_insert(0) += n;
     }
     if totals.events != decisions.blocks.total_events || totals.blocks != decisions.blocks.blocks {
         errors.push(format!(

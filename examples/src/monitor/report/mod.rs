@@ -34,12 +34,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use policy_engine::{Engine, Input, RiskLevel};
+use policy_engine::{Engine, Input, RiskLevel, WindowState};
 use psa_connectors::{Notification, Notifier, Severity};
 use threatlocker_api::Client;
 
 pub use compute::{
-    compute, period_events, Activity, ComputeOptions, DeployDone, PermitDone, DEFAULT_TOP_N,
+    compute, compute_with, period_events, Activity, ComputeOptions, DeployDone, PermitDone,
+    RowTally, DEFAULT_TOP_N,
 };
 pub use model::DailyReport;
 pub use render::{render, Format, RenderError};
@@ -180,7 +181,8 @@ impl ReportSettings {
 /// lists them); nothing is written anywhere.
 ///
 /// These are the workflow's own steps 1 and 2 (every action type, whatever the `[workflow]`
-/// switches), so the report reads exactly what a run reads.
+/// switches), so the report reads exactly what a run reads. The rows are held in the returned
+/// [`Input`]; [`daily_report`] reads the same but streams them instead.
 pub async fn gather(
     client: &Client,
     scope: &Scope,
@@ -212,11 +214,46 @@ pub async fn daily_report(
     options: &ComputeOptions,
 ) -> Result<DailyReport, ReportError> {
     let start = now - since;
-    let (input, errors) = gather(client, scope, now, start, now).await;
-    let decisions = engine.evaluate(&input);
+    // What [`gather`] reads, with the rows streamed into the engine's state and the report's
+    // tally as they arrive: memory follows the window's keys, not its rows. (The reader
+    // de-duplicates rows per organization, and a row belongs to one.)
+    let listed = fetch::list_scope(client, scope).await;
+    let mut errors = listed.errors.clone();
+    let mut window = WindowState::default();
+    let mut tally = RowTally::new(start, now);
+    let read = fetch::read_events(
+        client,
+        scope,
+        &listed,
+        &[(start, now)],
+        &[],
+        now,
+        &mut |row| {
+            if tally.count(&row) {
+                window.push_selected(engine, &row);
+            }
+        },
+    )
+    .await;
+    errors.extend(read.errors);
+    let (computers, mut more) = fetch::computers_in_scope(client, scope).await;
+    errors.append(&mut more);
+    let mut organizations = listed.organizations;
+    fetch::add_home_organization(&mut organizations, read.unlisted, &computers);
+    let (approvals, mut more) = fetch::pending_approvals(client, scope).await;
+    errors.append(&mut more);
+    let input = Input::new(now, start, now)
+        .with_approvals(approvals)
+        .with_computers(computers)
+        .with_organizations(organizations);
+    let mut acc = engine.accumulator(&input);
+    acc.merge_state(window);
+    let decisions = acc.finish();
     let intents = state.intents(None, None)?;
     let activity = Activity::from_intents(&intents, start, now);
-    Ok(compute(&input, &decisions, &activity, options, errors))
+    Ok(compute_with(
+        &input, tally, &decisions, &activity, options, errors,
+    ))
 }
 
 /// The notification carrying the report: the HTML body, the Markdown as its plain-text
