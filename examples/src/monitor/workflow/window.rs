@@ -326,3 +326,144 @@ fn load_hour(state: &StateStore, h: DateTime<Utc>, fingerprint: &str) -> Option<
     let kept: KeptHour = serde_json::from_str(&text).ok()?;
     (kept.fingerprint == fingerprint).then_some(kept.state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// A store whose index says the hours of `[from, to)` are kept, read up to `hwm`.
+    fn store_with(fp: &str, from: &str, to: &str, hwm: &str) -> StateStore {
+        let store = StateStore::open_in_memory().unwrap();
+        let mut hours = BTreeSet::new();
+        let mut h = t(from);
+        while h < t(to) {
+            let kept = KeptHourRef {
+                fingerprint: fp,
+                state: &WindowState::default(),
+            };
+            store
+                .checkpoint_set(&hour_key(h), &serde_json::to_string(&kept).unwrap())
+                .unwrap();
+            hours.insert(h);
+            h += Duration::hours(1);
+        }
+        let index = Index {
+            fingerprint: fp.to_owned(),
+            high_water_mark: Some(t(hwm)),
+            hours,
+        };
+        store
+            .checkpoint_set(INDEX, &serde_json::to_string(&index).unwrap())
+            .unwrap();
+        store
+    }
+
+    #[test]
+    fn reads_follow_the_high_water_mark_minus_the_overlap() {
+        let store = store_with(
+            "fp",
+            "2026-05-13T12:00:00Z",
+            "2026-05-14T12:00:00Z",
+            "2026-05-14T12:00:00Z",
+        );
+        let (start, end) = (t("2026-05-13T12:30:00Z"), t("2026-05-14T12:30:00Z"));
+        // (name, fingerprint, overlap hours, full, expected reads, fresh hours)
+        let cases: [(&str, &str, i64, bool, Vec<(&str, &str)>, usize); 5] = [
+            (
+                "the window's first half hour and the overlap onwards",
+                "fp",
+                2,
+                false,
+                vec![
+                    ("2026-05-13T12:30:00Z", "2026-05-13T13:00:00Z"),
+                    ("2026-05-14T10:00:00Z", "2026-05-14T12:30:00Z"),
+                ],
+                2,
+            ),
+            (
+                "no overlap: from the high-water mark's hour",
+                "fp",
+                0,
+                false,
+                vec![
+                    ("2026-05-13T12:30:00Z", "2026-05-13T13:00:00Z"),
+                    ("2026-05-14T12:00:00Z", "2026-05-14T12:30:00Z"),
+                ],
+                0,
+            ),
+            (
+                "--full reads the whole window",
+                "fp",
+                2,
+                true,
+                vec![("2026-05-13T12:30:00Z", "2026-05-14T12:30:00Z")],
+                23,
+            ),
+            (
+                "another configuration reads the whole window",
+                "other",
+                2,
+                false,
+                vec![("2026-05-13T12:30:00Z", "2026-05-14T12:30:00Z")],
+                23,
+            ),
+            (
+                "an overlap as long as the window reads it all",
+                "fp",
+                24,
+                false,
+                vec![("2026-05-13T12:30:00Z", "2026-05-14T12:30:00Z")],
+                23,
+            ),
+        ];
+        for (name, fp, overlap, full, reads, fresh) in cases {
+            let plan = Plan::new(
+                &store,
+                fp.into(),
+                start,
+                end,
+                Duration::hours(overlap),
+                full,
+            );
+            let want: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+                reads.iter().map(|(a, b)| (t(a), t(b))).collect();
+            assert_eq!(plan.reads, want, "{name}");
+            assert_eq!(plan.fresh.len(), fresh, "{name}");
+            assert_eq!(
+                plan.reused.len() + plan.fresh.len(),
+                23,
+                "{name}: every whole hour"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_damaged_hour_is_read_again_from_there() {
+        let store = store_with(
+            "fp",
+            "2026-05-13T12:00:00Z",
+            "2026-05-14T12:00:00Z",
+            "2026-05-14T12:00:00Z",
+        );
+        store
+            .checkpoint_set(&hour_key(t("2026-05-14T02:00:00Z")), "{not json")
+            .unwrap();
+        let plan = Plan::new(
+            &store,
+            "fp".into(),
+            t("2026-05-13T12:30:00Z"),
+            t("2026-05-14T12:30:00Z"),
+            Duration::hours(2),
+            false,
+        );
+        assert_eq!(
+            plan.reads.last(),
+            Some(&(t("2026-05-14T02:00:00Z"), t("2026-05-14T12:30:00Z")))
+        );
+        assert_eq!(plan.reused.len(), 13);
+    }
+}
