@@ -362,6 +362,9 @@ mod tests {
         store
     }
 
+    /// (name, fingerprint, overlap hours, full, expected reads, fresh hours)
+    type PlanCase<'a> = (&'a str, &'a str, i64, bool, Vec<(&'a str, &'a str)>, usize);
+
     #[test]
     fn reads_follow_the_high_water_mark_minus_the_overlap() {
         let store = store_with(
@@ -371,8 +374,7 @@ mod tests {
             "2026-05-14T12:00:00Z",
         );
         let (start, end) = (t("2026-05-13T12:30:00Z"), t("2026-05-14T12:30:00Z"));
-        // (name, fingerprint, overlap hours, full, expected reads, fresh hours)
-        let cases: [(&str, &str, i64, bool, Vec<(&str, &str)>, usize); 5] = [
+        let cases: [PlanCase<'_>; 5] = [
             (
                 "the window's first half hour and the overlap onwards",
                 "fp",
