@@ -270,6 +270,7 @@ fn row_order(r: &ActionLogRow, at: DateTime<Utc>) -> RowOrder {
     (at, r.dedupe_key().unwrap_or_default())
 }
 
+#[derive(Debug)]
 struct App {
     first: RowOrder,
     name: String,
@@ -279,6 +280,7 @@ struct App {
     orgs: BTreeSet<String>,
 }
 
+#[derive(Debug)]
 struct User {
     first: RowOrder,
     name: String,
@@ -286,7 +288,7 @@ struct User {
     apps: BTreeSet<String>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct OrgCount {
     events: u64,
     blocks: u64,
@@ -297,6 +299,7 @@ struct OrgCount {
 /// hour, per-application, per-user and per-organization figures, and the organization names
 /// rows carry. Its memory follows those keys, not the rows, so the daily report streams the
 /// action log into it (and into the engine's state) instead of holding the window's rows.
+#[derive(Debug)]
 pub struct RowTally {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
