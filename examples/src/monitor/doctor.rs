@@ -170,6 +170,9 @@ pub fn configuration_checks(config: &Config) -> Vec<Check> {
     if let Err(e) = config.engine() {
         problems.push(chain(&e));
     }
+    if let Err(e) = config.check_run() {
+        problems.push(chain(&e));
+    }
     if let Err(list) = crate::monitor::triggers::WatchPlan::from_config(
         config,
         None,
@@ -836,6 +839,25 @@ mod tests {
         );
         assert!(state_check(&c).failed());
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn tickets_without_a_psa_section_fail_as_run_fails() {
+        let dir = std::env::temp_dir();
+        let without = config("[threatlocker]\ninstance = \"g\"\n", &dir);
+        assert!(without.check_run().is_err(), "run refuses it");
+        let checks = configuration_checks(&without);
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.failed() && c.to_string().contains("psa")),
+            "{checks:?}"
+        );
+        let none = config(
+            "[threatlocker]\ninstance = \"g\"\n[psa]\nkind = \"none\"\n",
+            &dir,
+        );
+        assert!(configuration_checks(&none).iter().all(|c| !c.failed()));
     }
 
     #[test]
