@@ -284,10 +284,7 @@ fn load_for_runs(path: &Path, dry_run: bool, lock_timeout: Option<Duration>) -> 
 
 fn setup_error(e: &WorkflowError) -> u8 {
     eprintln!("error: {}", crate::errors::ErrorChain(e));
-    match e {
-        WorkflowError::Config(_) | WorkflowError::Connector { .. } => EXIT_USAGE,
-        _ => EXIT_FAILED,
-    }
+    e.exit_code()
 }
 
 /// The `run` flags that change what one run does.

@@ -1324,7 +1324,10 @@ pub async fn watch(
     };
     let runner = match WorkflowRunner::from_config(config, env) {
         Ok(r) => r,
-        Err(e) => return fail(&crate::errors::ErrorChain(&e)),
+        Err(e) => {
+            eprintln!("error: {}", crate::errors::ErrorChain(&e));
+            return e.exit_code();
+        }
     };
     let engine = match config.engine() {
         Ok(e) => Arc::new(e),

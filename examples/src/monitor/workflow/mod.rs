@@ -359,6 +359,20 @@ pub enum WorkflowError {
     },
 }
 
+impl WorkflowError {
+    /// The process exit code for this error ([`crate::process`]): 2 for a configuration or
+    /// connector the user must correct, 75 when another run holds the state (try again
+    /// later), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        use crate::process::{EXIT_FAILED, EXIT_TEMPFAIL, EXIT_USAGE};
+        match self {
+            Self::Config(_) | Self::Connector { .. } => EXIT_USAGE,
+            Self::State(e) if e.is_busy() => EXIT_TEMPFAIL,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
 impl From<crate::connect::ConnectError> for WorkflowError {
     fn from(e: crate::connect::ConnectError) -> Self {
         match e {
@@ -1701,6 +1715,41 @@ fn scoped_client(client: &Client, org: Option<&OrganizationId>) -> Client {
     match org {
         Some(org) => client.with_organization(org.clone()),
         None => client.clone(),
+    }
+}
+
+#[cfg(test)]
+mod exit_code_tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_documented_exit_codes() {
+        let busy = StateError::Busy {
+            path: "s.db".into(),
+            what: "runner".into(),
+            holder: "host/1".into(),
+            waited: std::time::Duration::ZERO,
+        };
+        let cases = [
+            (
+                WorkflowError::Config(ConfigError::Invalid {
+                    key: "psa".into(),
+                    message: "missing".into(),
+                }),
+                2,
+            ),
+            (
+                WorkflowError::Connector {
+                    what: "psa".into(),
+                    message: "bad".into(),
+                },
+                2,
+            ),
+            (WorkflowError::State(busy), 75),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit_code(), code, "{e}");
+        }
     }
 }
 
