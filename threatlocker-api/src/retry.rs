@@ -91,11 +91,8 @@ impl RetryPolicy {
                 },
             ) => true,
             (Safety::Write, _) => false,
-            (_, Error::Transport { .. } | Error::RateLimited { .. } | Error::NotJson { .. }) => {
-                true
-            }
-            (_, Error::Api { status, .. }) => matches!(status, 500 | 502 | 503 | 504),
-            _ => false,
+            // A read: what the error itself says (one list, shared with callers of the client).
+            (_, e) => e.is_retryable(),
         }
     }
 
