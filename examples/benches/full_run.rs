@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use examples::config::Config;
 use examples::monitor::workflow::{RunOptions, Workflow};
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
-use examples::state::scratch_path;
+use examples::state::{remove_sqlite_files, scratch_path};
 use serde_json::{json, Value};
 
 /// Set in a child: the monitor's configuration (TOML text).
@@ -186,9 +186,7 @@ path = "{}"
     .await
     .expect("second run");
     let stats_2 = portal.stats();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", state.display()));
-    }
+    remove_sqlite_files(&state);
     // The action-log retrieval is the phase where the client is busiest: its rate shows
     // whether the run is bound by the configured limit.
     let audit = "ActionLog/ActionLogGetByParametersV2";

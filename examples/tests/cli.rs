@@ -12,7 +12,7 @@ use examples::state::scratch_path;
 
 mod support;
 
-use support::{output, text, Sims, MONITOR as BIN};
+use support::{output, signal, text, Sims, MONITOR as BIN};
 
 fn bad_config(body: &str) -> (u8, String) {
     let dir = scratch_path("cli-bad").with_extension("d");
@@ -315,11 +315,7 @@ async fn watch_runs_on_schedule_and_stops_cleanly_on_ctrl_c() {
     }
     assert!(!s.psa.tickets().is_empty(), "the first scheduled run ran");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child, "INT");
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await

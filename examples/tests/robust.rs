@@ -16,6 +16,7 @@ use examples::config::Config;
 use examples::monitor::workflow::{RunOptions, Workflow};
 use examples::siem::{Forwarder, SentStore, SiemConfig};
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
+use examples::state::remove_sqlite_files;
 use examples::state::{scratch_path, StateStore};
 use psa_connectors::recording::RecordingSiemSink;
 use psa_connectors::syslog::Transport;
@@ -197,9 +198,7 @@ async fn siem_forward_counts_rows_it_cannot_trust_and_never_sends_them() {
     assert_eq!(summary.total(), 0);
     assert_eq!(summary.rows_rejected.total, 5);
     assert_eq!(sink.records().len(), 20);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    remove_sqlite_files(&db);
 }
 
 #[tokio::test]
@@ -240,9 +239,7 @@ async fn a_failed_page_leaves_the_siem_checkpoint_where_it_was() {
         "nothing from a partial read is sent"
     );
     assert_eq!(fwd.store().checkpoint("action_log").unwrap(), None);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    remove_sqlite_files(&db);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use examples::sim::Fault;
@@ -14,15 +14,7 @@ use examples::state::{RunStatus, StateStore};
 
 mod support;
 
-use support::{text, Sims};
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+use support::{signal, text, Sims};
 
 async fn wait(child: Child) -> (Output, Duration) {
     let started = Instant::now();

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -18,13 +18,14 @@ use chrono::Utc;
 use examples::config::{Config, Env};
 use examples::siem::store::SentStore;
 use examples::sim::SimConfig;
+use examples::state::remove_sqlite_files;
 use examples::state::testing::TestDatabase;
 use examples::state::{scratch_path, IntentKind, IntentStatus, RunStatus, StateStore};
 use serde_json::json;
 
 mod support;
 
-use support::Sims;
+use support::{text, Sims};
 
 /// Incidents with a ticket in the simulator's story tenant (one run opens each once).
 const STORY_TICKETS: usize = 7;
@@ -85,9 +86,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if let Self::Sqlite(p) = self {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
-            }
+            remove_sqlite_files(p);
         }
     }
 }
@@ -391,14 +390,8 @@ impl Sims {
     }
 
     /// `run` with `config` and `extra` arguments.
-    fn runner(&self, config: &PathBuf, extra: &[&str]) -> Command {
+    fn runner(&self, config: &Path, extra: &[&str]) -> Command {
         self.command_for("run", config, extra)
-    }
-
-    fn command_for(&self, sub: &str, config: &PathBuf, extra: &[&str]) -> Command {
-        let mut c = self.command(&[sub, "--config"]);
-        c.arg(config).args(extra);
-        c
     }
 
     /// Tickets opened more than once for one incident, and requests permitted more than once.
@@ -422,10 +415,6 @@ async fn wait(child: std::process::Child) -> Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 const TRIALS: usize = 10;

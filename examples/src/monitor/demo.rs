@@ -129,9 +129,7 @@ pub async fn demo_runs(now: DateTime<Utc>, report_dir: &Path) -> Result<DemoOutc
         Ok::<_, String>((first, second, report_path))
     }
     .await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", state_path.display()));
-    }
+    crate::state::remove_sqlite_files(&state_path);
     let (first, second, report_path) = result?;
     Ok(DemoOutcome {
         first,

@@ -1600,6 +1600,14 @@ pub fn scratch_path(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{prefix}-{}-{nanos}-{n}.db", std::process::id()))
 }
 
+/// Removes the SQLite database at `path` and its `-wal` and `-shm` files, ignoring failures
+/// such as a missing file (the clean-up of a [`scratch_path`] state file).
+pub fn remove_sqlite_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1609,12 +1617,6 @@ mod tests {
     fn temp_store() -> (StateStore, PathBuf) {
         let path = scratch_path("state-test");
         (StateStore::open(&path).unwrap(), path)
-    }
-
-    fn cleanup(path: &Path) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
     }
 
     #[test]
@@ -1781,7 +1783,7 @@ mod tests {
         assert_eq!(mode, "wal");
         drop(c);
         drop(s);
-        cleanup(&path);
+        remove_sqlite_files(&path);
     }
 
     #[test]
@@ -1793,7 +1795,7 @@ mod tests {
         }
         let e = StateStore::open(&path).unwrap_err();
         assert!(matches!(e, StateError::TooNew { found: 99, .. }), "{e}");
-        cleanup(&path);
+        remove_sqlite_files(&path);
     }
 
     #[test]
@@ -1811,7 +1813,7 @@ mod tests {
             .begin_intent(IntentKind::Ticket, "u", &json!(1), None)
             .is_err());
         drop((s, ro));
-        cleanup(&path);
+        remove_sqlite_files(&path);
         let missing = scratch_path("never-created");
         let ro = StateStore::open_read_only(&missing).unwrap();
         assert!(ro.intent("t").unwrap().is_none());
@@ -1831,6 +1833,6 @@ mod tests {
             IntentStatus::AlreadyDone(Some("sent".into()))
         );
         drop((a, b));
-        cleanup(&path);
+        remove_sqlite_files(&path);
     }
 }

@@ -6,8 +6,8 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
 use examples::state::{scratch_path, StateStore};
@@ -107,6 +107,13 @@ client_id_env = "CW_CLIENT_ID"
         c
     }
 
+    /// [`Sims::command`] for the subcommand `sub` with `--config config`, then `extra`.
+    pub fn command_for(&self, sub: &str, config: &Path, extra: &[&str]) -> Command {
+        let mut c = self.command(&[sub, "--config"]);
+        c.arg(config).args(extra);
+        c
+    }
+
     /// The state file the default configuration uses, read-only.
     pub fn state(&self) -> StateStore {
         StateStore::open_read_only(&self.dir.join("threatlocker-monitor.db")).unwrap()
@@ -128,6 +135,15 @@ client_id_env = "CW_CLIENT_ID"
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Sends the signal `name` (`INT`, `TERM`, ...) to `child` with `kill`, which must succeed.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Runs `c` to completion off the async runtime's threads.

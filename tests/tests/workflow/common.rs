@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use examples::config::Config;
 use examples::monitor::workflow::{RunOptions, RunOutput, Settings, Workflow};
 use examples::sim::{ConnectWiseSim, CwCredentials, Dataset, PortalSim, SimConfig, DEMO_API_KEY};
+use examples::state::remove_sqlite_files;
 use examples::state::testing::TestDatabase;
 use examples::state::{scratch_path, StateStore};
 use threatlocker_api::{Client, RetryPolicy, Sleeper};
@@ -79,9 +80,7 @@ pub struct Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.state_path.display()));
-        }
+        remove_sqlite_files(&self.state_path);
     }
 }
 
@@ -121,11 +120,7 @@ impl Harness {
     pub fn lose_state(&self) {
         match &self.pg {
             Some(db) => db.wipe(),
-            None => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", self.state_path.display()));
-                }
-            }
+            None => remove_sqlite_files(&self.state_path),
         }
     }
 

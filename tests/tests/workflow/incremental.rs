@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use examples::monitor::workflow::{RunOptions, RunOutput};
 use examples::sim::SimConfig;
+use examples::state::remove_sqlite_files;
 
 use super::common::*;
 
@@ -51,12 +52,6 @@ fn event_between(h: &Harness, from: DateTime<Utc>, to: DateTime<Utc>) -> (i64, D
     (e.action_log_id, e.time)
 }
 
-fn remove(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-}
-
 #[tokio::test]
 async fn a_second_run_reads_what_is_new_and_reports_what_a_full_read_reports() {
     let h = harness().await;
@@ -70,7 +65,7 @@ async fn a_second_run_reads_what_is_new_and_reports_what_a_full_read_reports() {
     let second = run_at(&h, &h.state_path, t2, false).await;
     let bytes_2 = h.portal.stats().action_log_bytes - bytes_1;
     let full = run_at(&h, &copy, t2, true).await;
-    remove(&copy);
+    remove_sqlite_files(&copy);
 
     assert!(second.report.success, "{:?}", second.report.errors);
     assert!(second.report.monitoring_summary.total_events > 10_000);
@@ -113,14 +108,14 @@ async fn a_row_arriving_late_inside_the_overlap_is_counted_once() {
     let copy = copy_state(&h);
     let second = run_at(&h, &h.state_path, t2, false).await;
     let full = run_at(&h, &copy, t2, true).await;
-    remove(&copy);
+    remove_sqlite_files(&copy);
     assert_eq!(report_json(&second), report_json(&full));
     // A third run right after counts it once still (its hour is re-read, not added to).
     let third = run_at(&h, &h.state_path, t2 + Duration::minutes(1), false).await;
     let full3 = {
         let copy = copy_state(&h);
         let out = run_at(&h, &copy, t2 + Duration::minutes(1), true).await;
-        remove(&copy);
+        remove_sqlite_files(&copy);
         out
     };
     assert_eq!(
@@ -145,7 +140,7 @@ async fn a_row_later_than_the_overlap_is_missed_until_a_full_read() {
     let copy = copy_state(&h);
     let second = run_at(&h, &h.state_path, t2, false).await;
     let full = run_at(&h, &copy, t2, true).await;
-    remove(&copy);
+    remove_sqlite_files(&copy);
     assert_eq!(
         second.report.monitoring_summary.total_events + 1,
         full.report.monitoring_summary.total_events,
@@ -160,6 +155,6 @@ async fn a_row_later_than_the_overlap_is_missed_until_a_full_read() {
     );
     let copy = copy_state(&h);
     let full_next = run_at(&h, &copy, t2 + Duration::minutes(1), true).await;
-    remove(&copy);
+    remove_sqlite_files(&copy);
     assert_eq!(report_json(&next), report_json(&full_next));
 }
