@@ -185,18 +185,27 @@ pub(crate) struct CellKey {
     pub hits: u8,
 }
 
+/// A row's organization as the groupings see it (empty without one).
+fn org_key(row: &ActionLogRow) -> String {
+    row.organization_id
+        .as_ref()
+        .map(|o| o.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// A computer as the groupings see it: its id, else its lower-cased hostname. Built-in cells
+/// ([`CellKey::computer`]) and custom rule groups must agree, or their incidents would split.
+fn computer_key(id: Option<&ComputerId>, hostname: Option<&str>) -> String {
+    match id.map(|c| c.as_str()).filter(|s| !s.is_empty()) {
+        Some(id) => id.to_owned(),
+        None => lower(hostname.unwrap_or("").trim_ascii()).into_owned(),
+    }
+}
+
 impl CellKey {
     /// The computer as the groupings see it: its id, else its lower-cased hostname.
     pub fn computer(&self) -> String {
-        match self
-            .computer_id
-            .as_ref()
-            .map(|c| c.as_str())
-            .filter(|s| !s.is_empty())
-        {
-            Some(id) => id.to_owned(),
-            None => lower(self.hostname.as_deref().unwrap_or("").trim_ascii()).into_owned(),
-        }
+        computer_key(self.computer_id.as_ref(), self.hostname.as_deref())
     }
 
     /// The user as repeated denials see it (lower-cased; empty without one).
@@ -556,7 +565,7 @@ impl WindowState {
     /// `dateTime` is ignored. For callers that route rows into several states (one per hour).
     pub fn push_selected(&mut self, engine: &Engine, row: &ActionLogRow) {
         if let Some(at) = row.date_time {
-            self.add(engine.compiled(), row, at, None);
+            self.add(&engine.compiled, row, at, None);
         }
     }
 
@@ -616,23 +625,10 @@ impl WindowState {
             let mut group: Option<(String, String)> = None;
             for (r, risk, reason) in c.custom.findings(row, outcome) {
                 let (org, computer) = group.get_or_insert_with(|| {
-                    let org = row
-                        .organization_id
-                        .as_ref()
-                        .map(|o| o.as_str().to_owned())
-                        .unwrap_or_default();
-                    let computer = match row
-                        .computer_id
-                        .as_ref()
-                        .map(|c| c.as_str())
-                        .filter(|s| !s.is_empty())
-                    {
-                        Some(id) => id.to_owned(),
-                        None => {
-                            lower(row.hostname.as_deref().unwrap_or("").trim_ascii()).into_owned()
-                        }
-                    };
-                    (org, computer)
+                    (
+                        org_key(row),
+                        computer_key(row.computer_id.as_ref(), row.hostname.as_deref()),
+                    )
                 });
                 let agg = self
                     .custom
@@ -692,11 +688,7 @@ impl WindowState {
             }
         }
         let cell = CellKey {
-            org: row
-                .organization_id
-                .as_ref()
-                .map(|o| o.as_str().to_owned())
-                .unwrap_or_default(),
+            org: org_key(row),
             app: app.into_owned(),
             app_is_hash,
             computer_id: row.computer_id.clone(),
@@ -741,7 +733,7 @@ impl WindowState {
 
     /// Merges the state of other rows (disjoint from this state's) into this one.
     pub fn merge(&mut self, mut other: WindowState, engine: &Engine) {
-        let max_evidence = engine.compiled().max_evidence.max(1);
+        let max_evidence = engine.compiled.max_evidence.max(1);
         let by = self.rows_without_id;
         if by > 0 && other.rows_without_id > 0 {
             for agg in other.cells.values_mut() {
@@ -790,7 +782,7 @@ impl WindowState {
     /// Sorts and cuts every capped list (after which the state is canonical: equal rows give
     /// equal states, whatever the order they came in).
     pub fn normalize(&mut self, engine: &Engine) {
-        let max_evidence = engine.compiled().max_evidence.max(1);
+        let max_evidence = engine.compiled.max_evidence.max(1);
         for agg in self.cells.values_mut() {
             agg.normalize(max_evidence);
         }
@@ -883,12 +875,8 @@ impl<'e, 'i> Accumulator<'e, 'i> {
                 return false;
             }
         }
-        self.state.add(
-            self.engine.compiled(),
-            row,
-            at,
-            Some(&self.requested_hashes),
-        );
+        self.state
+            .add(&self.engine.compiled, row, at, Some(&self.requested_hashes));
         true
     }
 

@@ -464,7 +464,7 @@ impl CustomRules {
         row: &'r ActionLogRow,
         outcome: Outcome,
     ) -> impl Iterator<Item = (usize, RiskLevel, String)> + 'r {
-        let not_stopped = matches!(outcome, Outcome::Permit | Outcome::AuditOnly);
+        let not_stopped = outcome.not_stopped();
         self.rules.iter().enumerate().filter_map(move |(r, rule)| {
             rule.check(row).map(|f| {
                 let risk = if f.escalates_when_not_stopped && not_stopped {
@@ -495,15 +495,7 @@ pub(crate) fn detections(
             let oldest = agg.cited.first()?;
             let org = key.org.as_str();
             let computer = key.computer.as_str();
-            let action_taken = [
-                Outcome::Permit,
-                Outcome::AuditOnly,
-                Outcome::Ringfenced,
-                Outcome::Block,
-            ]
-            .into_iter()
-            .find(|o| agg.outcomes.contains(o))
-            .map_or("Observed", Outcome::label);
+            let action_taken = Outcome::least_stopped_label(|o| agg.outcomes.contains(&o));
             let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(", "));
             let device = joined(&agg.devices);
             let user = joined(&agg.users);

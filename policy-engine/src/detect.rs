@@ -60,6 +60,26 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the row ran (permitted, or only audited): rules that escalate when the action
+    /// was not stopped raise their risk one level.
+    pub(crate) fn not_stopped(self) -> bool {
+        matches!(self, Outcome::Permit | Outcome::AuditOnly)
+    }
+
+    /// A detection's `action_taken`: the least stopped of its rows' outcomes (permitted, then
+    /// audit only, ringfenced, blocked), or "Observed".
+    pub(crate) fn least_stopped_label(outcomes: impl Fn(Outcome) -> bool) -> &'static str {
+        [
+            Outcome::Permit,
+            Outcome::AuditOnly,
+            Outcome::Ringfenced,
+            Outcome::Block,
+        ]
+        .into_iter()
+        .find(|o| outcomes(*o))
+        .map_or("Observed", Outcome::label)
+    }
+
     /// How reports and tickets name the outcome.
     pub(crate) fn label(self) -> &'static str {
         match self {

@@ -71,10 +71,6 @@ impl Engine {
         let rules = format!("{:?}", self.compiled.custom);
         format!("{:032x}", text::fnv128(&[&text, &rules]))
     }
-
-    pub(crate) fn compiled(&self) -> &Compiled {
-        &self.compiled
-    }
 }
 
 /// Finishes an accumulator: the decisions of a window from its rows' state.
@@ -871,17 +867,9 @@ impl<'c, 'a> Evaluation<'c, 'a> {
             .iter()
             .map(|&i| cells[i as usize].key.outcome)
             .collect();
-        let action_taken = [
-            Outcome::Permit,
-            Outcome::AuditOnly,
-            Outcome::Ringfenced,
-            Outcome::Block,
-        ]
-        .into_iter()
-        .find(|o| outcomes.contains(o))
-        .map_or("Observed", Outcome::label);
+        let action_taken = Outcome::least_stopped_label(|o| outcomes.contains(&o));
         let mut risk = r.default_risk.unwrap_or(RiskLevel::Medium);
-        if r.escalates_when_not_stopped && matches!(action_taken, "Permitted" | "Audit only") {
+        if r.escalates_when_not_stopped && outcomes.iter().any(|o| o.not_stopped()) {
             risk = risk.escalated();
         }
         (risk, action_taken)
