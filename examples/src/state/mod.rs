@@ -80,7 +80,9 @@ pub enum StateError {
         source: rusqlite::Error,
     },
     /// PostgreSQL failed (a query, the connection).
-    #[error("state database {path}: {}", error_chain(source))]
+    // The PostgreSQL client's own text is only the kind ("db error", "error connecting to
+    // server"): the message carries its causes.
+    #[error("state database {path}: {}", crate::errors::chain(source))]
     Postgres {
         /// The database, as `postgres://user@host:port/db` (never with a password).
         path: String,
@@ -142,19 +144,6 @@ pub enum StateError {
         /// The lease.
         what: String,
     },
-}
-
-/// An error and its causes on one line (the PostgreSQL client's own text is only the kind:
-/// "db error", "error connecting to server").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 impl StateError {
@@ -1520,8 +1509,8 @@ pub mod testing {
     fn admin(server: String, sql: String) -> Result<(), String> {
         std::thread::spawn(move || {
             let mut c = ::postgres::Client::connect(&server, ::postgres::NoTls)
-                .map_err(|e| super::error_chain(&e))?;
-            c.batch_execute(&sql).map_err(|e| super::error_chain(&e))
+                .map_err(|e| crate::errors::chain(&e))?;
+            c.batch_execute(&sql).map_err(|e| crate::errors::chain(&e))
         })
         .join()
         .unwrap_or_else(|_| Err("the admin thread panicked".into()))

@@ -189,7 +189,7 @@ fn worker(
             Some(c)
         }
         Err(e) => {
-            let _ = ready.send(Err(super::error_chain(&e)));
+            let _ = ready.send(Err(crate::errors::chain(&e)));
             return;
         }
     };
