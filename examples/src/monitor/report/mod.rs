@@ -36,7 +36,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use policy_engine::{Engine, Input, RiskLevel, WindowState};
 use psa_connectors::{Notification, Notifier, Severity};
-use threatlocker_api::Client;
+use threatlocker_api::{ActionLogRow, Client};
 
 pub use compute::{
     compute, compute_with, period_events, Activity, ComputeOptions, DeployDone, PermitDone,
@@ -175,14 +175,46 @@ impl ReportSettings {
     }
 }
 
-/// Reads everything the engine needs for `[start, end)`: organizations, the action log of each
-/// organization in scope, computers, and pending approval requests with their applications and
-/// research categories. Failures are collected as messages (the report is still produced and
-/// lists them); nothing is written anywhere.
+/// Reads everything the engine needs for `[start, end)` except the rows, which go to `on_row`
+/// as they arrive: organizations (the home organization once its rows or computers name it),
+/// computers and pending approval requests with their applications and research categories.
+/// The returned [`Input`] holds no events. Failures are collected as messages (the report is
+/// still produced and lists them); nothing is written anywhere.
 ///
 /// These are the workflow's own steps 1 and 2 (every action type, whatever the `[workflow]`
-/// switches), so the report reads exactly what a run reads. The rows are held in the returned
-/// [`Input`]; [`daily_report`] reads the same but streams them instead.
+/// switches), so the report reads exactly what a run reads. The reader de-duplicates rows per
+/// organization, and a row belongs to one.
+async fn read_period(
+    client: &Client,
+    scope: &Scope,
+    now: DateTime<Utc>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    on_row: &mut (dyn FnMut(ActionLogRow) + Send),
+) -> (Input, Vec<String>) {
+    let listed = fetch::list_scope(client, scope).await;
+    let mut errors = listed.errors.clone();
+    // The window ends at the run's start: that is the `now` rows are judged against.
+    let read = fetch::read_events(client, scope, &listed, &[(start, end)], &[], end, on_row).await;
+    errors.extend(read.errors);
+    let (computers, mut more) = fetch::computers_in_scope(client, scope).await;
+    errors.append(&mut more);
+    let mut organizations = listed.organizations;
+    fetch::add_home_organization(&mut organizations, read.unlisted, &computers);
+    let (approvals, mut more) = fetch::pending_approvals(client, scope).await;
+    errors.append(&mut more);
+    let input = Input::new(now, start, end)
+        .with_approvals(approvals)
+        .with_computers(computers)
+        .with_organizations(organizations);
+    (input, errors)
+}
+
+/// Reads everything the engine needs for `[start, end)`: organizations, the action log of each
+/// organization in scope, computers, and pending approval requests with their applications and
+/// research categories, as a run reads them (every action type). The rows are held in the
+/// returned [`Input`]; [`daily_report`] reads the same but streams the rows instead. Failures
+/// are collected as messages; nothing is written anywhere.
 pub async fn gather(
     client: &Client,
     scope: &Scope,
@@ -190,20 +222,15 @@ pub async fn gather(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> (Input, Vec<String>) {
-    let retrieved = fetch::retrieve(client, scope, start, end, &[], true).await;
-    let mut errors = retrieved.errors;
-    let (approvals, mut more) = fetch::pending_approvals(client, scope).await;
-    errors.append(&mut more);
-    let input = Input::new(now, start, end)
-        .with_events(retrieved.events)
-        .with_approvals(approvals)
-        .with_computers(retrieved.computers)
-        .with_organizations(retrieved.organizations);
-    (input, errors)
+    let mut rows = Vec::new();
+    let (input, errors) = read_period(client, scope, now, start, end, &mut |r| rows.push(r)).await;
+    (input.with_events(rows), errors)
 }
 
-/// Produces the daily report for the `since` hours ending at `now`: reads ThreatLocker
-/// ([`gather`]), evaluates with `engine`, reads what the runs did from `state`, and computes.
+/// Produces the daily report for the `since` hours ending at `now`: reads what [`gather`]
+/// reads, with each row counted into the report's tally and the engine's state as
+/// it arrives (memory follows the window's keys, not its rows), evaluates with `engine`,
+/// reads what the runs did from `state`, and computes.
 pub async fn daily_report(
     client: &Client,
     engine: &Engine,
@@ -214,38 +241,14 @@ pub async fn daily_report(
     options: &ComputeOptions,
 ) -> Result<DailyReport, ReportError> {
     let start = now - since;
-    // What [`gather`] reads, with the rows streamed into the engine's state and the report's
-    // tally as they arrive: memory follows the window's keys, not its rows. (The reader
-    // de-duplicates rows per organization, and a row belongs to one.)
-    let listed = fetch::list_scope(client, scope).await;
-    let mut errors = listed.errors.clone();
     let mut window = WindowState::default();
     let mut tally = RowTally::new(start, now);
-    let read = fetch::read_events(
-        client,
-        scope,
-        &listed,
-        &[(start, now)],
-        &[],
-        now,
-        &mut |row| {
-            if tally.count(&row) {
-                window.push_selected(engine, &row);
-            }
-        },
-    )
+    let (input, errors) = read_period(client, scope, now, start, now, &mut |row| {
+        if tally.count(&row) {
+            window.push_selected(engine, &row);
+        }
+    })
     .await;
-    errors.extend(read.errors);
-    let (computers, mut more) = fetch::computers_in_scope(client, scope).await;
-    errors.append(&mut more);
-    let mut organizations = listed.organizations;
-    fetch::add_home_organization(&mut organizations, read.unlisted, &computers);
-    let (approvals, mut more) = fetch::pending_approvals(client, scope).await;
-    errors.append(&mut more);
-    let input = Input::new(now, start, now)
-        .with_approvals(approvals)
-        .with_computers(computers)
-        .with_organizations(organizations);
     let mut acc = engine.accumulator(&input);
     acc.merge_state(window);
     let decisions = acc.finish();

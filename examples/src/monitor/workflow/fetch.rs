@@ -4,8 +4,9 @@
 //! with their matching application and its research categories. Bounded concurrency; the
 //! client's shared rate limit paces every call.
 //!
-//! The daily report ([`crate::monitor::report::gather`]) reads through the same two functions,
-//! [`retrieve`] and [`pending_approvals`], so a report and a run see the same data.
+//! The daily report (`crate::monitor::report`) reads through the same functions
+//! ([`list_scope`], [`read_events`], [`computers_in_scope`], [`pending_approvals`]), so a
+//! report and a run see the same data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,66 +71,6 @@ impl Scope {
         }
     }
 }
-/// What step 1 read.
-#[derive(Debug, Default)]
-pub(crate) struct Retrieved {
-    /// Every child organization (for names), in or out of scope, and the home organization
-    /// once its rows or computers name it.
-    pub organizations: Vec<Organization>,
-    /// The action-log rows of the organizations in scope.
-    pub events: Vec<ActionLogRow>,
-    /// The computers in scope.
-    pub computers: Vec<Computer>,
-    /// Rows of the organizations in scope that failed validation
-    /// ([`threatlocker_api::validate_action_log_row`]): counted, not evaluated.
-    pub rejected: RowRejections,
-    /// What failed, as messages for the report.
-    pub errors: Vec<String>,
-}
-
-/// Step 1: the organizations, then (with `read_log`) the action log of each organization in
-/// scope and the computers, all filtered to `scope`. Failures become messages; what could be
-/// read is returned. (The run itself streams the rows instead: see [`list_scope`],
-/// [`read_events`] and [`computers_in_scope`].)
-pub(crate) async fn retrieve(
-    client: &Client,
-    scope: &Scope,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    action_types: &[String],
-    read_log: bool,
-) -> Retrieved {
-    let listed = list_scope(client, scope).await;
-    let mut out = Retrieved {
-        organizations: listed.organizations.clone(),
-        errors: listed.errors.clone(),
-        ..Retrieved::default()
-    };
-    if !read_log {
-        return out;
-    }
-    let mut rows = Vec::new();
-    // The window ends at the run's start: that is the `now` rows are judged against.
-    let read = read_events(
-        client,
-        scope,
-        &listed,
-        &[(start, end)],
-        action_types,
-        end,
-        &mut |r| rows.push(r),
-    )
-    .await;
-    out.errors.extend(read.errors);
-    out.rejected = read.rejected;
-    let (computers, mut errors) = computers_in_scope(client, scope).await;
-    out.errors.append(&mut errors);
-    out.computers = computers;
-    out.events = rows;
-    add_home_organization(&mut out.organizations, read.unlisted, &out.computers);
-    out
-}
-
 /// The organizations a run sees and which of them the action log is read for.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Listed {
