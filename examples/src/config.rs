@@ -345,19 +345,7 @@ fn state_duration(
     max: std::time::Duration,
 ) -> Result<std::time::Duration, ConfigError> {
     let Some(v) = value else { return Ok(default) };
-    let d = humantime::parse_duration(v)
-        .map_err(|e| ConfigError::invalid(key, format!("{v:?}: {e} (use e.g. 30s, 1m)")))?;
-    if d < min || d > max {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "{v:?} is out of range ({} to {})",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ),
-        ));
-    }
-    Ok(d)
+    crate::time::parse_bounded_duration(v, min, max).map_err(|m| ConfigError::invalid(key, m))
 }
 
 fn state_config(raw: &RawState) -> Result<StateConfig, ConfigError> {

@@ -164,11 +164,7 @@ pub enum Command {
 }
 
 fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 0s, 30s, 5m)"))?;
-    if d > Duration::from_secs(24 * 3600) {
-        return Err(format!("{s:?} is out of range: use from 0s to 1day"));
-    }
-    Ok(d)
+    crate::time::parse_bounded_duration(s, Duration::ZERO, Duration::from_secs(24 * 3600))
 }
 
 /// Entry point of the binary: parses arguments (usage errors exit 2), sets up logging on

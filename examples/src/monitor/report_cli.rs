@@ -57,11 +57,11 @@ pub struct ReportArgs {
 
 /// Parses `--since`: a humantime duration from one hour to 90 days.
 pub fn parse_since(s: &str) -> Result<StdDuration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 24h, 7d)"))?;
-    if d < StdDuration::from_secs(3600) || d > StdDuration::from_secs(90 * 24 * 3600) {
-        return Err("the period must be between 1h and 90d".into());
-    }
-    Ok(d)
+    crate::time::parse_bounded_duration(
+        s,
+        StdDuration::from_secs(3600),
+        StdDuration::from_secs(90 * 24 * 3600),
+    )
 }
 
 /// The recipients in `org_variables.threatlocker_notification_recipients` (a list, or a

@@ -67,24 +67,7 @@ pub const MAX_POLL: StdDuration = StdDuration::from_secs(24 * 3600);
 /// The shortest interval or poll: ten seconds.
 pub const MIN_INTERVAL: StdDuration = StdDuration::from_secs(10);
 
-/// Parses a duration such as `30m` or `1h 30m` and checks it lies in `[min, max]`; the error
-/// says what is allowed (the caller names the flag or key).
-pub fn parse_bounded_duration(
-    s: &str,
-    min: StdDuration,
-    max: StdDuration,
-) -> Result<StdDuration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 30s, 5m, 1h"))?;
-    if d < min || d > max {
-        return Err(format!(
-            "{s:?} is out of range: use from {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
-    }
-    Ok(d)
-}
+use crate::time::parse_bounded_duration;
 
 /// Whether new approval requests appeared.
 ///
